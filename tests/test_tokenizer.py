@@ -1,0 +1,59 @@
+"""Our tokenizer built from a GGUF must give llama.cpp's ids, token for token."""
+
+import pytest
+
+from toolchain.corpus import udhr_corpus
+from toolchain.languages import LANGUAGES
+from toolchain.llamacpp import tokenize, vocab_only
+from toolchain.recipes import load_recipe
+from toolchain.tokenizer import read_vocab, tokenizer_from_vocab
+
+# 16 languages, 11 scripts: Latin, Cyrillic, Greek, Han, Japanese, Hangul, Arabic, Hebrew,
+# Devanagari, Thai, Ethiopic.
+LANGS = ["en", "de", "vi", "tr", "ru", "uk", "el", "zh", "ja", "ko", "ar", "fa", "he", "hi", "th", "am"]
+EDGE_CASES = ["", " ", "  two  spaces ", "tabs\t\tand\nnew\n\n\nlines", "<bos> is text here", "emoji 🤖 ok"]
+
+pytestmark = pytest.mark.real
+
+
+@pytest.fixture(scope="module", params=["gemma3-270m", "smollm2-135m"])
+def pair(request):
+    path = load_recipe(request.param).source_path()
+    return tokenizer_from_vocab(read_vocab(path)), vocab_only(path)
+
+
+def test_languages_cover_the_scripts():
+    scripts = {LANGUAGES[code].script for code in LANGS}
+    assert {"Latin", "Cyrillic", "Han", "Arabic", "Devanagari"} <= scripts and len(scripts) >= 10
+
+
+def test_ids_equal_llama_cpp_on_udhr_text(pair):
+    ours, llama = pair
+    corpus = udhr_corpus(LANGS)
+    for lang in LANGS:
+        for split in ("calibration", "evaluation"):
+            text = corpus.text(lang, split)
+            expected = tokenize(llama, text, add_bos=_adds_bos(ours))
+            got = ours(text)["input_ids"]
+            assert got == expected, f"{lang}/{split}: first difference at {_first_diff(got, expected)}"
+            assert len(got) > 100
+
+
+def test_ids_equal_llama_cpp_on_edge_cases(pair):
+    ours, llama = pair
+    for text in EDGE_CASES:
+        assert ours(text)["input_ids"] == tokenize(llama, text, add_bos=_adds_bos(ours)), repr(text)
+
+
+def test_decode_round_trips(pair):
+    ours, _ = pair
+    text = udhr_corpus(["ja"]).text("ja", "evaluation")
+    assert ours.decode(ours(text)["input_ids"], skip_special_tokens=True) == text
+
+
+def _adds_bos(tokenizer) -> bool:
+    return tokenizer("")["input_ids"] == [tokenizer.bos_token_id]
+
+
+def _first_diff(a, b):
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

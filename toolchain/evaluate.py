@@ -1,0 +1,109 @@
+"""Per-language perplexity and bits per byte, the same way in every runtime.
+
+Each document (a UDHR article) is split at line boundaries into chunks of at most `max_tokens`
+tokens, tokenized on its own (with BOS where the vocabulary has one) and scored token by token.
+A runtime only has to give the log-probability of each next token: `score(ids) -> nll sum`.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .corpus import Corpus
+
+MAX_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class Chunk:
+    ids: list[int]
+    n_bytes: int  # UTF-8 bytes of the text whose tokens are scored
+
+
+@dataclass(frozen=True)
+class Score:
+    nll: float  # summed negative log-likelihood, nats
+    tokens: int
+    n_bytes: int
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll / self.tokens)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll / (math.log(2) * self.n_bytes)
+
+    def __add__(self, other: "Score") -> "Score":
+        return Score(self.nll + other.nll, self.tokens + other.tokens, self.n_bytes + other.n_bytes)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids with BOS first whenever the vocabulary has one (scoring needs a first context)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([bos] if bos is not None else []) + ids
+
+
+def chunks(tokenizer, documents: list[str], max_tokens: int = MAX_TOKENS) -> list[Chunk]:
+    out = []
+    for doc in documents:
+        pending: list[str] = []
+        for line in doc.split("\n"):
+            candidate = "\n".join(pending + [line])
+            if pending and len(encode(tokenizer, candidate)) > max_tokens:
+                out.append(_chunk(tokenizer, "\n".join(pending), max_tokens))
+                pending = [line]
+            else:
+                pending.append(line)
+        out.append(_chunk(tokenizer, "\n".join(pending), max_tokens))
+    return out
+
+
+def _chunk(tokenizer, text: str, max_tokens: int) -> Chunk:
+    ids = encode(tokenizer, text)[:max_tokens]
+    has_bos = tokenizer.bos_token_id is not None
+    scored = ids[1:]
+    # bytes of what the scored tokens spell (all of `text` unless a line alone was over the limit)
+    n_bytes = len(tokenizer.decode(scored if has_bos else ids, skip_special_tokens=True).encode())
+    if not has_bos:
+        n_bytes -= len(tokenizer.decode(ids[:1]).encode())
+    return Chunk(ids, n_bytes)
+
+
+def nll_from_logits(logits: np.ndarray, ids: list[int]) -> float:
+    """Summed NLL of ids[1:] given logits[:-1] (float64 log-softmax)."""
+    logits = np.asarray(logits[: len(ids) - 1], dtype=np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    logz = (top + np.log(np.exp(logits - top).sum(axis=-1, keepdims=True)))[:, 0]
+    target = logits[np.arange(len(ids) - 1), ids[1:]]
+    return float((logz - target).sum())
+
+
+def score_chunks(scorer: Callable[[list[int]], float], items: list[Chunk]) -> Score:
+    total = Score(0.0, 0, 0)
+    for chunk in items:
+        total = total + Score(scorer(chunk.ids), len(chunk.ids) - 1, chunk.n_bytes)
+    return total
+
+
+def score_languages(scorer, tokenizer, corpus: Corpus, split: str, langs=None, max_tokens=MAX_TOKENS):
+    """{lang: Score} on one split."""
+    return {
+        lang: score_chunks(scorer, chunks(tokenizer, corpus.texts[lang][split], max_tokens))
+        for lang in (langs or corpus.languages)
+    }
+
+
+def torch_scorer(model) -> Callable[[list[int]], float]:
+    import torch
+
+    @torch.inference_mode()
+    def score(ids: list[int]) -> float:
+        logits = model(torch.tensor([ids])).logits[0]
+        logp = torch.log_softmax(logits[:-1].double(), dim=-1)
+        return float(-logp.gather(1, torch.tensor(ids[1:])[:, None]).sum())
+
+    return score

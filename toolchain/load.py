@@ -1,0 +1,158 @@
+"""Load a model, offline, as a float32 transformers model with a tokenizer that matches llama.cpp.
+
+Sources: a recipe name (recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
+model directory of a supported family. Nothing is ever downloaded.
+A GGUF's dequantized weights and tokenizer are cached under .cache/hf/, keyed by the file's hash.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from .errors import UserError  # noqa: E402
+from .families import Family, family_of  # noqa: E402
+from .paths import cache_dir  # noqa: E402
+from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel, float32, eval mode
+    tokenizer: object  # transformers PreTrainedTokenizerFast
+    family: Family
+    name: str
+    source: Path  # the GGUF file or model directory
+    fingerprint: str
+
+    @property
+    def gguf(self) -> Path | None:
+        return self.source if self.source.suffix == ".gguf" else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve(source: str | Path | Recipe) -> tuple[str, Path, Recipe | None]:
+    """A recipe name, a GGUF path or a directory -> (name, local path, recipe or None)."""
+    if isinstance(source, Recipe):
+        return source.name, source.source_path(), source
+    text = str(source)
+    if text in available_recipes():
+        recipe = load_recipe(text)
+        return recipe.name, recipe.source_path(), recipe
+    path = Path(text).expanduser()
+    if path.exists():
+        return path.stem if path.is_file() else path.name, path, None
+    if text.endswith(".gguf") or "/" not in text or text.startswith((".", "/", "~")):
+        raise UserError(
+            f"{text!r} is neither a recipe ({', '.join(available_recipes())}) nor an existing file or directory"
+        )
+    raise UserError(
+        f"{text!r} looks like a model hub id, and this tool works offline: download it first "
+        "(for example `huggingface-cli download` on a connected machine) and pass its local directory"
+    )
+
+
+def load(source: str | Path | Recipe) -> LoadedModel:
+    name, path, recipe = resolve(source)
+    if path.is_dir():
+        loaded = _load_hf_dir(path, name)
+    elif path.suffix == ".gguf":
+        loaded = _load_gguf(path, name)
+    else:
+        raise UserError(f"{path} is not a GGUF file or a Hugging Face model directory")
+    if recipe and recipe.family != loaded.family.name:
+        raise UserError(f"recipe {recipe.name} says family {recipe.family}, the model is {loaded.family.name}")
+    return loaded
+
+
+def _model_type(config_path: Path) -> str:
+    config = json.loads(config_path.read_text())
+    model_type = config.get("model_type")
+    if model_type == "gemma3" and "text_config" in config:
+        raise UserError(f"{config_path.parent}: multimodal Gemma 3 is not supported; use a text-only checkpoint")
+    return model_type
+
+
+def _load_hf_dir(path: Path, name: str) -> LoadedModel:
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise UserError(f"{path} has no config.json: not a Hugging Face model directory")
+    family = family_of(_model_type(config_path))
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise UserError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", local_files_only=True).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: no usable tokenizer ({err})")
+    fingerprint = _dir_fingerprint(path)
+    return LoadedModel(model, tokenizer, family, name, path, fingerprint)
+
+
+def _dir_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _gguf_architecture(path: Path) -> str:
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
+        raise UserError(f"{path} is not a readable GGUF file ({err})")
+    return reader.fields["general.architecture"].contents()
+
+
+_GGUF_MODEL_TYPES = {"gemma3": "gemma3_text", "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+
+
+def _load_gguf(path: Path, name: str) -> LoadedModel:
+    arch = _gguf_architecture(path)
+    if arch not in _GGUF_MODEL_TYPES:
+        raise UserError(f"{path}: GGUF architecture {arch!r} is not supported (supported: {', '.join(_GGUF_MODEL_TYPES)})")
+    family = family_of(_GGUF_MODEL_TYPES[arch])
+    fingerprint = file_sha256(path)[:16]
+    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}"
+    if not (cached / "config.json").exists():
+        _dequantize_to(path, cached)
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype="float32", local_files_only=True).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(cached, local_files_only=True)
+    return LoadedModel(model, tokenizer, family, name, path, fingerprint)
+
+
+def _dequantize_to(path: Path, target: Path) -> None:
+    """Dequantize a GGUF with transformers and save it, with our llama.cpp-exact tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    from .tokenizer import tokenizer_from_gguf
+
+    print(f"Dequantizing {path.name} to float32 (once; cached in {target})")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
+    tokenizer = tokenizer_from_gguf(path)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(target, ignore_errors=True)
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
