@@ -1,0 +1,74 @@
+"""Attention heads made addressable: counts, per-head masks and per-head outputs.
+
+A head's output is its slice of the input to the layer's output projection (`o_proj`), so a
+forward pre-hook on `o_proj` can scale it (masking, or a differentiable mask for gradients) or
+read it (activation statistics). Works for every supported family, whatever the attention kernel.
+"""
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import torch
+
+
+def attention_modules(model) -> list[torch.nn.Module]:
+    return [layer.self_attn for layer in model.model.layers]
+
+
+def head_dim(model) -> int:
+    return attention_modules(model)[0].head_dim
+
+
+def head_counts(model) -> list[int]:
+    """Query heads per layer, read from the actual weight shapes (pruned models differ per layer)."""
+    return [attn.q_proj.out_features // attn.head_dim for attn in attention_modules(model)]
+
+
+def kv_head_counts(model) -> list[int]:
+    return [attn.k_proj.out_features // attn.head_dim for attn in attention_modules(model)]
+
+
+@contextmanager
+def hooked_heads(model, fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
+    """Call fn(layer, heads) with heads shaped [batch, seq, n_heads, head_dim] before each o_proj.
+
+    If fn returns a tensor, it replaces the heads (e.g. masked); otherwise the forward is unchanged.
+    """
+
+    def make_hook(layer: int, dim: int):
+        def hook(_module, args):
+            x = args[0]
+            heads = x.view(*x.shape[:-1], -1, dim)
+            out = fn(layer, heads)
+            return None if out is None else (out.reshape(x.shape), *args[1:])
+
+        return hook
+
+    handles = [
+        attn.o_proj.register_forward_pre_hook(make_hook(i, attn.head_dim))
+        for i, attn in enumerate(attention_modules(model))
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def masked_heads(model, mask: Sequence[torch.Tensor]):
+    """Scale each head's output by mask[layer][head] (0 removes it; a requires-grad mask differentiates)."""
+
+    def apply(layer: int, heads: torch.Tensor) -> torch.Tensor:
+        return heads * mask[layer].to(heads.dtype)[:, None]
+
+    with hooked_heads(model, apply):
+        yield
+
+
+def mask_from_drop(counts: Sequence[int], drop: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """A 0/1 mask with the (layer, head) pairs in `drop` set to 0."""
+    mask = [torch.ones(n) for n in counts]
+    for layer, head in drop:
+        mask[layer][head] = 0.0
+    return mask
