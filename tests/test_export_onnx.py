@@ -1,0 +1,213 @@
+"""ONNX export with a KV cache: ONNX Runtime gives PyTorch's logits, pruned or not, in every family."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_model, tiny_tokenizer
+from toolchain.evaluate import encode, torch_scorer
+from toolchain.export_onnx import export_onnx, quantize_onnx, to_ort_format
+from toolchain.heads import head_counts, kv_head_counts
+from toolchain.onnxrt import empty_past, generate, open_session, ort_scorer, run
+from toolchain.rewrite import prune_heads
+
+FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+# layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all
+KEEP = [[0, 3], [0, 1], [0, 1, 2, 3]]
+SENTENCE = "Alle Menschen sind frei und gleich an Würde und Rechten geboren."
+STEPS = 8
+TOL = 1e-3
+
+
+def torch_steps(model, ids, steps=STEPS, attention_mask=None, position_ids=None) -> list[np.ndarray]:
+    """Logits of a prompt, then of `steps` tokens (ids[:, :steps], fed back) decoded one by one with the cache."""
+    mask = torch.ones_like(ids) if attention_mask is None else attention_mask
+    positions = torch.arange(ids.shape[1]).expand_as(ids) if position_ids is None else position_ids
+    out = []
+    with torch.no_grad():
+        result = model(ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        out.append(result.logits.numpy())
+        for step in range(steps):
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            positions = positions[:, -1:] + 1
+            result = model(ids[:, step : step + 1], attention_mask=mask, position_ids=positions,
+                           past_key_values=result.past_key_values, use_cache=True)
+            out.append(result.logits.numpy())
+    return out
+
+
+def ort_steps(session, ids, steps=STEPS, attention_mask=None, position_ids=None) -> list[np.ndarray]:
+    """The same as torch_steps, through ONNX Runtime with the cache it returns."""
+    ids = ids.numpy()
+    mask = np.ones_like(ids) if attention_mask is None else attention_mask.numpy()
+    positions = np.broadcast_to(np.arange(ids.shape[1]), ids.shape) if position_ids is None else position_ids.numpy()
+    logits, past = run(session, ids, mask, positions)
+    out = [logits]
+    for step in range(steps):
+        mask = np.concatenate([mask, np.ones_like(mask[:, :1])], axis=1)
+        positions = positions[:, -1:] + 1
+        logits, past = run(session, ids[:, step : step + 1], mask, positions, past)
+        out.append(logits)
+    return out
+
+
+def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+
+
+def sentence_ids(tokenizer) -> torch.Tensor:
+    return torch.tensor([encode(tokenizer, SENTENCE)])
+
+
+@pytest.fixture(scope="module", params=[(f, p) for f in FAMILIES for p in (False, True)],
+                ids=lambda p: f"{p[0]}-{'pruned' if p[1] else 'full'}")
+def exported(request, tmp_path_factory):
+    """(model, ONNX path, session) for a tiny model of each family, unpruned and pruned per layer."""
+    family, pruned = request.param
+    model = tiny_model(family)
+    if pruned:
+        prune_heads(model, KEEP)
+    path = export_onnx(model, tiny_tokenizer(), tmp_path_factory.mktemp("onnx") / family)
+    return model, path, open_session(path, threads=1)
+
+
+def test_export_writes_graph_tokenizer_and_config(exported):
+    model, path, session = exported
+    folder = path.parent
+    assert path.name == "model.onnx" and (folder / "model.onnx.data").stat().st_size > 0
+    assert (folder / "config.json").exists() and (folder / "tokenizer.json").exists()
+    names = [i.name for i in session.get_inputs()]
+    assert names[:3] == ["input_ids", "attention_mask", "position_ids"]
+    assert [o.name for o in session.get_outputs()][:3] == ["logits", "present.0.key", "present.0.value"]
+    # every layer's cache is shaped by its own KV heads, read from the graph
+    kv_in_graph = [i.shape[1] for i in session.get_inputs() if i.name.endswith(".key")]
+    assert kv_in_graph == kv_head_counts(model)
+    assert kv_in_graph == ([2, 1, 2] if getattr(model.config, "kept_heads", None) else [2, 2, 2])
+
+
+def test_prefill_and_cached_decoding_match_pytorch(exported):
+    model, _, session = exported
+    ids = sentence_ids(tiny_tokenizer())
+    if model.config.model_type == "gemma3_text":  # the window is exceeded, so it is tested
+        assert ids.shape[1] > model.config.sliding_window
+    reference, ours = torch_steps(model, ids), ort_steps(session, ids)
+    diff = max_diff(reference, ours)
+    print(f"{model.config.model_type} heads {head_counts(model)}: max |ORT - PyTorch| = {diff:.2e}")
+    assert diff <= TOL
+    assert float(np.abs(reference[-1]).max()) > 100 * TOL  # logits are not all near zero
+
+
+def test_padded_batch_matches_pytorch(exported):
+    """Two sequences, the shorter left-padded: every real position gives PyTorch's logits."""
+    model, _, session = exported
+    long = encode(tiny_tokenizer(), SENTENCE)
+    short = encode(tiny_tokenizer(), "Jeder hat das Recht auf Leben.")
+    pad = len(long) - len(short)
+    assert pad > 0
+    ids = torch.tensor([long, [0] * pad + short])
+    mask = torch.tensor([[1] * len(long), [0] * pad + [1] * len(short)])
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    reference = torch_steps(model, ids, attention_mask=mask, position_ids=positions)
+    ours = ort_steps(session, ids, attention_mask=mask, position_ids=positions)
+    real = mask.bool().numpy()
+    assert max_diff([reference[0][real]], [ours[0][real]]) <= TOL
+    assert max_diff(reference[1:], ours[1:]) <= TOL
+    # and the padded row is what the short sentence gives alone
+    alone = ort_steps(session, torch.tensor([short]), steps=0)[0][0]
+    assert float(np.abs(alone - ours[0][1, pad:]).max()) <= TOL
+
+
+def test_scorer_and_greedy_generation_match_pytorch(exported):
+    model, _, session = exported
+    ids = encode(tiny_tokenizer(), SENTENCE)
+    ours, reference = ort_scorer(session)(ids), torch_scorer(model)(ids)
+    assert ours == pytest.approx(reference, rel=1e-5) and reference > 0
+    expected, context = [], torch.tensor([ids])
+    with torch.no_grad():
+        for _ in range(STEPS):
+            token = int(model(context).logits[0, -1].argmax())
+            expected.append(token)
+            context = torch.cat([context, torch.tensor([[token]])], dim=1)
+    assert generate(session, ids, STEPS) == expected
+
+
+def test_sliding_window_matters_for_gemma():
+    """The tiny Gemma's window (8) changes its logits on the test sentence: parity above is not by chance."""
+    ids = sentence_ids(tiny_tokenizer())
+    windowed = torch_steps(tiny_model("gemma3"), ids)
+    unlimited = tiny_model("gemma3")  # the same weights (seeded), without the window
+    unlimited.config.sliding_window = 4096
+    assert max_diff(windowed, torch_steps(unlimited, ids)) > 100 * TOL
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_quantized_copies_run(family, tmp_path):
+    """int8 and int4 copies of a pruned tiny model run in ONNX Runtime, as .onnx and as .ort."""
+    model = prune_heads(tiny_model(family), KEEP)
+    path = export_onnx(model, tiny_tokenizer(), tmp_path)
+    ids = sentence_ids(tiny_tokenizer())
+    full = ort_steps(open_session(path), ids, steps=2)
+    spread = float(np.abs(full[0]).max())
+    for kind in ("int8", "int4"):
+        quantized = quantize_onnx(path, tmp_path / f"model_{kind}.onnx", kind)
+        ops = {n.op_type for n in _graph(quantized).node}
+        assert ("MatMulInteger" if kind == "int8" else "MatMulNBits") in ops
+        logits = ort_steps(open_session(quantized), ids, steps=2)
+        diff = max_diff(full, logits)
+        assert 0 < diff < 0.5 * spread, (kind, diff, spread)  # changed, yet still the same model
+        ort_path = to_ort_format(quantized)
+        assert ort_path.suffix == ".ort"
+        assert max_diff(logits, ort_steps(open_session(ort_path), ids, steps=2)) <= TOL
+
+
+def _graph(path):
+    import onnx
+
+    return onnx.load(str(path), load_external_data=False).graph
+
+
+def test_unknown_quantization_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="int8 or int4"):
+        quantize_onnx(tmp_path / "model.onnx", tmp_path / "q.onnx", "int3")
+
+
+@pytest.mark.real
+def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
+    model = copy.deepcopy(gemma.model)
+    n_layers = len(head_counts(model))
+    prune_heads(model, [[h for h in range(4) if h != layer % 4] for layer in range(n_layers)])
+    path = export_onnx(model, gemma.tokenizer, tmp_path)
+    session = open_session(path)
+    assert [i.shape[1] for i in session.get_inputs() if i.name.endswith(".key")] == [1] * n_layers
+
+    ids = sentence_ids(gemma.tokenizer)
+    reference, ours = torch_steps(model, ids), ort_steps(session, ids)
+    diff = max_diff(reference, ours)
+    nll = ort_scorer(session)(ids[0].tolist())
+    assert nll == pytest.approx(torch_scorer(model)(ids[0].tolist()), rel=1e-4)
+    del model, session
+    sizes = {"float32": _size(path)}
+    print(f"\npruned Gemma: max |ORT - PyTorch| = {diff:.2e} over prefill + {STEPS} steps; NLL {nll:.2f}")
+    assert diff <= TOL
+
+    for kind in ("int8", "int4"):
+        quantized = quantize_onnx(path, tmp_path / f"model_{kind}.onnx", kind)
+        sizes[kind] = _size(quantized)
+        session = open_session(quantized)
+        q_nll = ort_scorer(session)(ids[0].tolist())
+        print(f"{kind}: NLL {q_nll:.2f}")
+        assert np.isfinite(q_nll) and abs(q_nll / nll - 1) < 0.25, (kind, q_nll, nll)
+        ort_session = open_session(to_ort_format(quantized))
+        prompt = ids[:, :8].numpy()
+        assert max_diff([run(session, prompt)[0]], [run(ort_session, prompt)[0]]) <= TOL
+        assert len(empty_past(ort_session)) == 2 * n_layers
+        del session, ort_session
+    print("sizes (MB):", {k: round(v / 1e6) for k, v in sizes.items()})
+    assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["int4"] < sizes["int8"]
+
+
+def _size(onnx_path) -> int:
+    """Bytes of an ONNX graph and its external data."""
+    return sum(p.stat().st_size for p in onnx_path.parent.glob(onnx_path.name + "*"))
