@@ -112,8 +112,9 @@ def test_padded_batch_matches_pytorch(exported):
     reference = torch_steps(model, ids, attention_mask=mask, position_ids=positions)
     ours = ort_steps(session, ids, attention_mask=mask, position_ids=positions)
     real = mask.bool().numpy()
-    assert max_diff([reference[0][real]], [ours[0][real]]) <= TOL
-    assert max_diff(reference[1:], ours[1:]) <= TOL
+    diff = max(max_diff([reference[0][real]], [ours[0][real]]), max_diff(reference[1:], ours[1:]))
+    print(f"{model.config.model_type} heads {head_counts(model)}, padded batch: max |ORT - PyTorch| = {diff:.2e}")
+    assert diff <= TOL
     # and the padded row is what the short sentence gives alone
     alone = ort_steps(session, torch.tensor([short]), steps=0)[0][0]
     assert float(np.abs(alone - ours[0][1, pad:]).max()) <= TOL
@@ -152,8 +153,13 @@ def test_quantized_copies_run(family, tmp_path):
     spread = float(np.abs(full[0]).max())
     for kind in ("int8", "int4"):
         quantized = quantize_onnx(path, tmp_path / f"model_{kind}.onnx", kind)
-        ops = {n.op_type for n in _graph(quantized).node}
-        assert ("MatMulInteger" if kind == "int8" else "MatMulNBits") in ops
+        graph = _graph(quantized)
+        ops = {n.op_type for n in graph.node}
+        expected = {"MatMulInteger", "DynamicQuantizeLinear"} if kind == "int8" else {"MatMulNBits", "DequantizeLinear"}
+        assert expected <= ops, ops
+        weights = {t.name for t in graph.initializer}
+        assert not [n.name for n in graph.node if n.op_type in ("MatMul", "Gather") and set(n.input) & weights
+                    and _is_float_matrix(graph, set(n.input) & weights)]
         logits = ort_steps(open_session(quantized), ids, steps=2)
         diff = max_diff(full, logits)
         assert 0 < diff < 0.5 * spread, (kind, diff, spread)  # changed, yet still the same model
@@ -166,6 +172,13 @@ def _graph(path):
     import onnx
 
     return onnx.load(str(path), load_external_data=False).graph
+
+
+def _is_float_matrix(graph, names) -> bool:
+    """Whether one of the named initializers is a float matrix (a weight left unquantized)."""
+    from onnx import TensorProto
+
+    return any(t.name in names and t.data_type == TensorProto.FLOAT and len(t.dims) == 2 for t in graph.initializer)
 
 
 def test_unknown_quantization_is_refused(tmp_path):
@@ -198,7 +211,7 @@ def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
         session = open_session(quantized)
         q_nll = ort_scorer(session)(ids[0].tolist())
         print(f"{kind}: NLL {q_nll:.2f}")
-        assert np.isfinite(q_nll) and abs(q_nll / nll - 1) < 0.25, (kind, q_nll, nll)
+        assert nll < q_nll < 1.5 * nll, (kind, q_nll, nll)  # worse, yet the same model
         ort_session = open_session(to_ort_format(quantized))
         prompt = ids[:, :8].numpy()
         assert max_diff([run(session, prompt)[0]], [run(ort_session, prompt)[0]]) <= TOL

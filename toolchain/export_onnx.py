@@ -11,11 +11,15 @@ sliding windows). Every layer keeps its whole past (a sliding layer does not dro
 its window, it masks it), so logits equal PyTorch's at any length, at the cost of a cache that
 grows by the full length in sliding layers too.
 
-optimum-onnx is not used for the graph: its exporter describes the cache with one
-`num_key_value_heads` for every layer (pruned layers differ), and it lets transformers pick the
-attention masks at trace time. A small wrapper traced by `torch.onnx.export` does both right.
+optimum-onnx is not used for the graph. It exports these families unpruned, but not a pruned
+model: `main_export` reloads the checkpoint from config.json (whose head counts no longer fit the
+weights), and `onnx_export_from_model` traces with a dummy cache of `num_key_value_heads` heads in
+every layer. A small wrapper traced by `torch.onnx.export` (TorchScript exporter) takes each layer's shape.
 """
 
+import contextlib
+import io
+import logging
 import shutil
 import tempfile
 import warnings
@@ -25,7 +29,7 @@ import torch
 
 from .heads import attention_modules, head_dim, kv_head_counts
 
-OPSET = 17
+OPSET = 18
 ONNX_FILE = "model.onnx"
 DATA_SUFFIX = ".data"
 
@@ -163,21 +167,30 @@ def save_with_external_data(src: str | Path, dst: str | Path) -> Path:
 
 
 def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
-    """Quantize the weights of src into dst for CPU: "int8" (dynamic, per-tensor) or "int4" (MatMulNBits, blocks of 32)."""
+    """Quantize the weights of src into dst (+ dst.data) for ONNX Runtime on CPU.
+
+    "int8": dynamic quantization, int8 weights (per output channel for MatMul, per tensor for the
+    embedding's Gather) and activations quantized on the fly.
+    "int4": weight-only MatMulNBits, blocks of 32 weights with a scale and a zero point each, computed
+    in float; the embedding is stored in int8 (a 4-bit Gather needs int4 tensors, which the ORT format
+    of ONNX Runtime Mobile cannot hold).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / dst.name
         if kind == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
-
-            quantize_dynamic(src, out, weight_type=QuantType.QInt8, use_external_data_format=True)
+            quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True)
         elif kind == "int4":
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-            quantizer = MatMulNBitsQuantizer(str(src), bits=4, block_size=32, is_symmetric=True)
+            logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+            quantizer = MatMulNBitsQuantizer(str(src), bits=4, block_size=32, is_symmetric=False)
             quantizer.process()
-            quantizer.model.save_model_to_file(str(out), use_external_data_format=True)
+            quantize_dynamic(quantizer.model.model, out, op_types_to_quantize=["Gather"],
+                             weight_type=QuantType.QInt8, use_external_data_format=True)
         else:
             raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
         save_with_external_data(out, dst)
@@ -189,7 +202,7 @@ def to_ort_format(src: str | Path) -> Path:
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     src = Path(src)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         convert_onnx_models_to_ort(src, output_dir=Path(tmp), optimization_styles=[OptimizationStyle.Fixed])
         made = next(Path(tmp).rglob(src.stem + ".ort"))
         target = src.with_suffix(".ort")
