@@ -176,6 +176,16 @@ def test_non_uniform_gemma_is_refused(tmp_path):
         export_gguf(model, None, tiny_tokenizer(), tmp_path / "x.gguf", arch="deci")
 
 
+@pytest.mark.parametrize("family, keep", [("qwen3", UNIFORM), ("qwen2", None)])
+def test_qwen_families_export_uniform(tmp_path, family, keep):
+    model = tiny_model(family)
+    model = sharpen(prune_heads(model, keep) if keep else model)
+    out = export_gguf(model, None, tiny_tokenizer(), tmp_path / f"{family}.gguf")
+    assert metadata(out)["general.architecture"] == family
+    gap, logit_diff = compare(out, model, tiny_ids())
+    assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
+
+
 def test_pruned_qwen2_is_refused(tmp_path):
     model = prune_heads(tiny_model("qwen2"), UNIFORM)
     with pytest.raises(UserError, match="needs all query heads"):
