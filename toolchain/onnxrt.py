@@ -41,7 +41,9 @@ def empty_past(session, batch: int = 1) -> dict[str, np.ndarray]:
 
 
 def run(session, input_ids, attention_mask=None, position_ids=None, past=None):
-    """One forward pass with numpy arrays: (logits [batch, new, vocab], {present name: array}).
+    """One forward pass with numpy arrays: (logits [batch, new, vocab], the new past).
+
+    The new past maps past_key_values.* names to the present.* outputs, ready for the next call.
 
     attention_mask covers past + new tokens (default all ones); position_ids default to the
     absolute positions after the past; past defaults to empty.
