@@ -1,0 +1,55 @@
+"""Analysis on tiny models: exact masking equals naive masking; the scores have the right shapes."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_model, tiny_tokenizer
+from toolchain.analyze import METHODS, Analysis, Settings, activation_frequency, analyze, masking_deltas, mean_loss
+from toolchain.corpus import udhr_corpus
+from toolchain.heads import mask_from_drop, masked_heads
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
+def test_masking_from_cached_layer_inputs_equals_naive_masking(family):
+    model = tiny_model(family)
+    torch.manual_seed(1)
+    chunks = {"a": torch.randint(1, 320, (20,)).tolist(), "b": torch.randint(1, 320, (13,)).tolist()}
+    deltas, base = masking_deltas(model, chunks)
+    with torch.no_grad():
+        for i, (lang, ids) in enumerate(chunks.items()):
+            assert base[lang] == pytest.approx(mean_loss(model, ids).item(), abs=1e-5)
+            for layer in range(3):
+                for head in range(4):
+                    with masked_heads(model, mask_from_drop([4, 4, 4], [(layer, head)])):
+                        naive = mean_loss(model, ids).item() - base[lang]
+                    assert deltas[i, layer, head] == pytest.approx(naive, abs=1e-5)
+    assert np.abs(deltas).max() > 1e-3
+
+
+def test_activation_frequency_and_entropy():
+    rng = np.random.default_rng(0)
+    norms = {lang: rng.random((100, 2, 3)) for lang in ("a", "b", "c")}
+    norms["a"][:, 0, 0] += 10  # head (0, 0) fires for language a only
+    freq, entropy = activation_frequency(norms, quantile=0.9)
+    assert freq[0, 0, 0] > 0.25 and freq[1, 0, 0] == 0 and freq[2, 0, 0] == 0
+    assert entropy[0, 0] == pytest.approx(0, abs=1e-6)
+    assert entropy[1, 1] > 0.9  # a head active evenly across languages
+
+
+def test_analysis_round_trips_and_normalizes(tmp_path):
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    corpus = udhr_corpus(["en", "de", "ru"])
+    settings = Settings(("en", "de", "ru"), tokens_per_language=64, masking_tokens=32, chunk_tokens=32,
+                        masking_output_dtype="float32")
+    analysis = analyze(model, tok, corpus, settings, "tiny")
+    for method in METHODS:
+        assert analysis.scores[method].shape == (3, 3, 4)
+        assert np.abs(analysis.normalized(method)).mean(axis=(1, 2)) == pytest.approx([1, 1, 1])
+    assert (analysis.scores["gradient"] > 0).all()
+    spec = analysis.specificity()
+    assert spec.sum(axis=0) == pytest.approx(np.zeros((3, 4)), abs=1e-9)  # relative to the others
+    assert set(analysis.agreement()) == {"masking~gradient", "masking~activation", "gradient~activation"}
+    reloaded = Analysis.from_json(__import__("json").loads(analysis.save(tmp_path / "a.json").read_text()))
+    assert np.array_equal(reloaded.scores["masking"], analysis.scores["masking"])
+    assert reloaded.settings == settings

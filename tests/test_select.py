@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from toolchain.errors import UserError
+from toolchain.rewrite import kv_heads_kept
+from toolchain.select import budget_heads, candidate_budgets, layer_options, random_selection, search_tolerance, select_heads
+
+
+def costs(seed=0, shape=(6, 4)):
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+def brute_force_free(c, n_kv, n_drop):
+    """Lowest-cost valid selection by enumerating every layer's options jointly."""
+    import itertools
+
+    opts = [layer_options(c[layer], n_kv) for layer in range(len(c))]
+    best = None
+    for combo in itertools.product(*[list(o.items()) for o in opts]):
+        if sum(r for r, _ in combo) == n_drop:
+            cost = sum(v[0] for _, v in combo)
+            best = cost if best is None or cost < best else best
+    return best
+
+
+@pytest.mark.parametrize("n_kv", [1, 2, 4])
+def test_free_selection_is_optimal_and_valid(n_kv):
+    c = costs(shape=(4, 4))
+    for n_drop in candidate_budgets(c, n_kv, "free"):
+        sel = select_heads(c, n_kv, n_drop, "free")
+        assert len(sel.drop) == n_drop
+        assert sel.cost == pytest.approx(brute_force_free(c, n_kv, n_drop))
+        for layer, kept in enumerate(sel.keep):
+            assert kept and kv_heads_kept(kept, 4, n_kv, layer)  # raises if groups are uneven
+
+
+def test_unreachable_budgets_name_the_nearest():
+    c = costs(shape=(2, 4))
+    assert candidate_budgets(c, 2, "free") == [0, 2, 3, 4, 5, 6]
+    with pytest.raises(UserError, match=r"exactly 1 heads; nearest: \[0, 2\]"):
+        select_heads(c, 2, 1, "free")
+
+
+def test_uniform_selection_drops_the_cheapest_per_layer():
+    c = costs()
+    sel = select_heads(c, 1, 12, "uniform")
+    assert sel.heads_per_layer == [2] * 6
+    for layer in range(6):
+        assert sorted(h for l, h in sel.drop if l == layer) == sorted(np.argsort(c[layer])[:2].tolist())
+
+
+def test_budget_errors():
+    c = costs()
+    with pytest.raises(UserError, match="remove every head"):
+        select_heads(c, 1, 24, "free")
+    with pytest.raises(UserError, match="at most 18 of 24"):
+        select_heads(c, 1, 20, "free")
+    with pytest.raises(UserError, match="multiple of 6"):
+        select_heads(c, 1, 7, "uniform")
+    with pytest.raises(UserError, match=r"\[0, 1\)"):
+        budget_heads(1.0, 6, 4, "free")
+    assert budget_heads(0.25, 18, 4, "uniform") == 18
+    assert budget_heads(0.25, 30, 9, "free") == 68
+
+
+def test_tolerance_search_finds_the_largest_budget_within_tolerance():
+    c = costs()
+    baseline = {"en": 10.0}
+
+    def measure(sel):  # perplexity grows 1% per dropped head
+        return {"en": 10.0 * (1 + 0.01 * len(sel.drop))}
+
+    sel, ppl, trail = search_tolerance(c, 1, "free", 0.05, measure, baseline)
+    assert len(sel.drop) == 5 and ppl["en"] == pytest.approx(10.5)
+    assert all(t["within_tolerance"] == (t["heads_dropped"] <= 5) for t in trail)
+    sel, _, _ = search_tolerance(c, 1, "uniform", 0.07, measure, baseline)
+    assert len(sel.drop) == 6
+
+
+def test_random_selection_respects_the_layout():
+    sel = random_selection(6, 4, 2, 8, "free", seed=1)
+    assert len(sel.drop) == 8
+    for layer, kept in enumerate(sel.keep):
+        kv_heads_kept(kept, 4, 2, layer)

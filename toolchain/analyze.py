@@ -1,0 +1,335 @@
+"""Per-language importance of every attention head, three ways, on the calibration split.
+
+- gradient: |d loss / d mask| for a per-head mask of ones, summed over chunks of text
+  (one backward pass scores every head at once);
+- activation: how often a head's contribution to the residual stream (the norm of its o_proj
+  output) is above that head's own threshold, the `quantile` of its norms over all languages'
+  tokens; plus the LAPE-style entropy of those frequencies across languages;
+- masking: the exact change in a language's mean loss when the head's output is zeroed. Hidden
+  states entering each layer are computed once; a masked run starts from them and recomputes only
+  the layers from the masked one on (the logits are exact, nothing is approximated).
+
+Each method's scores are normalized per language (mean over heads = 1) and combined into an
+importance per language; specificity is how much more a head matters to a language than to
+the others. Results are cached by model, corpus and settings fingerprints.
+"""
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .corpus import Corpus
+from .evaluate import encode
+from .heads import attention_modules, head_counts, hooked_heads, masked_heads
+from .paths import cache_dir
+
+METHODS = ("masking", "gradient", "activation")
+
+
+@dataclass(frozen=True)
+class Settings:
+    languages: tuple[str, ...]
+    tokens_per_language: int = 512  # calibration tokens for gradient and activation scores
+    masking_tokens: int = 128  # calibration tokens per language for exact masking
+    chunk_tokens: int = 256
+    quantile: float = 0.9  # per-head activation threshold over all languages' tokens
+    # Precision of the 262k-row output layer in the masking runs (everything else is float32).
+    # bfloat16 makes that matmul ~5x faster on AVX512-BF16 CPUs; base and masked losses go
+    # through the same path, and tests bound the difference to float32 deltas.
+    masking_output_dtype: str = "bfloat16"
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Analysis:
+    languages: list[str]
+    layers: int
+    heads: int
+    scores: dict[str, np.ndarray]  # method -> [language, layer, head]
+    base_loss: dict[str, float]  # mean calibration loss per language (masking tokens)
+    entropy: np.ndarray  # [layer, head] LAPE entropy of activation frequencies, in [0, 1]
+    settings: Settings
+    model_fingerprint: str
+    corpus_fingerprint: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    # -- derived scores -------------------------------------------------------------------
+    def normalized(self, method: str) -> np.ndarray:
+        """Scores divided by each language's mean absolute score over heads."""
+        s = self.scores[method]
+        return s / (np.abs(s).mean(axis=(1, 2), keepdims=True) + 1e-12)
+
+    def importance(self) -> np.ndarray:
+        """[language, layer, head]: the mean of the loss-based methods (masking, gradient), normalized."""
+        return (self.normalized("masking") + self.normalized("gradient")) / 2
+
+    def specificity(self) -> np.ndarray:
+        """[language, layer, head]: importance to a language minus its mean importance to the others."""
+        imp = self.importance()
+        others = (imp.sum(axis=0, keepdims=True) - imp) / (len(self.languages) - 1)
+        return imp - others
+
+    def agreement(self) -> dict[str, float]:
+        """Spearman rank correlation between methods, per language, averaged."""
+        out = {}
+        for i, a in enumerate(METHODS):
+            for b in METHODS[i + 1 :]:
+                rho = [_spearman(self.scores[a][k].ravel(), self.scores[b][k].ravel()) for k in range(len(self.languages))]
+                out[f"{a}~{b}"] = float(np.mean(rho))
+        return out
+
+    def index(self, lang: str) -> int:
+        return self.languages.index(lang)
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "model_fingerprint": self.model_fingerprint,
+            "corpus_fingerprint": self.corpus_fingerprint,
+            "settings": asdict(self.settings),
+            "languages": self.languages,
+            "layers": self.layers,
+            "heads": self.heads,
+            "base_loss": self.base_loss,
+            "scores": {m: self.scores[m].tolist() for m in METHODS},
+            "entropy": self.entropy.tolist(),
+            "specificity": self.specificity().tolist(),
+            "agreement": self.agreement(),
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Analysis":
+        settings = data["settings"]
+        return cls(
+            languages=data["languages"],
+            layers=data["layers"],
+            heads=data["heads"],
+            scores={m: np.array(data["scores"][m]) for m in METHODS},
+            base_loss=data["base_loss"],
+            entropy=np.array(data["entropy"]),
+            settings=Settings(**{**settings, "languages": tuple(settings["languages"])}),
+            model_fingerprint=data["model_fingerprint"],
+            corpus_fingerprint=data["corpus_fingerprint"],
+            seconds=data.get("seconds", {}),
+        )
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json()))
+        return path
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# -- text ---------------------------------------------------------------------------------
+def calibration_ids(tokenizer, corpus: Corpus, lang: str, n_tokens: int, chunk_tokens: int) -> list[list[int]]:
+    """The first n_tokens of the language's calibration text, in chunks that each start with BOS."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = encode(tokenizer, corpus.text(lang, "calibration"))[len(bos) :][:n_tokens]
+    step = chunk_tokens - len(bos)
+    return [bos + ids[i : i + step] for i in range(0, len(ids), step)]
+
+
+# -- loss ---------------------------------------------------------------------------------
+def token_losses(model, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256, weight=None) -> torch.Tensor:
+    """Per-token NLL from final hidden states, through the output layer in slices (262k logits).
+
+    `weight` may be a lower-precision copy of the output layer; logits are float32 either way.
+    """
+    weight = model.get_output_embeddings().weight if weight is None else weight
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    flat_h, flat_t = hidden.reshape(-1, hidden.shape[-1]).to(weight.dtype), targets.reshape(-1)
+    out = []
+    for i in range(0, len(flat_h), rows):
+        logits = (flat_h[i : i + rows] @ weight.T).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        out.append(torch.logsumexp(logits, -1) - logits.gather(1, flat_t[i : i + rows, None])[:, 0])
+    return torch.cat(out).view(targets.shape)
+
+
+def mean_loss(model, ids: list[int], mask=None) -> torch.Tensor:
+    x = torch.tensor([ids])
+    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
+    return token_losses(model, hidden[:, :-1], x[:, 1:]).mean()
+
+
+# -- gradient and activation --------------------------------------------------------------
+def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=None):
+    """Per language: summed |d loss/d mask| per head, and every token's per-head output norm."""
+    counts = head_counts(model)
+    o_weights = [attn.o_proj.weight.detach() for attn in attention_modules(model)]
+    grads, norms = {}, {}
+    for lang, lang_chunks in chunks.items():
+        grad = torch.zeros(len(counts), max(counts))
+        lang_norms = []
+        for ids in lang_chunks:
+            mask = [torch.ones(n, requires_grad=True) for n in counts]
+            layer_norms = {}
+
+            def record(layer, heads):
+                w = o_weights[layer].view(o_weights[layer].shape[0], counts[layer], -1)
+                contribution = torch.einsum("bshd,ohd->bsho", heads.detach(), w)
+                layer_norms[layer] = contribution.norm(dim=-1)[0]  # [seq, heads]
+
+            with masked_heads(model, mask), hooked_heads(model, record):
+                mean_loss(model, ids).backward()
+            for layer, m in enumerate(mask):
+                grad[layer, : counts[layer]] += m.grad.abs() * (len(ids) - 1)
+            lang_norms.append(torch.stack([layer_norms[layer] for layer in range(len(counts))], dim=1))
+            if progress:
+                progress.update(len(ids))
+        grads[lang] = grad.numpy()
+        norms[lang] = torch.cat(lang_norms).numpy()  # [tokens, layer, head]
+    return grads, norms
+
+
+def activation_frequency(norms: dict[str, np.ndarray], quantile: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies [language, layer, head] above each head's pooled quantile, and their entropy."""
+    per_lang = min(len(n) for n in norms.values())  # equal weight per language in the threshold
+    pooled = np.concatenate([n[:per_lang] for n in norms.values()])
+    threshold = np.quantile(pooled, quantile, axis=0)
+    freq = np.stack([(n > threshold).mean(axis=0) for n in norms.values()])
+    p = freq / (freq.sum(axis=0, keepdims=True) + 1e-12)
+    entropy = -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(norms))
+    return freq, entropy
+
+
+# -- exact masking ------------------------------------------------------------------------
+@contextmanager
+def layers_from(model, start: int):
+    """Run only layers[start:] (the caller passes the hidden state entering layer `start`)."""
+    layers = model.model.layers
+    model.model.layers = torch.nn.ModuleList(list(layers)[start:])
+    try:
+        yield
+    finally:
+        model.model.layers = layers
+
+
+def _batch(chunks: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(c) for c in chunks)
+    ids = torch.full((len(chunks), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(chunks), width), dtype=torch.long)
+    for i, c in enumerate(chunks):
+        ids[i, : len(c)] = torch.tensor(c)
+        attention[i, : len(c)] = 1
+    return ids, attention
+
+
+def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output_dtype: str = "float32") -> tuple[np.ndarray, dict[str, float]]:
+    """Exact Δ mean loss [language, layer, head] when each head alone is masked, and base losses.
+
+    One right-padded batch holds every language's chunk; padding never affects real tokens
+    (causal attention) and is left out of the loss.
+    """
+    langs = list(chunks)
+    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
+    targets, valid = ids[:, 1:], attention[:, 1:].bool()
+    weight = model.get_output_embeddings().weight.detach().to(getattr(torch, output_dtype))
+
+    def per_language_loss(hidden):
+        losses = token_losses(model, hidden[:, :-1], targets, weight=weight) * valid
+        return losses.sum(1) / valid.sum(1)
+
+    counts = head_counts(model)
+    deltas = np.zeros((len(langs), len(counts), max(counts)))
+    with torch.inference_mode():
+        out = model.model(input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False)
+        base = per_language_loss(out.last_hidden_state)
+        entering = out.hidden_states  # entering[l] is the input of layer l
+        for layer, n in enumerate(counts):
+            attn = attention_modules(model)[layer]
+            for head in range(n):
+                mask = torch.ones(n)
+                mask[head] = 0
+                hook = attn.o_proj.register_forward_pre_hook(_mask_hook(mask, attn.head_dim))
+                try:
+                    with layers_from(model, layer):
+                        hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
+                finally:
+                    hook.remove()
+                deltas[:, layer, head] = (per_language_loss(hidden.last_hidden_state) - base).numpy()
+                if progress:
+                    progress.update(1)
+    return deltas, dict(zip(langs, base.tolist()))
+
+
+def _mask_hook(mask: torch.Tensor, dim: int):
+    def hook(_module, args):
+        x = args[0]
+        return ((x.view(*x.shape[:-1], -1, dim) * mask[:, None]).reshape(x.shape), *args[1:])
+
+    return hook
+
+
+# -- the stage ----------------------------------------------------------------------------
+def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> Analysis:
+    counts = head_counts(model)
+    if len(set(counts)) != 1:
+        raise ValueError("analysis runs on the original model (same head count in every layer)")
+    langs = list(settings.languages)
+    cheap = {
+        lang: calibration_ids(tokenizer, corpus, lang, settings.tokens_per_language, settings.chunk_tokens)
+        for lang in langs
+    }
+    exact = {
+        lang: calibration_ids(tokenizer, corpus, lang, settings.masking_tokens, settings.masking_tokens + 1)[0]
+        for lang in langs
+    }
+    seconds = {}
+    start = time.perf_counter()
+    total = sum(len(c) for chunks in cheap.values() for c in chunks)
+    with tqdm(total=total, desc="gradient + activation", unit="tok") as bar:
+        grads, norms = gradient_and_activation(model, cheap, bar)
+    freq, entropy = activation_frequency(norms, settings.quantile)
+    seconds["gradient_activation"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    with tqdm(total=sum(counts), desc="exact head masking", unit="head") as bar:
+        deltas, base = masking_deltas(model, exact, bar, settings.masking_output_dtype)
+    seconds["masking"] = time.perf_counter() - start
+
+    return Analysis(
+        languages=langs,
+        layers=len(counts),
+        heads=counts[0],
+        scores={"masking": deltas, "gradient": np.stack([grads[lang] for lang in langs]), "activation": freq},
+        base_loss=base,
+        entropy=entropy,
+        settings=settings,
+        model_fingerprint=model_fingerprint,
+        corpus_fingerprint=corpus.fingerprint(),
+        seconds=seconds,
+    )
+
+
+def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}"
+    return cache_dir() / "analysis" / f"{key}.json"
+
+
+def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> tuple[Analysis, bool]:
+    """The analysis from cache when model, corpus and settings match; else computed and cached."""
+    path = cache_path(model_fingerprint, corpus, settings)
+    if path.exists():
+        return Analysis.from_json(json.loads(path.read_text())), True
+    analysis = analyze(model, tokenizer, corpus, settings, model_fingerprint)
+    tmp = path.with_suffix(".partial")
+    analysis.save(tmp)
+    tmp.rename(path)
+    return analysis, False
