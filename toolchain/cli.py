@@ -1,7 +1,9 @@
 """Command line: `toolchain <subcommand>`. It only wires the stages together."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from .errors import UserError
 
@@ -34,6 +36,81 @@ def cmd_prepare(args) -> None:
     )
 
 
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _export_options(args):
+    from .pipeline import ExportOptions
+
+    options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, tol=args.tol,
+                            layout=args.layout or None, corpus=args.corpus, out=args.out)
+    if args.quant:
+        options.quant = _split(args.quant)
+    if args.analysis_langs:
+        options.analysis_langs = _split(args.analysis_langs)
+    return options
+
+
+def cmd_export(args) -> None:
+    from .pipeline import run_export
+    from .report import summary
+
+    folder = run_export(_export_options(args))
+    report = json.loads((folder / "report.json").read_text())
+    _print_summary(summary(report))
+    print(f"\nWrote {folder} (report.md, report.json, heatmap.png, onnx/, gguf/, pytorch/)")
+
+
+def cmd_analyze(args) -> None:
+    from .analyze import Settings, analyze_cached
+    from .corpus import load_corpus
+    from .load import load
+    from .pipeline import _all_langs, check_options
+    from .plots import heatmap
+
+    options = _export_options(args)
+    check_options(options)
+    loaded = load(options.model)
+    langs = _all_langs(options)
+    analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, load_corpus(langs, options.corpus),
+                                      Settings(tuple(langs)), loaded.fingerprint)
+    out = Path(args.out or f"exported/{loaded.name}-analysis")
+    out.mkdir(parents=True, exist_ok=True)
+    analysis.save(out / "analysis.json")
+    heatmap(analysis, out / "heatmap.png")
+    print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages; seconds {analysis.seconds}")
+    print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
+    print(f"Wrote {out}/analysis.json and heatmap.png")
+
+
+def cmd_bench(args) -> None:
+    from .bench import bench
+
+    for folder, rows in bench(args.exports):
+        print(f"\n{folder}")
+        _print_summary(rows)
+
+
+def _print_summary(rows) -> None:
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'':<{width}}  {'before':>10} {'after':>10} {'ratio':>7}")
+    for what, before, after, ratio in rows:
+        print(f"{what:<{width}}  {before:>10} {after:>10} {ratio:>7}")
+
+
+def _add_export_arguments(p) -> None:
+    p.add_argument("--langs", required=True, help="languages to keep, ISO 639-1 codes: en,de")
+    p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
+    p.add_argument("--heads", type=float, help="fraction of attention heads to drop (default 0.25)")
+    p.add_argument("--tol", type=float, help="or: max relative perplexity rise of kept languages (0.02)")
+    p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
+    p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M")
+    p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
+    p.add_argument("--analysis-langs", help="languages to analyze besides the kept ones (default: 12)")
+    p.add_argument("--out", type=Path, help="output folder (default exported/<model>-<langs>)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolchain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("languages", help="list the languages of the corpus")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
     p.set_defaults(func=cmd_languages)
+
+    p = sub.add_parser("export", help="analyze, prune, export ONNX and GGUF, verify, report")
+    _add_export_arguments(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("analyze", help="per-language head importance: analysis.json and heatmap.png")
+    _add_export_arguments(p)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("bench", help="re-measure existing exports against their originals")
+    p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")

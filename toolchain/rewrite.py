@@ -9,7 +9,6 @@ The pruned model records the original indices of the heads it keeps in `config.k
 (one list per layer); `save_pruned` / `load_pruned` round-trip it without the original model.
 """
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,13 +121,3 @@ def load_pruned(folder: Path):
 
 def _tied_keys(model) -> set[str]:
     return {"lm_head.weight"} if model.config.tie_word_embeddings else set()
-
-
-def describe(config) -> dict:
-    """Heads kept per layer, for reports."""
-    kept = getattr(config, "kept_heads", None) or []
-    return {"kept_heads": kept, "heads_per_layer": [len(k) for k in kept]}
-
-
-def read_kept_heads(folder: Path) -> list[list[int]] | None:
-    return json.loads((Path(folder) / "config.json").read_text()).get("kept_heads")
