@@ -63,7 +63,7 @@ _PROBE_TEXT = (
 
 
 class _Metadata(dict):
-    """key -> (value, GGUFValueType, array item type or None), written in insertion order."""
+    """key -> (value, GGUFValueType, array item type or None); `put` infers the types of plain values."""
 
     def put(self, key: str, value: Any, kind=None) -> None:
         from gguf import GGUFValueType as T
@@ -222,6 +222,7 @@ def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: s
 
 
 def _general_metadata(meta: _Metadata, model) -> None:
+    """File type F16, quantization version, a size label for the pruned parameter count, a name."""
     import gguf
 
     meta.put("general.file_type", int(gguf.LlamaFileType.MOSTLY_F16))
@@ -234,8 +235,6 @@ def _general_metadata(meta: _Metadata, model) -> None:
 
 def _shape_metadata(meta: _Metadata, model, family: Family, arch: str, heads, kv, ffn) -> None:
     """The architecture keys llama.cpp reads for this model's shapes and attention settings."""
-    from gguf import GGUFValueType as T
-
     config = model.config
     head_dim = model.model.layers[0].self_attn.head_dim
     per_layer = arch == family.free_gguf_arch
@@ -258,7 +257,7 @@ def _shape_metadata(meta: _Metadata, model, family: Family, arch: str, heads, kv
     if family.name == "gemma3":
         meta.put(f"{arch}.attention.sliding_window", int(config.sliding_window))
         if getattr(config, "final_logit_softcapping", None):
-            meta.put(f"{arch}.final_logit_softcapping", float(config.final_logit_softcapping), T.FLOAT32)
+            meta.put(f"{arch}.final_logit_softcapping", float(config.final_logit_softcapping))
 
 
 def _rope_scaling(config) -> str | None:
@@ -315,6 +314,7 @@ def llama3_rope_factors(config) -> torch.Tensor:
 
 
 def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
+    """F32 for 1-D tensors (norms, biases), F16 for matrices, refusing values F16 cannot hold."""
     if data.ndim < 2:
         return data.numpy().astype(np.float32)
     half = data.numpy().astype(np.float16)
@@ -407,6 +407,7 @@ def _pre_candidates(state: dict) -> list[str]:
 
 
 def _special_ids(tokenizer) -> dict[str, int]:
+    """The tokenizer's special token ids under their tokenizer.ggml.* names."""
     ids = {
         "bos_token_id": tokenizer.bos_token_id,
         "eos_token_id": tokenizer.eos_token_id,
