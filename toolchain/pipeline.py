@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from .analyze import Analysis, Settings, analyze_cached, calibration_ids
 from .corpus import available_languages, load_corpus
 from .errors import UserError
 from .evaluate import score_chunks, torch_scorer
+from .export_gguf import QUANT_KINDS
 from .heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
 from .languages import DEFAULT_ANALYSIS, parse_codes
 from .load import LoadedModel, load, resolve
@@ -27,7 +27,7 @@ from .recipes import LAYOUTS
 from .rewrite import prune_heads, save_pruned
 from .select import Selection, budget_heads, drop_costs, search_tolerance, select_heads
 
-GGUF_QUANTS = ("Q8_0", "Q4_K_M")
+GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
 ONNX_QUANTS = ("int8", "int4")
 DEFAULT_HEADS = 0.25
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
@@ -236,40 +236,18 @@ def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
 
 
 def verify(ctx: Context, analysis: Analysis, pruned, before: dict, after: dict) -> dict:
-    from .verify import Artifact, fidelity, quality, speed
+    from .verify import measure_exports
 
-    loaded, options = ctx.loaded, ctx.options
     kept, dropped = eval_languages(ctx)
-    langs = kept + dropped
-    tok = loaded.tokenizer
-    quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in options.quant if q in GGUF_QUANTS]
-    speed_runs = ["onnx fp32"] + [f"gguf {q}" for q in options.quant if q in GGUF_QUANTS][-1:]
-
-    def artifact(key, files):
-        runtime = "llama.cpp" if key.startswith("gguf") else "onnxruntime"
-        return Artifact(runtime, key.split()[1], files[key])
-
-    results = {"languages": {"kept": kept, "dropped": dropped}, "quality": {}, "fidelity": {}}
-    with tqdm(total=2 * (len(quality_runs) + 1), desc="quality", unit="model") as bar:
-        for side, model in (("before", loaded.model), ("after", pruned)):
-            results["quality"].setdefault("pytorch fp32", {})[side] = _torch_quality(model, tok, ctx.corpus, langs)
-            bar.update(1)
-        for key in quality_runs:
-            for side, files in (("before", before), ("after", after)):
-                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tok, ctx.corpus, langs)
-                bar.update(1)
-    with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
-        for key in speed_runs:
-            for side, files in (("before", before), ("after", after)):
-                results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tok, ctx.corpus, kept)
-                bar.update(1)
-    prompt = _speed_prompt(tok, ctx.corpus, kept[0])
-    pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
-    total = options.reps * len(pairs) * len(options.threads) * 2
-    with tqdm(total=total, desc="speed (interleaved)", unit="run") as bar:
-        results["speed"] = speed(pairs, prompt, threads=options.threads, reps=options.reps, progress=bar)
-    results["speed_setup"] = {"prompt_tokens": len(prompt), "decode_tokens": 64, "reps": options.reps}
-    results["sizes"] = {side: {k: _size(p) for k, p in files.items()} for side, files in (("before", before), ("after", after))}
+    tok = ctx.loaded.tokenizer
+    gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
+    results = measure_exports(tok, ctx.corpus, kept, dropped, before, after, gguf_quants,
+                              ctx.options.reps, ctx.options.threads)
+    results["quality"] = {
+        "pytorch fp32": {side: _torch_quality(model, tok, ctx.corpus, kept + dropped)
+                         for side, model in (("before", ctx.loaded.model), ("after", pruned))},
+        **results["quality"],
+    }
     return results
 
 
@@ -279,20 +257,6 @@ def _torch_quality(model, tokenizer, corpus, langs) -> dict:
     torch.set_num_threads(2)
     scores = score_languages(torch_scorer(model), tokenizer, corpus, "evaluation", langs)
     return {lang: {"perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte, "tokens": s.tokens} for lang, s in scores.items()}
-
-
-def _speed_prompt(tokenizer, corpus, lang: str, n: int = 256) -> list[int]:
-    from .evaluate import encode
-
-    return encode(tokenizer, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
-
-
-def _size(path: Path) -> int:
-    """Bytes of a model file, with its external-data files for ONNX."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        return sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file() and not f.name.startswith("tokenizer"))
-    return path.stat().st_size
 
 
 def options_json(options: ExportOptions) -> dict:

@@ -108,6 +108,7 @@ def write_report(folder: Path, ctx, analysis, selection, tolerance, before: dict
         "analysis": {"agreement": analysis.agreement(), "seconds": analysis.seconds, "languages": analysis.languages},
         "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])},
         "files": {k: str(Path(v).relative_to(folder)) for k, v in after.items()},
+        "files_before": {k: str(v) for k, v in before.items()},
         "timings_s": ctx.timings,
         **results,
     }

@@ -125,6 +125,56 @@ def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompt: list[int], n_deco
     return table
 
 
+# -- everything, for a set of exports ----------------------------------------------------------
+def artifact(key: str, files: dict) -> Artifact:
+    """'gguf Q4_K_M' or 'onnx fp32' in an export's file index -> the artifact to run."""
+    runtime = "llama.cpp" if key.startswith("gguf") else "onnxruntime"
+    return Artifact(runtime, key.split()[1], Path(files[key]))
+
+
+def measure_exports(tokenizer, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
+                    gguf_quants: list[str], reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
+    """Quality (kept and dropped languages), fidelity and speed, original against pruned.
+
+    Quality in ONNX Runtime (fp32) and llama.cpp (F16 and each GGUF quantization); fidelity and
+    speed in ONNX Runtime (fp32) and llama.cpp at the last (smallest) quantization."""
+    from tqdm import tqdm
+
+    gguf_quants = [f"gguf {q}" for q in gguf_quants]
+    quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
+    speed_runs = ["onnx fp32"] + gguf_quants[-1:]
+    results = {"languages": {"kept": kept, "dropped": dropped}, "quality": {}, "fidelity": {}}
+    sides = (("before", before), ("after", after))
+    with tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
+        for key in quality_runs:
+            for side, files in sides:
+                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tokenizer, corpus, kept + dropped)
+                bar.update(1)
+    with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
+        for key in speed_runs:
+            for side, files in sides:
+                results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tokenizer, corpus, kept)
+                bar.update(1)
+    prompt = speed_prompt(tokenizer, corpus, kept[0])
+    pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
+    with tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
+        results["speed"] = speed(pairs, prompt, threads=threads, reps=reps, progress=bar)
+    results["speed_setup"] = {"prompt_tokens": len(prompt), "decode_tokens": 64, "reps": reps}
+    results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
+    return results
+
+
+def speed_prompt(tokenizer, corpus: Corpus, lang: str, n: int = 256) -> list[int]:
+    return encode(tokenizer, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a model file, with its external-data file for ONNX."""
+    path = Path(path)
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
 def _worker(job: dict) -> dict:
     import resource
 
