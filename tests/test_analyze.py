@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.analyze import METHODS, Analysis, Settings, activation_frequency, analyze, masking_deltas, mean_loss
+from toolchain.analyze import (
+    METHODS, Analysis, Settings, activation_frequency, analyze, analyze_cached, masking_deltas, mean_loss,
+)
 from toolchain.corpus import udhr_corpus
 from toolchain.heads import mask_from_drop, masked_heads
 
@@ -53,3 +55,18 @@ def test_analysis_round_trips_and_normalizes(tmp_path):
     reloaded = Analysis.from_json(__import__("json").loads(analysis.save(tmp_path / "a.json").read_text()))
     assert np.array_equal(reloaded.scores["masking"], analysis.scores["masking"])
     assert reloaded.settings == settings
+
+
+def test_analysis_is_cached_by_model_corpus_and_settings(tmp_path, monkeypatch):
+    model, tok = tiny_model("qwen3"), tiny_tokenizer()
+    en_de, en_fr = udhr_corpus(["en", "de"]), udhr_corpus(["en", "fr"])
+    monkeypatch.setenv("LANGPRUNE_CACHE", str(tmp_path))  # after the corpus is read from the real cache
+    settings = Settings(("en", "de"), tokens_per_language=32, masking_tokens=16, chunk_tokens=32)
+    first, cached = analyze_cached(model, tok, en_de, settings, "fp-1")
+    assert not cached
+    again, cached = analyze_cached(model, tok, en_de, settings, "fp-1")
+    assert cached and np.array_equal(again.scores["gradient"], first.scores["gradient"])
+    _, cached = analyze_cached(model, tok, en_de, settings, "fp-2")  # another model
+    assert not cached
+    _, cached = analyze_cached(model, tok, en_fr, Settings(("en", "fr"), 32, 16, 32), "fp-1")
+    assert not cached

@@ -269,6 +269,19 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output_dt
     return deltas, dict(zip(langs, base.tolist()))
 
 
+def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, float]:
+    """Mean loss per language of one chunk each, in one padded batch, with `drop` heads masked."""
+    from .heads import mask_from_drop
+
+    langs = list(chunks)
+    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
+    valid = attention[:, 1:].bool()
+    with torch.inference_mode(), masked_heads(model, mask_from_drop(head_counts(model), drop)):
+        hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+        losses = token_losses(model, hidden[:, :-1], ids[:, 1:]) * valid
+    return dict(zip(langs, (losses.sum(1) / valid.sum(1)).tolist()))
+
+
 def _mask_hook(mask: torch.Tensor, dim: int):
     def hook(_module, args):
         x = args[0]

@@ -1,0 +1,54 @@
+"""The analysis of the real default model means something, on text it never saw."""
+
+import numpy as np
+import pytest
+
+from toolchain.analyze import Settings, analyze_cached, calibration_ids, language_losses
+from toolchain.corpus import udhr_corpus
+from toolchain.evaluate import encode
+from toolchain.languages import DEFAULT_ANALYSIS
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+K = 3  # heads masked together
+DRAWS = 4  # random draws of K heads
+
+
+@pytest.fixture(scope="module")
+def analysis(gemma):
+    """The default analysis (12 languages), computed once and cached like `make export` does."""
+    corpus = udhr_corpus(list(DEFAULT_ANALYSIS))
+    result, _ = analyze_cached(gemma.model, gemma.tokenizer, corpus, Settings(DEFAULT_ANALYSIS), gemma.fingerprint)
+    return result
+
+
+def test_analysis_covers_every_head_and_language(analysis):
+    for method, scores in analysis.scores.items():
+        assert scores.shape == (12, 18, 4) and np.isfinite(scores).all(), method
+    assert (analysis.scores["gradient"] > 0).all()
+    assert 0 <= analysis.entropy.min() and analysis.entropy.max() <= 1
+    # the two loss-based methods agree more than chance
+    assert analysis.agreement()["masking~gradient"] > 0.2
+    print("agreement", analysis.agreement(), "seconds", analysis.seconds)
+
+
+def test_most_specific_heads_hurt_their_language_most(gemma, analysis):
+    """Mask the K heads most specific to a language, on held-out (evaluation) text: its loss must
+    rise more than with K random heads, and more than the other languages' losses rise."""
+    corpus = udhr_corpus(analysis.languages)
+    held_out = {lang: encode(gemma.tokenizer, corpus.text(lang, "evaluation"))[:129] for lang in analysis.languages}
+    base = language_losses(gemma.model, held_out)
+    rng = np.random.default_rng(0)
+    random_rise = {lang: 0.0 for lang in analysis.languages}
+    for _ in range(DRAWS):
+        heads = [divmod(int(i), 4) for i in rng.choice(72, K, replace=False)]
+        for lang, loss in language_losses(gemma.model, held_out, heads).items():
+            random_rise[lang] += (loss - base[lang]) / DRAWS
+    spec = analysis.specificity()
+    passed = {}
+    for i, lang in enumerate(analysis.languages):
+        heads = [divmod(int(j), 4) for j in np.argsort(-spec[i].ravel())[:K]]
+        rise = {other: loss - base[other] for other, loss in language_losses(gemma.model, held_out, heads).items()}
+        others = np.mean([r for other, r in rise.items() if other != lang])
+        passed[lang] = rise[lang] > random_rise[lang] and rise[lang] > others
+        print(f"{lang}: specific {rise[lang]:+.3f}  random {random_rise[lang]:+.3f}  others {others:+.3f}")
+    assert sum(passed.values()) >= 9, passed

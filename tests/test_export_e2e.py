@@ -1,0 +1,66 @@
+"""`make export LANGS=en,de` on the real default model, end to end, and the report it writes."""
+
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from toolchain.paths import REPO_ROOT
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    env = {**os.environ, "LANGPRUNE_EXPORTS": str(out)}
+    result = subprocess.run(["make", "export", "LANGS=en,de"], cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "gemma3-270m-en-de"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing partial left over
+    return folder, result.stdout
+
+
+def test_export_writes_every_artifact(export):
+    folder, stdout = export
+    for name in ("report.md", "report.json", "analysis.json", "heatmap.png", "pytorch/config.json",
+                 "onnx/model.onnx", "gguf/model-F16.gguf", "gguf/model-Q8_0.gguf", "gguf/model-Q4_K_M.gguf"):
+        assert (folder / name).exists(), name
+    assert "decode tok/s" in stdout and "bits/byte" in stdout  # the summary table
+
+
+def test_report_numbers_are_measured_and_sane(export):
+    folder, _ = export
+    report = json.loads((folder / "report.json").read_text())
+    kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
+    assert kept == ["en", "de"] and len(dropped) >= 6
+    assert report["heads"]["heads_per_layer"] == [3] * 18 and len(report["heads"]["dropped"]) == 18
+    # every exported file was loaded and run by its runtime: each has quality figures
+    for key in ("pytorch fp32", "onnx fp32", "gguf F16", "gguf Q8_0", "gguf Q4_K_M"):
+        for side in ("before", "after"):
+            for lang in kept + dropped:
+                q = report["quality"][key][side][lang]
+                assert math.isfinite(q["perplexity"]) and q["perplexity"] > 1 and 0 < q["bits_per_byte"] < 10
+    # ONNX Runtime and llama.cpp (F16) agree with PyTorch on the pruned model
+    for lang in kept + dropped:
+        torch_ppl = report["quality"]["pytorch fp32"]["after"][lang]["perplexity"]
+        assert report["quality"]["onnx fp32"]["after"][lang]["perplexity"] == pytest.approx(torch_ppl, rel=1e-3)
+        assert report["quality"]["gguf F16"]["after"][lang]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)
+    for key, by_threads in report["speed"].items():
+        assert set(by_threads) == {"1", "2"}
+        for row in by_threads.values():
+            for metric in ("prefill_tps", "decode_tps"):
+                assert row[f"{metric}_before"] > 0 and row[f"{metric}_after"] > 0
+                assert row[f"{metric}_ratio"] == pytest.approx(row[f"{metric}_after"] / row[f"{metric}_before"])
+            assert row["peak_rss_mb_after"] > 0
+    for key, size in report["sizes"]["after"].items():
+        assert 0 < size < report["sizes"]["before"][key], key
+    ceiling = report["ceiling"]
+    assert 0 < ceiling["fraction_removed"] < 1
+    assert ceiling["speedup_ceiling"] == pytest.approx(ceiling["bytes_before"] / ceiling["bytes_after"])
+    for runs in report["fidelity"].values():
+        for side in ("before", "after"):
+            assert set(runs[side]) == set(kept) and all(0 <= runs[side][lang]["share"] <= 1 for lang in kept)
+
