@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolchain.analyze import Settings, analyze_cached, calibration_ids, language_losses
+from toolchain.analyze import Settings, analyze_cached, calibration_ids, language_losses, masking_deltas
 from toolchain.corpus import udhr_corpus
 from toolchain.evaluate import encode
 from toolchain.languages import DEFAULT_ANALYSIS
@@ -52,3 +52,18 @@ def test_most_specific_heads_hurt_their_language_most(gemma, analysis):
         passed[lang] = rise[lang] > random_rise[lang] and rise[lang] > others
         print(f"{lang}: specific {rise[lang]:+.3f}  random {random_rise[lang]:+.3f}  others {others:+.3f}")
     assert sum(passed.values()) >= 9, passed
+
+
+def test_bfloat16_output_layer_keeps_the_masking_deltas(gemma):
+    """The default masking runs the 262k-row output layer in bfloat16: the deltas must stay those of float32."""
+    corpus = udhr_corpus(list(DEFAULT_ANALYSIS))
+    chunks = {lang: calibration_ids(gemma.tokenizer, corpus, lang, 64, 65)[0] for lang in DEFAULT_ANALYSIS}
+    layers = range(14, 18)  # masking starts at these layers, so the check stays cheap
+    exact, _ = masking_deltas(gemma.model, chunks, output_dtype="float32", layers=layers)
+    fast, _ = masking_deltas(gemma.model, chunks, output_dtype="bfloat16", layers=layers)
+    exact, fast = exact[:, 14:].ravel(), fast[:, 14:].ravel()
+    error = np.abs(fast - exact).max()
+    print(f"max |bf16 - fp32| = {error:.4f} nats, max |delta| = {np.abs(exact).max():.4f}, "
+          f"corr = {np.corrcoef(exact, fast)[0, 1]:.4f}")
+    assert error < 0.05 * np.abs(exact).max()
+    assert np.corrcoef(exact, fast)[0, 1] > 0.99

@@ -186,10 +186,13 @@ def test_qwen_families_export_uniform(tmp_path, family, keep):
     assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
 
 
-def test_pruned_qwen2_is_refused(tmp_path):
-    model = prune_heads(tiny_model("qwen2"), UNIFORM)
-    with pytest.raises(UserError, match="needs all query heads"):
-        export_gguf(model, None, tiny_tokenizer(), tmp_path / "x.gguf")
+def test_pruned_qwen2_exports_as_deci_and_matches_torch(tmp_path):
+    """llama.cpp's qwen2 graph needs all query heads; a pruned Qwen2 (with q/k/v biases) goes to deci."""
+    model = sharpen(prune_heads(tiny_model("qwen2"), UNIFORM))
+    out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "qwen2.gguf")
+    assert metadata(out)["general.architecture"] == "deci"
+    gap, logit_diff = compare(out, model, tiny_ids())
+    assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
 
 
 def test_source_gguf_metadata_is_copied(tmp_path):
