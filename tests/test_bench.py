@@ -1,0 +1,27 @@
+"""`make bench` re-measures an existing export without re-exporting (on a tiny model)."""
+
+import json
+
+from tests.tiny import save_tiny
+from toolchain.bench import bench
+from toolchain.pipeline import ExportOptions, run_export
+
+
+def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGPRUNE_EXPORTS", str(tmp_path / "exported"))
+    model_dir = save_tiny("llama", tmp_path / "llama")
+    options = ExportOptions(langs=["en", "de"], model=str(model_dir), heads=0.25, layout="free", reps=1,
+                            analysis_langs=["en", "de", "fr", "es", "ru", "it", "nl", "pl"])
+    folder = run_export(options)
+    exported = {p.relative_to(folder): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+
+    [(benched, rows)] = list(bench())
+    assert benched == folder
+    bench_report = json.loads((folder / "bench.json").read_text())
+    assert set(bench_report["speed"]) == {"onnx fp32", "gguf Q4_K_M"}
+    assert len([r for r in rows if "tok/s" in r[0]]) == 8  # prefill and decode, 1 and 2 threads, 2 runtimes
+    for by_threads in bench_report["speed"].values():
+        for row in by_threads.values():
+            assert row["decode_tps_ratio"] == row["decode_tps_after"] / row["decode_tps_before"] and row["decode_tps_after"] > 0
+    # nothing was re-exported
+    assert all((folder / p).stat().st_mtime == t for p, t in exported.items())
