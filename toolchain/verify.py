@@ -175,9 +175,16 @@ def file_size(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
-def _worker(job: dict) -> dict:
-    import resource
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over from
+    the parent across fork and exec, so a worker would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
+
+def _worker(job: dict) -> dict:
     prompt, n_decode, threads = job["prompt"], job["n_decode"], job["threads"]
     if job["runtime"] == "llama.cpp":
         from .llamacpp import timed_generation
@@ -188,8 +195,7 @@ def _worker(job: dict) -> dict:
 
         decoder = Decoder(open_session(job["path"], threads=threads), max_len=len(prompt) + n_decode + 1)
         prefill_s, decode_s = _timed_ort(decoder, prompt, n_decode)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"prefill_tps": len(prompt) / prefill_s, "decode_tps": n_decode / decode_s, "peak_rss_mb": peak}
+    return {"prefill_tps": len(prompt) / prefill_s, "decode_tps": n_decode / decode_s, "peak_rss_mb": peak_rss_mb()}
 
 
 def _timed_ort(decoder, prompt: list[int], n_decode: int) -> tuple[float, float]:
