@@ -17,7 +17,7 @@ import torch
 from .analyze import Analysis, Settings, analyze_cached, calibration_ids
 from .corpus import available_languages, load_corpus
 from .errors import UserError
-from .evaluate import score_chunks, torch_scorer
+from .evaluate import Chunk, score_chunks, torch_scorer
 from .export_gguf import QUANT_KINDS
 from .heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
 from .languages import DEFAULT_ANALYSIS, parse_codes
@@ -95,7 +95,8 @@ def run_export(options: ExportOptions) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        ctx = Context(options, _timed_load(options), load_corpus(_all_langs(options), options.corpus), layouts, layout)
+        print(f"Loading {options.model} ...")
+        ctx = Context(options, load(options.model), load_corpus(_all_langs(options), options.corpus), layouts, layout)
         _export_into(ctx, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -106,11 +107,6 @@ def run_export(options: ExportOptions) -> Path:
 
 def _all_langs(options: ExportOptions) -> list[str]:
     return list(dict.fromkeys(options.langs + options.analysis_langs))
-
-
-def _timed_load(options: ExportOptions) -> LoadedModel:
-    print(f"Loading {options.model} ...")
-    return load(options.model)
 
 
 def _replace(work: Path, final: Path) -> None:
@@ -179,8 +175,6 @@ def calibration_perplexity(ctx: Context, n_tokens: int = 1024):
     chunks = {
         lang: calibration_ids(loaded.tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs
     }
-    from .evaluate import Chunk
-
     def measure(selection: Selection | None) -> dict[str, float]:
         mask = mask_from_drop(head_counts(loaded.model), selection.drop if selection else [])
         with masked_heads(loaded.model, mask):
