@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .corpus import Corpus
 from .evaluate import encode
-from .heads import attention_modules, head_counts, hooked_heads, masked_heads
+from .heads import attention_modules, head_counts, hooked_heads, mask_hook, masked_heads
 from .paths import cache_dir
 
 METHODS = ("masking", "gradient", "activation")
@@ -172,7 +172,7 @@ def token_losses(model, hidden: torch.Tensor, targets: torch.Tensor, rows: int =
     return torch.cat(out).view(targets.shape)
 
 
-def mean_loss(model, ids: list[int], mask=None) -> torch.Tensor:
+def mean_loss(model, ids: list[int]) -> torch.Tensor:
     x = torch.tensor([ids])
     hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
     return token_losses(model, hidden[:, :-1], x[:, 1:]).mean()
@@ -271,7 +271,7 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output_dt
             for head in range(n):
                 mask = torch.ones(n)
                 mask[head] = 0
-                hook = attn.o_proj.register_forward_pre_hook(_mask_hook(mask, attn.head_dim))
+                hook = attn.o_proj.register_forward_pre_hook(mask_hook(mask, attn.head_dim))
                 try:
                     with layers_from(model, layer):
                         hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
@@ -294,14 +294,6 @@ def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, f
         hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
         losses = token_losses(model, hidden[:, :-1], ids[:, 1:]) * valid
     return dict(zip(langs, (losses.sum(1) / valid.sum(1)).tolist()))
-
-
-def _mask_hook(mask: torch.Tensor, dim: int):
-    def hook(_module, args):
-        x = args[0]
-        return ((x.view(*x.shape[:-1], -1, dim) * mask[:, None]).reshape(x.shape), *args[1:])
-
-    return hook
 
 
 # -- the stage ----------------------------------------------------------------------------

@@ -66,13 +66,13 @@ def cmd_analyze(args) -> None:
     from .analyze import Settings, analyze, analyze_cached
     from .corpus import load_corpus
     from .load import load
-    from .pipeline import _all_langs, check_options
+    from .pipeline import all_languages, check_options
     from .plots import heatmap
 
     options = _export_options(args)
     check_options(options)
     loaded = load(options.model)
-    langs = _all_langs(options)
+    langs = all_languages(options)
     corpus, settings = load_corpus(langs, options.corpus), Settings(tuple(langs))
     if args.fresh:  # a benchmark: measure the whole analysis, ignoring the cache
         analysis, cached = analyze(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint), False

@@ -66,6 +66,20 @@ def masked_heads(model, mask: Sequence[torch.Tensor]):
         yield
 
 
+def mask_hook(mask: torch.Tensor, dim: int):
+    """A forward pre-hook for one o_proj that scales its heads by `mask` (for one layer alone)."""
+
+    def hook(_module, args):
+        x = args[0]
+        return (_scale_heads(x, mask, dim), *args[1:])
+
+    return hook
+
+
+def _scale_heads(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    return (x.view(*x.shape[:-1], -1, dim) * mask.to(x.dtype)[:, None]).reshape(x.shape)
+
+
 def mask_from_drop(counts: Sequence[int], drop: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
     """A 0/1 mask with the (layer, head) pairs in `drop` set to 0."""
     mask = [torch.ones(n) for n in counts]

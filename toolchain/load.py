@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -35,12 +36,19 @@ class LoadedModel:
         return self.source if self.source.suffix == ".gguf" else None
 
 
-def file_sha256(path: Path) -> str:
+@lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash, computed once per process for a file that has not changed."""
+    stat = Path(path).stat()
+    return _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
 
 
 def resolve(source: str | Path | Recipe) -> tuple[str, Path, Recipe | None]:

@@ -96,7 +96,7 @@ def run_export(options: ExportOptions) -> Path:
     work.mkdir(parents=True)
     try:
         print(f"Loading {options.model} ...")
-        ctx = Context(options, load(options.model), load_corpus(_all_langs(options), options.corpus), layouts, layout)
+        ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layouts, layout)
         _export_into(ctx, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -105,7 +105,7 @@ def run_export(options: ExportOptions) -> Path:
     return final
 
 
-def _all_langs(options: ExportOptions) -> list[str]:
+def all_languages(options: ExportOptions) -> list[str]:
     return list(dict.fromkeys(options.langs + options.analysis_langs))
 
 
@@ -144,7 +144,7 @@ def step(ctx: Context, name: str, fn):
 
 # -- analyze and select ----------------------------------------------------------------------
 def run_analysis(ctx: Context) -> Analysis:
-    settings = Settings(tuple(_all_langs(ctx.options)), **ctx.options.settings)
+    settings = Settings(tuple(all_languages(ctx.options)), **ctx.options.settings)
     loaded = ctx.loaded
     analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, ctx.corpus, settings, loaded.fingerprint)
     print("   analysis reused from cache" if cached else f"   analysis took {sum(analysis.seconds.values()):.0f}s")

@@ -84,10 +84,6 @@ def prune_heads(model, keep: Sequence[Sequence[int]]):
     return model
 
 
-def is_pruned(config) -> bool:
-    return bool(getattr(config, "kept_heads", None))
-
-
 def save_pruned(model, tokenizer, folder: Path) -> None:
     """safetensors + config.json (with kept_heads) + tokenizer: reloadable by `load_pruned`."""
     folder = Path(folder)
