@@ -14,14 +14,17 @@ Conventions follow llama.cpp's converter: tensor names from gguf-py's tensor map
 `llama` / `deci` architectures reordered from the rotate-half layout of transformers to the
 interleaved pairs of llama.cpp's rope, Gemma's norm weights stored as 1 + w.
 
-Tokenizer metadata comes from the source GGUF (every `tokenizer.*` key, plus the `general.*` and
-architecture keys that still hold, renamed for the target architecture) or, for a model loaded from
-a Hugging Face directory, is written from the Hugging Face tokenizer (byte-level BPE only).
+Tokenizer metadata is written from a vocabulary (`tokenizer.GGUFVocab`): the source GGUF's (whose
+other `tokenizer.*` keys are copied, with the `general.*` and architecture keys that still hold,
+renamed for the target architecture) or, for a model loaded from a Hugging Face directory, the Hugging
+Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`vocab.trim_embeddings`,
+`config.kept_tokens`) gets that vocabulary cut to its kept tokens, renumbered as its embedding rows.
 """
 
 import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import torch
 from .errors import UserError
 from .families import Family, family_of
 from .heads import head_counts, kv_head_counts
+from .tokenizer import UNUSED, GGUFVocab, vocab_from_hf_tokenizer
 
 # llama.cpp's gemma3 graph hard-codes these (llama-model.cpp): every 6th layer is global, local
 # layers use rope base 10000, and attention scales by 1/sqrt(head_dim).
@@ -53,13 +57,9 @@ _SHAPE_KEYS = {
 # general.* keys that describe the file rather than the model: never copied.
 _FILE_KEYS = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment",
               "general.size_label"}
-# Byte-level BPE pre-tokenizers: llama.cpp's name -> the name toolchain.tokenizer reproduces it under.
-_BPE_PRES = {"gpt-2": "gpt2", "smollm": "smollm"}
-_PROBE_TEXT = (
-    "Hello world! It's 2024: we've 12345 items, they'll cost $3.50 x2 1st 7.\n\n  Spaces   and\ttabs\n"
-    "Alle Menschen sind frei und gleich an Würde. Все люди рождаются свободными. "
-    "人人生而自由。 يولد جميع الناس أحراراً 🙂 end..."
-)
+# The tokenizer.ggml.* keys written from the vocabulary itself (ids depend on which tokens are kept).
+_VOCAB_IDS = {"bos_token_id": "bos_id", "eos_token_id": "eos_id", "unknown_token_id": "unk_id",
+              "padding_token_id": "pad_id"}
 
 
 class _Metadata(dict):
@@ -115,8 +115,10 @@ def choose_arch(
 def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch: str | None = None) -> Path:
     """Write `model` (pruned or not) as an F16 GGUF that llama.cpp loads; returns out_path.
 
-    source_gguf: the GGUF the model came from, whose tokenizer and general metadata are copied;
-    None for a model from a Hugging Face directory, whose `tokenizer` is then written instead.
+    source_gguf: the GGUF the model came from, whose tokenizer and general metadata are copied
+    (its vocabulary cut to `config.kept_tokens` for a trimmed model); None for a model from a
+    Hugging Face directory, whose `tokenizer` is then written instead (the trimmed tokenizer of a
+    trimmed model, or the original one, which is then cut the same way).
     arch: the llama.cpp architecture; by default the family's own when every layer has the same
     shapes, else its per-layer one (`deci` for Llama).
     """
@@ -133,9 +135,20 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
 
     meta = _Metadata()
     if source_gguf is not None:
-        _copy_source_metadata(meta, Path(source_gguf), family, arch, n_vocab)
+        vocab = _copy_source_metadata(meta, Path(source_gguf), family, arch)
+        what = f"{source_gguf} has {len(vocab.tokens)} tokens"
     else:
-        _hf_tokenizer_metadata(meta, tokenizer, n_vocab)
+        vocab = vocab_from_hf_tokenizer(tokenizer)
+        what = f"the tokenizer has {len(vocab.tokens)} tokens"
+    kept = getattr(model.config, "kept_tokens", None)
+    if kept and len(vocab.tokens) > n_vocab:  # a model trimmed to `kept` of this vocabulary
+        vocab = _trimmed(meta, vocab, kept, what)
+    if source_gguf is None and len(vocab.tokens) < n_vocab:  # an embedding larger than the tokenizer
+        vocab = replace(vocab, tokens=vocab.tokens + [f"[PAD{i}]" for i in range(len(vocab.tokens), n_vocab)],
+                        types=vocab.types + [UNUSED] * (n_vocab - len(vocab.tokens)))
+    if len(vocab.tokens) != n_vocab:
+        raise UserError(f"{what}, the model's embedding has {n_vocab} rows")
+    _vocab_metadata(meta, vocab, settings=source_gguf is None)
     _general_metadata(meta, model)
     _shape_metadata(meta, model, family, arch, heads, kv, ffn)
 
@@ -202,15 +215,13 @@ def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
     return out
 
 
-def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: str, n_vocab: int) -> None:
-    """Tokenizer, general and still-valid architecture keys of the source GGUF, renamed for `arch`."""
+def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: str) -> GGUFVocab:
+    """Tokenizer, general and still-valid architecture keys of the source GGUF, renamed for `arch`;
+    returns its vocabulary."""
     fields = _read_fields(source)
     source_arch = fields.get("general.architecture", (b"",))[0].decode()
-    tokens = fields.get("tokenizer.ggml.tokens")
-    if tokens is None:
+    if "tokenizer.ggml.tokens" not in fields:
         raise UserError(f"{source} has no tokenizer (tokenizer.ggml.tokens)")
-    if len(tokens[0]) != n_vocab:
-        raise UserError(f"{source} has {len(tokens[0])} tokens, the model's embedding has {n_vocab} rows")
     same_family = source_arch in (family.gguf_arch, family.free_gguf_arch)
     for key, value in fields.items():
         if key.startswith("tokenizer.") or (key.startswith("general.") and key not in _FILE_KEYS):
@@ -219,6 +230,61 @@ def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: s
             suffix = key[len(source_arch) + 1:]
             if suffix not in _SHAPE_KEYS and not suffix.startswith("rope.scaling."):
                 meta[f"{arch}.{suffix}"] = value
+
+    def get(key, default=None):
+        if key not in fields:
+            return default
+        value = fields[key][0]
+        if isinstance(value, list):
+            return [v.decode() if isinstance(v, bytes) else v for v in value]
+        return value.decode() if isinstance(value, bytes) else value
+
+    return GGUFVocab.from_metadata(get)
+
+
+def _trimmed(meta: _Metadata, vocab: GGUFVocab, kept: list[int], what: str) -> GGUFVocab:
+    """The vocabulary cut to the model's `config.kept_tokens`; other token-id keys remapped or dropped."""
+    from .vocab import trimmed_vocab
+
+    if max(kept) >= len(vocab.tokens):
+        raise UserError(f"{what}, but the model keeps token {max(kept)} of its vocabulary (config.kept_tokens)")
+    new = {old: n for n, old in enumerate(kept)}
+    for key in [k for k in meta if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")]:
+        if key.removeprefix("tokenizer.ggml.") not in _VOCAB_IDS:
+            if meta[key][0] in new:
+                meta[key] = (new[meta[key][0]], *meta[key][1:])
+            else:
+                del meta[key]
+    return trimmed_vocab(vocab, kept)
+
+
+def _vocab_metadata(meta: _Metadata, vocab: GGUFVocab, settings: bool) -> None:
+    """tokenizer.ggml.* from the vocabulary: tokens, types, scores, merges and special ids, and with
+    `settings` also the model, pre-tokenizer, BOS/EOS flags and chat template (a source GGUF's are
+    copied as they are)."""
+    from gguf import GGUFValueType as T
+
+    meta.put("tokenizer.ggml.tokens", vocab.tokens, T.STRING)
+    meta.put("tokenizer.ggml.token_type", vocab.types, T.INT32)
+    if vocab.scores is not None:
+        meta.put("tokenizer.ggml.scores", vocab.scores, T.FLOAT32)
+    if vocab.merges is not None:
+        meta.put("tokenizer.ggml.merges", vocab.merges, T.STRING)
+    for key, attr in _VOCAB_IDS.items():
+        token_id = getattr(vocab, attr)
+        if token_id is None:
+            meta.pop(f"tokenizer.ggml.{key}", None)
+        else:
+            meta.put(f"tokenizer.ggml.{key}", int(token_id))
+    if settings:
+        meta.put("tokenizer.ggml.model", vocab.model)
+        meta.put("tokenizer.ggml.pre", vocab.pre)
+        meta.put("tokenizer.ggml.add_bos_token", vocab.add_bos)
+        meta.put("tokenizer.ggml.add_eos_token", vocab.add_eos)
+        if vocab.model == "llama":
+            meta.put("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix)
+        if vocab.chat_template:
+            meta.put("tokenizer.chat_template", vocab.chat_template)
 
 
 def _general_metadata(meta: _Metadata, model) -> None:
@@ -321,110 +387,6 @@ def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
     if not np.isfinite(half).all():
         raise UserError(f"{name}: values beyond the float16 range ({float(data.abs().max()):.3g})")
     return half
-
-
-def _hf_tokenizer_metadata(meta: _Metadata, tokenizer, n_vocab: int) -> None:
-    """tokenizer.ggml.* for a byte-level BPE Hugging Face tokenizer (gpt2 style)."""
-    from gguf import GGUFValueType as T
-
-    from .tokenizer import CONTROL, NORMAL, UNUSED, USER_DEFINED
-
-    state = _backend_state(tokenizer)
-    vocab = tokenizer.backend_tokenizer.get_vocab(with_added_tokens=True)
-    if max(vocab.values()) >= n_vocab:
-        raise UserError(f"the tokenizer has ids up to {max(vocab.values())}, the model's embedding {n_vocab} rows")
-    added = {t.content: t.special for t in tokenizer.added_tokens_decoder.values()}
-    tokens, types = [f"[PAD{i}]" for i in range(n_vocab)], [UNUSED] * n_vocab
-    for text, i in vocab.items():
-        tokens[i] = text
-        types[i] = (CONTROL if added[text] else USER_DEFINED) if text in added else NORMAL
-    merges = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
-    meta.put("tokenizer.ggml.model", "gpt2")
-    meta.put("tokenizer.ggml.pre", _detect_pre(tokenizer, state, tokens, types, merges))
-    meta.put("tokenizer.ggml.tokens", tokens, T.STRING)
-    meta.put("tokenizer.ggml.token_type", types, T.INT32)
-    meta.put("tokenizer.ggml.merges", merges, T.STRING)
-    for key, token_id in _special_ids(tokenizer).items():
-        meta.put(f"tokenizer.ggml.{key}", token_id)
-    add_bos, add_eos = _adds_bos_eos(tokenizer)
-    meta.put("tokenizer.ggml.add_bos_token", add_bos)
-    meta.put("tokenizer.ggml.add_eos_token", add_eos)
-    if getattr(tokenizer, "chat_template", None):
-        meta.put("tokenizer.chat_template", tokenizer.chat_template)
-
-
-def _backend_state(tokenizer) -> dict:
-    """The tokenizers JSON of a byte-level BPE tokenizer; a UserError for any other kind."""
-    import json
-
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
-        raise UserError("only fast (tokenizers-backed) Hugging Face tokenizers can be written to GGUF")
-    state = json.loads(backend.to_str())
-    model_type = state["model"].get("type")
-    decoder = (state.get("decoder") or {}).get("type")
-    if model_type != "BPE" or decoder != "ByteLevel":
-        raise UserError(
-            f"writing a {model_type} tokenizer (decoder {decoder}) to GGUF is not supported: only byte-level "
-            "BPE (gpt2 style). Export from the model's GGUF instead, whose tokenizer is copied as is"
-        )
-    return state
-
-
-def _detect_pre(tokenizer, state: dict, tokens, types, merges) -> str:
-    """The llama.cpp pre-tokenizer name under which llama.cpp splits text as this tokenizer does."""
-    from .tokenizer import GGUFVocab, tokenizer_from_vocab
-
-    expected = tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"]
-    for pre in _pre_candidates(state):
-        ours = _BPE_PRES[pre]
-        vocab = GGUFVocab(
-            model="gpt2", pre=ours, tokens=tokens, types=types, scores=None, merges=merges, bos_id=None,
-            eos_id=None, unk_id=None, pad_id=None, add_bos=False, add_eos=False, add_space_prefix=False,
-        )
-        if tokenizer_from_vocab(vocab)(_PROBE_TEXT, add_special_tokens=False)["input_ids"] == expected:
-            return pre
-    raise UserError(
-        f"this byte-level BPE tokenizer splits text unlike any pre-tokenizer supported here ({', '.join(_BPE_PRES)}); "
-        "export from the model's GGUF instead"
-    )
-
-
-def _pre_candidates(state: dict) -> list[str]:
-    """llama.cpp pre-tokenizer names to try, the one the tokenizer's JSON hints at first.
-
-    On a vocabulary without tokens mixing digits and other characters, several give the same ids;
-    the hint then picks the name that says what the tokenizer does (digits one by one: smollm).
-    """
-    pre = state.get("pre_tokenizer") or {}
-    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
-    splits_digits = any(
-        (step.get("type") == "Digits" and step.get("individual_digits"))
-        or (step.get("type") == "Split" and step.get("pattern") == {"Regex": r"\p{N}"})
-        for step in steps
-    )
-    return sorted(_BPE_PRES, key=lambda name: name != ("smollm" if splits_digits else "gpt-2"))
-
-
-def _special_ids(tokenizer) -> dict[str, int]:
-    """The tokenizer's special token ids under their tokenizer.ggml.* names."""
-    ids = {
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "unknown_token_id": tokenizer.unk_token_id,
-        "padding_token_id": tokenizer.pad_token_id,
-    }
-    return {key: int(i) for key, i in ids.items() if i is not None}
-
-
-def _adds_bos_eos(tokenizer) -> tuple[bool, bool]:
-    """Whether encoding with special tokens puts BOS first / EOS last."""
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    add_bos = bos is not None and len(full) > len(plain) and full[0] == bos
-    add_eos = eos is not None and len(full) > len(plain) and full[-1] == eos
-    return add_bos, add_eos
 
 
 def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:

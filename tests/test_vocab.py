@@ -1,0 +1,259 @@
+"""Vocabulary trimming: the trimmed model computes what the original did on the kept tokens, and
+the trimmed tokenizer (Hugging Face, beside the ONNX model) and the GGUF's (llama.cpp) agree.
+
+Tiny random models use the byte-level BPE of tests/tiny.py (trained on en, de, ru); SentencePiece
+BPE is covered by a small hand-made vocabulary and by Gemma 3's own.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_export_gguf import compare, sharpen, tiny_gemma6
+from tests.tiny import tiny_model, tiny_tokenizer
+from toolchain.corpus import Corpus, udhr_corpus
+from toolchain.export_gguf import export_gguf
+from toolchain.llamacpp import tokenize, vocab_only
+from toolchain.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
+from toolchain.tokenizer import vocab_from_hf_tokenizer
+from toolchain.vocab import (
+    kept_tokens, predicted_usage, select_tokens, tokenization_agreement, trim_embeddings, trimmed_vocab,
+)
+
+KEPT = ["en", "de"]
+TEXTS = ["en", "de", "fr", "ru"]  # kept languages, a kept script, a dropped script
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return udhr_corpus(TEXTS)
+
+
+def ids_of(tokenizer, text):
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# --- tiny byte-level BPE models ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_trim(corpus):
+    original = tiny_tokenizer()
+    vocab = vocab_from_hf_tokenizer(original)
+    keep = kept_tokens(vocab, corpus, KEPT)
+    return original, vocab, keep, tokenizer_from_vocab(trimmed_vocab(vocab, keep))
+
+
+def test_tiny_selection_drops_the_dropped_script(tiny_trim, corpus):
+    original, vocab, keep, trimmed = tiny_trim
+    assert 200 < len(keep) < len(vocab.tokens) == 320
+    cyrillic = [i for i in range(len(vocab.tokens)) if any("\u0400" <= c <= "\u04ff" for c in original.decode([i]))]
+    assert cyrillic and not set(cyrillic) & set(keep)
+    assert {vocab.bos_id, vocab.eos_id} <= set(keep)
+    for lang in KEPT:  # the corpus tokenizes exactly as before; held-out text nearly
+        assert tokenization_agreement(original, trimmed, keep, corpus.texts[lang]["calibration"])["share"] == 1.0
+        assert tokenization_agreement(original, trimmed, keep, corpus.texts[lang]["evaluation"])["share"] > 0.99
+    text = corpus.text("ru", "evaluation")
+    assert trimmed.decode(ids_of(trimmed, text)) == text  # dropped script: byte tokens, still lossless
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
+def test_trimmed_model_has_the_original_logits_on_kept_tokens(family, tiny_trim, corpus):
+    original, _, keep, trimmed = tiny_trim
+    model = tiny_model(family)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    small = trim_embeddings(copy.deepcopy(model), keep)
+    assert small.get_input_embeddings().weight.shape[0] == small.config.vocab_size == len(keep)
+    assert small.get_output_embeddings().weight.shape[0] == len(keep)
+    assert (small.get_output_embeddings().weight is small.get_input_embeddings().weight) == tied
+    assert small.config.kept_tokens == keep
+
+    new = ids_of(trimmed, corpus.text("de", "evaluation")[:300])
+    with torch.no_grad():
+        before = model(torch.tensor([[keep[i] for i in new]])).logits[0][:, keep]
+        after = small(torch.tensor([new])).logits[0]
+    assert float((before - after).abs().max()) <= 1e-5
+
+
+def test_trimming_twice_composes_and_reloads(tiny_trim, tmp_path):
+    from toolchain.rewrite import load_pruned, save_pruned
+
+    _, _, keep, trimmed = tiny_trim
+    model = trim_embeddings(tiny_model("llama"), keep)
+    second = list(range(0, len(keep), 2))
+    trim_embeddings(model, second)
+    assert model.config.kept_tokens == [keep[i] for i in second]
+    save_pruned(model, trimmed, tmp_path)
+    loaded, _ = load_pruned(tmp_path)
+    assert loaded.get_input_embeddings().weight.shape[0] == len(second)
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_trimmed_gguf_tokenizes_and_scores_as_torch(family, tiny_trim, corpus, tmp_path):
+    original, _, keep, trimmed = tiny_trim
+    model = sharpen(tiny_model("llama")) if family == "llama" else tiny_gemma6()
+    model = trim_embeddings(model, keep)
+    out = export_gguf(model, None, trimmed, tmp_path / "trimmed.gguf")
+    again = export_gguf(model, None, original, tmp_path / "cut.gguf")  # the original tokenizer, cut the same way
+
+    for path in (out, again):
+        llama = vocab_only(path)
+        for lang in TEXTS:
+            text = corpus.text(lang, "evaluation")
+            assert tokenize(llama, text, add_bos=False) == ids_of(trimmed, text), (path.name, lang)
+    ids = [trimmed.bos_token_id] + ids_of(trimmed, corpus.text("en", "evaluation"))[:100]
+    gap, logit_diff = compare(out, model, ids)
+    assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
+
+
+def test_trimmed_source_gguf_vocabulary(corpus, tmp_path):
+    """SmolLM2's byte-level BPE cut for en, de: merges, ids and llama.cpp's tokenization follow."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tests.tiny import TINY
+    from toolchain.recipes import load_recipe
+
+    source = load_recipe("smollm2-135m").source_path()
+    vocab = read_vocab(source)
+    keep = kept_tokens(vocab, corpus, KEPT, size=8192)
+    small = trimmed_vocab(vocab, keep)
+    assert len(keep) == 8192 and 0 < len(small.merges) < len(vocab.merges)
+    kept_text = set(small.tokens)
+    assert all(m.split(" ")[0] in kept_text and m.replace(" ", "") in kept_text for m in small.merges)
+    assert small.tokens[small.bos_id] == vocab.tokens[vocab.bos_id]
+
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**{**TINY, "vocab_size": len(vocab.tokens)}, head_dim=16))
+    out = export_gguf(trim_embeddings(model, keep), source, None, tmp_path / "smol-trimmed.gguf")
+    ours, llama = tokenizer_from_vocab(small), vocab_only(out)
+    full = tokenizer_from_vocab(vocab)
+    for lang in TEXTS:
+        text = corpus.text(lang, "evaluation")
+        assert tokenize(llama, text, add_bos=False) == ids_of(ours, text), lang
+    for lang in KEPT:
+        assert tokenization_agreement(full, ours, keep, corpus.texts[lang]["calibration"])["share"] == 1.0
+
+
+# --- SentencePiece BPE, by hand ------------------------------------------------------------------
+
+def spm_vocab() -> GGUFVocab:
+    """Specials, 256 byte tokens, characters, and merged tokens scored so that 'ab' forms before
+    'bc' and '▁ab' before 'abc': 'abc' is reached only through 'ab', '▁abc' through '▁ab'."""
+    tokens = ["<pad>", "<eos>", "<bos>", "<unk>", "<unused0>", "\n\n"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [CONTROL] * 5 + [USER_DEFINED] + [BYTE] * 256
+    words = {"a": -100, "b": -101, "c": -102, "d": -103, "ж": -104, "▁": -105, "ab": -1, "bc": -2, "abc": -3,
+             "▁ab": -2.5, "▁abc": -5, "cd": -6, "dd": -7, "жж": -8, "▁ж": -9}
+    tokens += list(words)
+    types += [NORMAL] * len(words)
+    scores = [-1000.0] * 6 + [0.0] * 256 + [float(s) for s in words.values()]
+    return GGUFVocab(model="llama", pre="default", tokens=tokens, types=types, scores=scores, merges=None, bos_id=2,
+                     eos_id=1, unk_id=3, pad_id=0, add_bos=True, add_eos=False, add_space_prefix=False)
+
+
+def write_vocab_gguf(path, vocab: GGUFVocab):
+    """A GGUF holding only a vocabulary: a source for export_gguf."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tokenizer_model(vocab.model)
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_types(vocab.types)
+    writer.add_token_scores(vocab.scores)
+    writer.add_bos_token_id(vocab.bos_id)
+    writer.add_eos_token_id(vocab.eos_id)
+    writer.add_unk_token_id(vocab.unk_id)
+    writer.add_pad_token_id(vocab.pad_id)
+    writer.add_add_bos_token(True)
+    writer.add_add_space_prefix(False)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from tests.tiny import TINY
+
+    vocab = spm_vocab()
+    corpus = Corpus({"en": {"calibration": ["abc abc\n\ncd"], "evaluation": ["abcd"]}}, source="test")
+    sel = select_tokens(vocab, corpus, ["en"], size=0)
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    # "ab" and "▁ab" are only formed on the way to "abc" and "▁abc"
+    assert {index[t] for t in ("ab", "abc", "▁abc", "▁ab", "cd", "\n\n")} <= sel.parts["corpus"]
+    assert index["bc"] not in sel.kept and index["dd"] not in sel.kept
+    assert index["жж"] not in sel.kept and index["<unused0>"] not in sel.kept
+    assert sel.parts["bytes"] == set(range(6, 262))
+    keep = sel.keep
+    original, trimmed = tokenizer_from_vocab(vocab), tokenizer_from_vocab(trimmed_vocab(vocab, keep))
+    assert tokenization_agreement(original, trimmed, keep, corpus.texts["en"]["calibration"])["share"] == 1.0
+    without = sorted(set(keep) - {index["ab"]})  # keep the final tokens only: 'abc' can no longer form
+    assert tokenization_agreement(original, tokenizer_from_vocab(trimmed_vocab(vocab, without)), without,
+                                  corpus.texts["en"]["calibration"])["share"] < 0.8
+
+    source = write_vocab_gguf(tmp_path / "spm.gguf", vocab)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(**{**TINY, "vocab_size": len(vocab.tokens)}, head_dim=16))
+    out = export_gguf(trim_embeddings(model, keep), source, None, tmp_path / "spm-trimmed.gguf")
+    llama = vocab_only(out)
+    for text in ["abc abc\n\ncd", "abcd dd жж ▁ab", " abc", "ddd cd", "ж"]:
+        assert tokenize(llama, text, add_bos=False) == ids_of(trimmed, text), text
+        assert tokenize(vocab_only(source), text, add_bos=False) == ids_of(original, text), text
+
+
+# --- the real default model ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gemma_trim(gemma, corpus):
+    vocab = read_vocab(gemma.gguf)
+    usage = predicted_usage(gemma.model, gemma.tokenizer, corpus, KEPT, tokens=512)
+    keep = kept_tokens(vocab, corpus, KEPT, usage=usage)
+    return vocab, keep, tokenizer_from_vocab(trimmed_vocab(vocab, keep))
+
+
+@pytest.mark.real
+def test_gemma_trimmed_tokenizer_agrees_on_held_out_text(gemma, gemma_trim, corpus):
+    vocab, keep, trimmed = gemma_trim
+    assert 40_000 < len(keep) <= 2 * 20_480 < len(vocab.tokens)
+    shares = {}
+    for lang in KEPT:
+        assert tokenization_agreement(gemma.tokenizer, trimmed, keep, corpus.texts[lang]["calibration"])["share"] == 1.0
+        result = tokenization_agreement(gemma.tokenizer, trimmed, keep, corpus.texts[lang]["evaluation"])
+        shares[lang] = result["share"]
+        print(f"\n{lang}: {result}")
+    assert all(share >= 0.99 for share in shares.values()), shares
+
+
+@pytest.mark.real
+def test_gemma_trimmed_gguf_tokenizes_as_the_onnx_tokenizer(gemma, gemma_trim, corpus, tmp_path):
+    """A tiny Gemma 3 with the trimmed vocabulary's rows, exported from Gemma's GGUF: llama.cpp's
+    tokenizer of the written file and ours agree, on kept languages and on a dropped script."""
+    vocab, keep, trimmed = gemma_trim
+    model = tiny_gemma6()
+    model.resize_token_embeddings(len(vocab.tokens), mean_resizing=False)
+    out = export_gguf(trim_embeddings(model, keep), gemma.gguf, None, tmp_path / "gemma-trimmed.gguf")
+    llama = vocab_only(out)
+    assert llama.n_vocab() == len(keep)
+    for lang in TEXTS:
+        text = corpus.text(lang, "evaluation")
+        ids = ids_of(trimmed, text)
+        assert tokenize(llama, text, add_bos=False) == ids, lang
+        assert trimmed.decode(ids) == text
+    byte_ids = [i for i, t in enumerate(trimmed_vocab(vocab, keep).types) if t == BYTE]
+    assert sum(i in byte_ids for i in ids_of(trimmed, corpus.text("ru", "evaluation"))) > 100
+
+
+@pytest.mark.real
+def test_gemma_trimmed_logits_equal_the_originals(gemma, gemma_trim, corpus):
+    _, keep, trimmed = gemma_trim
+    small = trim_embeddings(copy.deepcopy(gemma.model), keep)
+    new = [trimmed.bos_token_id] + ids_of(trimmed, corpus.text("de", "evaluation"))[:64]
+    with torch.no_grad():
+        before = gemma.model(torch.tensor([[keep[i] for i in new]])).logits[0][:, keep]
+        after = small(torch.tensor([new])).logits[0]
+    assert np.allclose(before.numpy(), after.numpy(), atol=1e-4)
+    assert small.config.bos_token_id == keep.index(gemma.model.config.bos_token_id)
