@@ -36,7 +36,20 @@ def test_report_numbers_are_measured_and_sane(export):
     report = json.loads((folder / "report.json").read_text())
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     assert kept == ["en", "de"] and len(dropped) >= 6
-    assert report["heads"]["heads_per_layer"] == [3] * 18 and len(report["heads"]["dropped"]) == 18
+    # the default: the largest FFN (then head) cut within TOL=0.05, and a trimmed vocabulary
+    before, after = report["structure"]["before"], report["structure"]["after"]
+    assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform
+    assert after["ffn_per_layer"][0] % 64 == 0 and after["ffn_per_layer"][0] <= before["ffn_per_layer"][0]
+    assert after["vocabulary"] < before["vocabulary"] / 2
+    search = report["tolerance_search"]
+    assert search["tol"] == 0.05 and search["probes"]
+    passing = [p["fraction"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]
+    assert max(passing, default=0) == pytest.approx(1 - after["ffn_per_layer"][0] / before["ffn_per_layer"][0])
+    for lang in kept:
+        assert report["tokenization"][lang]["share"] >= 0.99  # the trimmed vocabulary tokenizes kept text as before
+        for key in ("pytorch fp32", "gguf Q4_K_M"):
+            runs = report["quality"][key]
+            assert runs["after"][lang]["bits_per_byte"] <= 1.08 * runs["before"][lang]["bits_per_byte"], (key, lang)
     # every exported file was loaded and run by its runtime: each has quality figures
     for key in ("pytorch fp32", "onnx fp32", "gguf F16", "gguf Q8_0", "gguf Q4_K_M"):
         for side in ("before", "after"):

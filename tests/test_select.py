@@ -3,7 +3,7 @@ import pytest
 
 from toolchain.errors import UserError
 from toolchain.rewrite import kv_heads_kept
-from toolchain.select import budget_heads, candidate_budgets, layer_options, random_selection, search_tolerance, select_heads
+from toolchain.select import budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, select_heads
 
 
 def costs(seed=0, shape=(6, 4)):
@@ -63,18 +63,18 @@ def test_budget_errors():
     assert budget_heads(0.25, 30, 9, "free") == 68
 
 
-def test_tolerance_search_finds_the_largest_budget_within_tolerance():
-    c = costs()
-    baseline = {"en": 10.0}
+def test_tolerance_search_finds_the_largest_passing_budget_with_few_probes():
+    probed = []
 
-    def measure(sel):  # perplexity grows 1% per dropped head
-        return {"en": 10.0 * (1 + 0.01 * len(sel.drop))}
+    def passes(n_drop):  # perplexity grows 1% per dropped head, tolerance +5%
+        probed.append(n_drop)
+        return 10.0 * (1 + 0.01 * n_drop) <= 10.0 * 1.05
 
-    sel, ppl, trail = search_tolerance(c, 1, "free", 0.05, measure, baseline)
-    assert len(sel.drop) == 5 and ppl["en"] == pytest.approx(10.5)
-    assert all(t["within_tolerance"] == (t["heads_dropped"] <= 5) for t in trail)
-    sel, _, _ = search_tolerance(c, 1, "uniform", 0.07, measure, baseline)
-    assert len(sel.drop) == 6
+    budgets = candidate_budgets(costs(), 1, "free")
+    assert budgets[largest_passing(budgets, passes)] == 5
+    assert len(probed) <= 5 and 5 in probed  # the answer was measured
+    assert largest_passing([6, 12, 18], passes) is None
+    assert largest_passing([1, 2], lambda n: True) == 1
 
 
 def test_random_selection_respects_the_layout():

@@ -32,10 +32,12 @@ def bench_one(folder: Path) -> dict:
     after = {k: folder / v for k, v in report["files"].items()}
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     options = report["options"]
-    tokenizer = AutoTokenizer.from_pretrained(folder / "pytorch", local_files_only=True)
+    # each side's own tokenizer, the one saved beside its ONNX model (a trimmed vocabulary differs)
+    tokenizers = {side: AutoTokenizer.from_pretrained(Path(files["onnx fp32"]).parent, local_files_only=True)
+                  for side, files in (("before", before), ("after", after))}
     corpus = load_corpus(kept + dropped, options.get("corpus"))
     quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]
-    results = measure_exports(tokenizer, corpus, kept, dropped, before, after, quants, options["reps"],
+    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, quants, options["reps"],
                               tuple(options["threads"]))
     bench = {**report, **results}
     (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))

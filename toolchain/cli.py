@@ -36,6 +36,14 @@ def cmd_prepare(args) -> None:
     )
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() in ("on", "1", "yes", "true"):
+        return True
+    if text.lower() in ("off", "0", "no", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: say on or off")
+
+
 def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -43,8 +51,8 @@ def _split(text: str | None) -> list[str] | None:
 def _export_options(args):
     from .pipeline import ExportOptions
 
-    options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, tol=args.tol,
-                            layout=args.layout or None, corpus=args.corpus, out=args.out)
+    options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
+                            tol=args.tol, vocab=args.vocab, layout=args.layout or None, corpus=args.corpus, out=args.out)
     if args.quant:
         options.quant = _split(args.quant)
     if args.analysis_langs:
@@ -107,8 +115,11 @@ def _print_summary(rows) -> None:
 def _add_export_arguments(p) -> None:
     p.add_argument("--langs", required=True, help="languages to keep, ISO 639-1 codes: en,de")
     p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
-    p.add_argument("--heads", type=float, help="fraction of attention heads to drop (default 0.25)")
-    p.add_argument("--tol", type=float, help="or: max relative perplexity rise of kept languages (0.02)")
+    p.add_argument("--heads", type=float, help="fraction of attention heads to drop (0: none)")
+    p.add_argument("--ffn", type=float, help="fraction of FFN neurons to drop (0: none)")
+    p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
+                   "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
+    p.add_argument("--vocab", type=_on_off, default=True, help="on (default) or off: trim the vocabulary to the kept languages")
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
     p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")

@@ -9,7 +9,7 @@ import copy
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,20 +25,27 @@ from .load import LoadedModel, load, resolve
 from .paths import cache_dir, export_dir
 from .recipes import LAYOUTS
 from .rewrite import prune_heads, save_pruned
-from .select import Selection, budget_heads, drop_costs, search_tolerance, select_heads
+from .select import Selection, budget_heads, candidate_budgets, drop_costs, largest_passing, select_heads
 
 GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
 ONNX_QUANTS = ("int8", "int4")
-DEFAULT_HEADS = 0.25
+DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
+NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
+# FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
+# uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
+FFN_STEP = {"uniform": 64, "free": 32}
 
 
 @dataclass
 class ExportOptions:
     langs: list[str]
     model: str = "gemma3-270m"
-    heads: float | None = None  # fraction of heads to drop
-    tol: float | None = None  # or: largest drop keeping kept-language perplexity within +tol
+    heads: float | None = None  # fraction of attention heads to drop
+    ffn: float | None = None  # fraction of FFN neurons to drop
+    tol: float | None = None  # or, for heads and FFN without a fraction: the largest cut keeping
+    #                           every kept language's calibration perplexity within +tol
+    vocab: bool = True  # trim the vocabulary to the tokens the kept languages use
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: list(GGUF_QUANTS))
     corpus: str | None = None
@@ -61,17 +68,30 @@ class Context:
     timings: dict = field(default_factory=dict)
 
 
+@dataclass
+class Cuts:
+    """What goes: heads, FFN neurons, vocabulary (None: that part is untouched)."""
+
+    heads: Selection | None = None
+    neurons: list[list[int]] | None = None  # kept neuron indices per layer
+    tokens: list[int] | None = None  # kept token ids of the original vocabulary
+    search: dict | None = None  # the tolerance search: baseline and every probe
+
+
 def check_options(options: ExportOptions) -> tuple[str, tuple[str, ...], str]:
     """Fail fast on bad input, before any heavy work: (model name, allowed layouts, layout)."""
     available = available_languages(options.corpus)
     options.langs = parse_codes(options.langs, available)
     options.analysis_langs = parse_codes(options.analysis_langs, available)
-    if options.heads is not None and options.tol is not None:
-        raise UserError("give HEADS (a budget) or TOL (a tolerance), not both")
-    if options.heads is not None and not 0 < options.heads < 1:
-        raise UserError(f"HEADS={options.heads}: the fraction of heads to drop must be in (0, 1)")
+    for name, value in (("HEADS", options.heads), ("FFN", options.ffn)):
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"{name}={value}: the fraction to drop must be in [0, 1)")
     if options.tol is not None and not 0 < options.tol < 1:
         raise UserError(f"TOL={options.tol}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
+    if options.heads is None and options.ffn is None and options.tol is None:
+        options.tol = DEFAULT_TOL
+    if not (options.heads or options.ffn or options.tol or options.vocab):
+        raise UserError("nothing to cut: give HEADS, FFN or TOL, or leave VOCAB on")
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
     if bad:
         raise UserError(f"unknown QUANT {bad}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
@@ -83,9 +103,17 @@ def check_options(options: ExportOptions) -> tuple[str, tuple[str, ...], str]:
     if layout not in layouts:
         raise UserError(
             f"LAYOUT={layout}: the GGUF architecture of {name} loads only {', '.join(layouts)} layouts "
-            "(llama.cpp's gemma3 graph takes one head count for all layers)"
+            "(llama.cpp's gemma3 graph takes one head count and one FFN width for all layers)"
         )
     return name, layouts, layout
+
+
+def cuts_heads(options: ExportOptions) -> bool:
+    return bool(options.heads) or (options.heads is None and options.tol is not None)
+
+
+def cuts_ffn(options: ExportOptions) -> bool:
+    return bool(options.ffn) or (options.ffn is None and options.tol is not None)
 
 
 def run_export(options: ExportOptions) -> Path:
@@ -122,16 +150,19 @@ def _export_into(ctx: Context, work: Path) -> None:
     from .plots import heatmap
     from .report import write_report
 
-    analysis = step(ctx, "analyze", lambda: run_analysis(ctx))
-    analysis.save(work / "analysis.json")
-    selection, tolerance = step(ctx, "select", lambda: run_selection(ctx, analysis))
-    heatmap(analysis, work / "heatmap.png", dropped=selection.drop)
-    pruned = step(ctx, "rewrite", lambda: prune_heads(copy.deepcopy(ctx.loaded.model), selection.keep))
-    save_pruned(pruned, ctx.loaded.tokenizer, work / "pytorch")
+    options = ctx.options
+    analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) else None
+    stats = step(ctx, "analyze neurons", lambda: run_neuron_stats(ctx)) if cuts_ffn(options) else None
+    cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats))
+    if analysis is not None:
+        analysis.save(work / "analysis.json")
+        heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
+    pruned, tokenizer = step(ctx, "rewrite", lambda: rewrite(ctx, cuts))
+    save_pruned(pruned, tokenizer, work / "pytorch")
     before = step(ctx, "export original", lambda: export_original(ctx))
-    after = step(ctx, "export pruned", lambda: export_all(ctx, pruned, work))
-    results = step(ctx, "verify", lambda: verify(ctx, analysis, pruned, before, after))
-    write_report(work, ctx, analysis, selection, tolerance, before, after, results)
+    after = step(ctx, "export pruned", lambda: export_all(ctx, pruned, tokenizer, work))
+    results = step(ctx, "verify", lambda: verify(ctx, cuts, pruned, tokenizer, before, after))
+    write_report(work, ctx, analysis, cuts, pruned, before, after, results)
 
 
 def step(ctx: Context, name: str, fn):
@@ -142,7 +173,7 @@ def step(ctx: Context, name: str, fn):
     return out
 
 
-# -- analyze and select ----------------------------------------------------------------------
+# -- analyze -----------------------------------------------------------------------------------
 def run_analysis(ctx: Context) -> Analysis:
     settings = Settings(tuple(all_languages(ctx.options)), **ctx.options.settings)
     loaded = ctx.loaded
@@ -151,56 +182,151 @@ def run_analysis(ctx: Context) -> Analysis:
     return analysis
 
 
-def run_selection(ctx: Context, analysis: Analysis) -> tuple[Selection, dict | None]:
+def run_neuron_stats(ctx: Context):
+    from tqdm import tqdm
+
+    from .neurons import neuron_stats_cached
+
+    loaded, langs = ctx.loaded, all_languages(ctx.options)
+    with tqdm(total=len(langs) * NEURON_TOKENS, desc="FFN neuron statistics", unit="tok") as bar:
+        stats, cached = neuron_stats_cached(loaded.model, loaded.tokenizer, ctx.corpus, langs, loaded.fingerprint,
+                                            n_tokens=NEURON_TOKENS, progress=bar)
+    print("   neuron statistics reused from cache" if cached else "   neuron statistics computed")
+    return stats
+
+
+# -- select ------------------------------------------------------------------------------------
+def run_selection(ctx: Context, analysis: Analysis | None, stats) -> Cuts:
+    """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
+    measured together with what is already cut), then the vocabulary."""
+    options, cuts = ctx.options, Cuts()
+    measure = calibration_perplexity(ctx)
+    if options.tol is not None:
+        cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
+    if stats is not None:
+        cuts.neurons = select_ffn(ctx, stats, cuts, measure)
+    if analysis is not None:
+        cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
+    if options.vocab:
+        cuts.tokens = select_tokens(ctx)
+    if not (cuts.heads or cuts.neurons or cuts.tokens):
+        raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
+    return cuts
+
+
+def within(cuts: Cuts, ppl: dict[str, float]) -> bool:
+    baseline, tol = cuts.search["baseline"], cuts.search["tol"]
+    return all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
+
+
+def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> list[list[int]] | None:
+    from .neurons import ffn_widths, neuron_scores, select_neurons
+
+    scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
+    if ctx.options.ffn is not None:
+        return select_neurons(scores, ctx.options.ffn, ctx.layout, step)
+
+    def passes(fraction: float) -> bool:
+        keep = select_neurons(scores, fraction, ctx.layout, step)
+        ppl = measure(replace(cuts, neurons=keep))
+        ok = within(cuts, ppl)
+        cuts.search["probes"].append({"cut": "ffn", "fraction": fraction, "perplexity": ppl, "within_tolerance": ok})
+        return ok
+
+    width = ffn_widths(ctx.loaded.model)[0]
+    fractions = [k * step / width for k in range(1, (width // step) * 3 // 4)]  # up to 75% of the neurons
+    best = largest_passing(fractions, passes)
+    return None if best is None else select_neurons(scores, fractions[best], ctx.layout, step)
+
+
+def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
     model, options = ctx.loaded.model, ctx.options
     costs = drop_costs(analysis, options.langs)
     n_kv = kv_head_counts(model)[0]
-    if options.tol is None:
-        fraction = DEFAULT_HEADS if options.heads is None else options.heads
-        n_drop = budget_heads(fraction, analysis.layers, analysis.heads, ctx.layout)
+    if options.heads is not None:
+        n_drop = budget_heads(options.heads, analysis.layers, analysis.heads, ctx.layout)
         if n_drop == 0:
-            raise UserError(f"HEADS={fraction} drops no head with the {ctx.layout} layout; raise it")
-        return select_heads(costs, n_kv, n_drop, ctx.layout), None
-    measure = calibration_perplexity(ctx)
-    baseline = measure(None)
-    selection, ppl, trail = search_tolerance(costs, n_kv, ctx.layout, options.tol, measure, baseline)
-    if not selection.drop:
-        raise UserError(f"no head can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
-    return selection, {"tol": options.tol, "baseline": baseline, "chosen": ppl, "probes": trail}
+            raise UserError(f"HEADS={options.heads} drops no head with the {ctx.layout} layout; raise it")
+        return select_heads(costs, n_kv, n_drop, ctx.layout)
+
+    def passes(n_drop: int) -> bool:
+        selection = select_heads(costs, n_kv, n_drop, ctx.layout)
+        ppl = measure(replace(cuts, heads=selection))
+        ok = within(cuts, ppl)
+        cuts.search["probes"].append({"cut": "heads", "heads": n_drop, "perplexity": ppl, "within_tolerance": ok})
+        return ok
+
+    budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0]
+    best = largest_passing(budgets, passes)
+    return None if best is None else select_heads(costs, n_kv, budgets[best], ctx.layout)
+
+
+def select_tokens(ctx: Context) -> list[int]:
+    from .vocab import kept_tokens
+
+    return kept_tokens(source_vocab(ctx.loaded), ctx.corpus, ctx.options.langs)
+
+
+def source_vocab(loaded: LoadedModel):
+    """The model's vocabulary as llama.cpp sees it: from its GGUF, or converted from its tokenizer."""
+    from .tokenizer import read_vocab, vocab_from_hf_tokenizer
+
+    return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
 
 
 def calibration_perplexity(ctx: Context, n_tokens: int = 1024):
-    """measure(selection) -> {kept lang: calibration perplexity} with the selection's heads masked."""
-    loaded = ctx.loaded
-    chunks = {
-        lang: calibration_ids(loaded.tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs
-    }
-    def measure(selection: Selection | None) -> dict[str, float]:
-        mask = mask_from_drop(head_counts(loaded.model), selection.drop if selection else [])
-        with masked_heads(loaded.model, mask):
+    """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked."""
+    from .neurons import ffn_widths, mask_from_keep, masked_neurons
+
+    model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
+    chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
+
+    def measure(cuts: Cuts) -> dict[str, float]:
+        drop = cuts.heads.drop if cuts.heads else []
+        keep = cuts.neurons or [list(range(w)) for w in ffn_widths(model)]
+        with masked_heads(model, mask_from_drop(head_counts(model), drop)), \
+                masked_neurons(model, mask_from_keep(ffn_widths(model), keep)):
             return {
-                lang: score_chunks(torch_scorer(loaded.model), [Chunk(ids, 1) for ids in c]).perplexity
+                lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
                 for lang, c in chunks.items()
             }
 
     return measure
 
 
+# -- rewrite -----------------------------------------------------------------------------------
+def rewrite(ctx: Context, cuts: Cuts):
+    """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's)."""
+    from .neurons import prune_ffn
+    from .tokenizer import tokenizer_from_vocab
+    from .vocab import trim_embeddings, trimmed_vocab
+
+    model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
+    if cuts.heads:
+        prune_heads(model, cuts.heads.keep)
+    if cuts.neurons:
+        prune_ffn(model, cuts.neurons)
+    if cuts.tokens:
+        trim_embeddings(model, cuts.tokens)
+        tokenizer = tokenizer_from_vocab(trimmed_vocab(source_vocab(ctx.loaded), cuts.tokens))
+    return model, tokenizer
+
+
 # -- export ------------------------------------------------------------------------------------
-def export_all(ctx: Context, model, folder: Path) -> dict[str, Path]:
+def export_all(ctx: Context, model, tokenizer, folder: Path) -> dict[str, Path]:
     """ONNX (+ quantized copies asked for, + ORT format) and GGUF F16 (+ quantized) into folder."""
     from .export_gguf import export_gguf, quantize_gguf
     from .export_onnx import export_onnx, quantize_onnx, to_ort_format
 
     loaded, quant = ctx.loaded, ctx.options.quant
-    files = {"onnx fp32": export_onnx(model, loaded.tokenizer, folder / "onnx")}
+    files = {"onnx fp32": export_onnx(model, tokenizer, folder / "onnx")}
     for kind in (q for q in quant if q in ONNX_QUANTS):
         dst = folder / f"onnx-{kind}" / "model.onnx"
         files[f"onnx {kind}"] = quantize_onnx(files["onnx fp32"], dst, kind)
         files[f"ort {kind}"] = to_ort_format(dst)
     gguf_dir = folder / "gguf"
     gguf_dir.mkdir(parents=True, exist_ok=True)
-    files["gguf F16"] = export_gguf(model, loaded.gguf, loaded.tokenizer, gguf_dir / "model-F16.gguf")
+    files["gguf F16"] = export_gguf(model, loaded.gguf, tokenizer, gguf_dir / "model-F16.gguf")
     for kind in (q for q in quant if q in GGUF_QUANTS):
         files[f"gguf {kind}"] = quantize_gguf(files["gguf F16"], gguf_dir / f"model-{kind}.gguf", kind)
     return files
@@ -216,7 +342,7 @@ def export_original(ctx: Context) -> dict[str, Path]:
         return {k: Path(v) for k, v in json.loads(index.read_text()).items()}
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    files = export_all(ctx, ctx.loaded.model, partial)
+    files = export_all(ctx, ctx.loaded.model, ctx.loaded.tokenizer, partial)
     files = {k: folder / p.relative_to(partial) for k, p in files.items()}
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
@@ -231,19 +357,27 @@ def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
     return kept, dropped
 
 
-def verify(ctx: Context, analysis: Analysis, pruned, before: dict, after: dict) -> dict:
+def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dict) -> dict:
     from .verify import measure_exports
 
     kept, dropped = eval_languages(ctx)
-    tok = ctx.loaded.tokenizer
+    original = ctx.loaded.tokenizer
+    tokenizers = {"before": original, "after": tokenizer}
     gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
-    results = measure_exports(tok, ctx.corpus, kept, dropped, before, after, gguf_quants,
+    results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
                               ctx.options.reps, ctx.options.threads)
     results["quality"] = {
-        "pytorch fp32": {side: _torch_quality(model, tok, ctx.corpus, kept + dropped)
+        "pytorch fp32": {side: _torch_quality(model, tokenizers[side], ctx.corpus, kept + dropped)
                          for side, model in (("before", ctx.loaded.model), ("after", pruned))},
         **results["quality"],
     }
+    if cuts.tokens:
+        from .vocab import tokenization_agreement
+
+        results["tokenization"] = {
+            lang: tokenization_agreement(original, tokenizer, cuts.tokens, ctx.corpus.texts[lang]["evaluation"])
+            for lang in kept
+        }
     return results
 
 

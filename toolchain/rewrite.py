@@ -6,7 +6,9 @@ group goes. Every kept group of a layer must keep the same number of query heads
 head-to-KV mapping (query head i reads KV head i // group size) stays right.
 
 The pruned model records the original indices of the heads it keeps in `config.kept_heads`
-(one list per layer); `save_pruned` / `load_pruned` round-trip it without the original model.
+(one list per layer), as FFN pruning (`neurons.prune_ffn`) records `config.kept_neurons` and
+vocabulary trimming (`vocab.trim_embeddings`) `config.kept_tokens`; `save_pruned` / `load_pruned`
+round-trip them without the original model.
 """
 
 from collections.abc import Sequence
@@ -98,11 +100,15 @@ def load_pruned(folder: Path):
 
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
-    kept = getattr(config, "kept_heads", None)
-    config.kept_heads = None
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    kept, neurons = getattr(config, "kept_heads", None), getattr(config, "kept_neurons", None)
+    config.kept_heads = config.kept_neurons = None
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # the vocabulary is already its size
     if kept:
         prune_heads(model, kept)
+    if neurons:
+        from .neurons import prune_ffn
+
+        prune_ffn(model, neurons)
     state = {}
     for file in sorted(folder.glob("*.safetensors")):
         state.update(load_file(file))

@@ -8,8 +8,8 @@ lowest total cost under the layout's constraints, by dynamic programming over la
 - with grouped-query attention, every kept KV group of a layer keeps the same number of query
   heads (a group may go whole);
 - `uniform`: the same head count in every layer (llama.cpp's gemma3 graph needs it), `free`: any.
-A tolerance instead of a budget searches the largest drop whose measured calibration perplexity
-stays within +tol for every kept language.
+A tolerance instead of a budget searches (`largest_passing`) the largest drop whose measured
+calibration perplexity stays within +tol for every kept language.
 """
 
 import itertools
@@ -128,30 +128,19 @@ def candidate_budgets(costs: np.ndarray, n_kv: int, layout: str) -> list[int]:
     return sorted(_allocations(options))
 
 
-def search_tolerance(
-    costs: np.ndarray, n_kv: int, layout: str, tol: float, measure: Callable[[Selection], dict[str, float]],
-    baseline: dict[str, float],
-) -> tuple[Selection, dict[str, float], list[dict]]:
-    """The largest drop whose measured perplexity stays within (1 + tol) x baseline for every kept language.
+def largest_passing(candidates: list, passes: Callable[[object], bool]) -> int | None:
+    """Index of the largest candidate that passes (a real measurement each), or None.
 
-    Binary search over budgets (perplexity grows with the budget, nearly always); every probe is
-    a real measurement, and the answer is the largest budget measured within tolerance.
-    """
-    budgets = candidate_budgets(costs, n_kv, layout)
-    lo, hi = 0, len(budgets) - 1  # budgets[lo] is known to pass
-    best = select_heads(costs, n_kv, 0, layout), dict(baseline)
-    trail = []
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        selection = select_heads(costs, n_kv, budgets[mid], layout)
-        ppl = measure(selection)
-        ok = all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
-        trail.append({"heads_dropped": budgets[mid], "perplexity": ppl, "within_tolerance": ok})
-        if ok:
-            lo, best = mid, (selection, ppl)
+    Binary search over ascending candidates: quality falls as the cut grows (nearly always), so
+    about log2(n) probes suffice; the answer is always a candidate that was measured passing."""
+    lo, hi, best = 0, len(candidates) - 1, None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if passes(candidates[mid]):
+            best, lo = mid, mid + 1
         else:
             hi = mid - 1
-    return best[0], best[1], trail
+    return best
 
 
 def random_selection(n_layers: int, n_heads: int, n_kv: int, n_drop: int, layout: str, seed: int) -> Selection:

@@ -101,15 +101,17 @@ def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: in
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompt: list[int], n_decode: int = 64,
+def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompts: dict[str, list[int]], n_decode: int = 64,
           threads: tuple[int, ...] = (1, 2), reps: int = 3, progress=None) -> dict:
-    """{label: {threads: {before/after medians and after/before ratios}}}, repetitions interleaved."""
+    """{label: {threads: {before/after medians and after/before ratios}}}, repetitions interleaved.
+
+    prompts: the same text as each side's tokenizer encodes it (a trimmed vocabulary has its own ids)."""
     runs = {(label, t, side): [] for label in pairs for t in threads for side in ("before", "after")}
     for _ in range(reps):
         for label, (before, after) in pairs.items():
             for t in threads:
                 for side, artifact in (("before", before), ("after", after)):
-                    runs[(label, t, side)].append(speed_once(artifact, prompt, n_decode, t))
+                    runs[(label, t, side)].append(speed_once(artifact, prompts[side], n_decode, t))
                     if progress:
                         progress.update(1)
     table = {}
@@ -132,12 +134,14 @@ def artifact(key: str, files: dict) -> Artifact:
     return Artifact(runtime, key.split()[1], Path(files[key]))
 
 
-def measure_exports(tokenizer, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
+def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
                     gguf_quants: list[str], reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
     """Quality (kept and dropped languages), fidelity and speed, original against pruned.
 
-    Quality in ONNX Runtime (fp32) and llama.cpp (F16 and each GGUF quantization); fidelity and
-    speed in ONNX Runtime (fp32) and llama.cpp at the last (smallest) quantization."""
+    tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
+    trimmed; bits per byte stay comparable). Quality in ONNX Runtime (fp32) and llama.cpp (F16 and
+    each GGUF quantization); fidelity and speed in ONNX Runtime (fp32) and llama.cpp at the last
+    (smallest) quantization."""
     from tqdm import tqdm
 
     gguf_quants = [f"gguf {q}" for q in gguf_quants]
@@ -148,24 +152,30 @@ def measure_exports(tokenizer, corpus: Corpus, kept: list[str], dropped: list[st
     with tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
-                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tokenizer, corpus, kept + dropped)
+                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tokenizers[side], corpus,
+                                                                  kept + dropped)
                 bar.update(1)
     with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
         for key in speed_runs:
             for side, files in sides:
-                results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tokenizer, corpus, kept)
+                results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tokenizers[side], corpus, kept)
                 bar.update(1)
-    prompt = speed_prompt(tokenizer, corpus, kept[0])
+    prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
     with tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
-        results["speed"] = speed(pairs, prompt, threads=threads, reps=reps, progress=bar)
-    results["speed_setup"] = {"prompt_tokens": len(prompt), "decode_tokens": 64, "reps": reps}
+        results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
+    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": 64,
+                              "reps": reps}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     return results
 
 
-def speed_prompt(tokenizer, corpus: Corpus, lang: str, n: int = 256) -> list[int]:
-    return encode(tokenizer, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
+def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = 256) -> dict[str, list[int]]:
+    """The text of the original's first n tokens, encoded by each side's tokenizer."""
+    before = tokenizers["before"]
+    ids = encode(before, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
+    text = before.decode(ids, skip_special_tokens=True)
+    return {side: encode(tok, text) for side, tok in tokenizers.items()}
 
 
 def file_size(path: Path) -> int:
