@@ -262,9 +262,11 @@ def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Se
 
 
 def select_tokens(ctx: Context) -> list[int]:
-    from .vocab import kept_tokens
+    from .vocab import kept_tokens, predicted_usage
 
-    return kept_tokens(source_vocab(ctx.loaded), ctx.corpus, ctx.options.langs)
+    loaded, langs = ctx.loaded, ctx.options.langs
+    usage = predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)  # ranks tokens beyond the corpus
+    return kept_tokens(source_vocab(loaded), ctx.corpus, langs, usage=usage)
 
 
 def source_vocab(loaded: LoadedModel):

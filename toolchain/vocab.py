@@ -26,8 +26,9 @@ for a character outside the vocabulary before merging, llama.cpp only at the end
 
 `trimmed_vocab` renumbers the vocabulary (new id = position in the kept list), `trim_embeddings`
 cuts the model's rows the same way, and `tokenization_agreement` measures how much of a text
-still tokenizes as with the full vocabulary. Gemma 3 270M for en,de: 40,960 tokens, of which the
-fill-up brings 35,000; 99-100% of the held-out UDHR text's tokens as before (80% without the fill-up).
+still tokenizes as with the full vocabulary. Gemma 3 270M for en,de keeps 40,960 of 262,144
+tokens (35,000 of them from the fill-up): the held-out UDHR articles tokenize as before to 100%
+(filled up by the vocabulary's rank instead: en 97%, de 89%; without the fill-up: 80%).
 """
 
 import difflib
