@@ -10,6 +10,8 @@ from contextlib import contextmanager
 
 import torch
 
+from .hooks import input_hooks
+
 
 def attention_modules(model) -> list[torch.nn.Module]:
     return [layer.self_attn for layer in model.model.layers]
@@ -28,31 +30,18 @@ def kv_head_counts(model) -> list[int]:
     return [attn.k_proj.out_features // attn.head_dim for attn in attention_modules(model)]
 
 
-@contextmanager
 def hooked_heads(model, fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
     """Call fn(layer, heads) with heads shaped [batch, seq, n_heads, head_dim] before each o_proj.
 
     If fn returns a tensor, it replaces the heads (e.g. masked); otherwise the forward is unchanged.
     """
+    attns = attention_modules(model)
 
-    def make_hook(layer: int, dim: int):
-        def hook(_module, args):
-            x = args[0]
-            heads = x.view(*x.shape[:-1], -1, dim)
-            out = fn(layer, heads)
-            return None if out is None else (out.reshape(x.shape), *args[1:])
+    def on_input(layer: int, x: torch.Tensor) -> torch.Tensor | None:
+        out = fn(layer, x.view(*x.shape[:-1], -1, attns[layer].head_dim))
+        return None if out is None else out.reshape(x.shape)
 
-        return hook
-
-    handles = [
-        attn.o_proj.register_forward_pre_hook(make_hook(i, attn.head_dim))
-        for i, attn in enumerate(attention_modules(model))
-    ]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return input_hooks([attn.o_proj for attn in attns], on_input)
 
 
 @contextmanager

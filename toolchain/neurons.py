@@ -26,6 +26,7 @@ import torch
 from .analyze import calibration_ids
 from .corpus import Corpus
 from .errors import UserError
+from .hooks import input_hooks
 from .paths import cache_dir
 from .rewrite import _columns, _rows
 
@@ -41,26 +42,12 @@ def ffn_widths(model) -> list[int]:
     return [mlp.up_proj.out_features for mlp in mlp_modules(model)]
 
 
-@contextmanager
 def hooked_neurons(model, fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
     """Call fn(layer, h) with h = act(gate(x)) * up(x), shaped [..., width], before each down_proj.
 
     If fn returns a tensor, it replaces h; otherwise the forward is unchanged.
     """
-
-    def make_hook(layer: int):
-        def hook(_module, args):
-            out = fn(layer, args[0])
-            return None if out is None else (out, *args[1:])
-
-        return hook
-
-    handles = [mlp.down_proj.register_forward_pre_hook(make_hook(i)) for i, mlp in enumerate(mlp_modules(model))]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
+    return input_hooks([mlp.down_proj for mlp in mlp_modules(model)], fn)
 
 
 @contextmanager
