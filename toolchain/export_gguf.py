@@ -24,7 +24,6 @@ Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`v
 import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ import torch
 from .errors import UserError
 from .families import Family, family_of
 from .heads import head_counts, kv_head_counts
-from .tokenizer import UNUSED, GGUFVocab, vocab_from_hf_tokenizer
+from .tokenizer import GGUFVocab, vocab_from_hf_tokenizer
 
 # llama.cpp's gemma3 graph hard-codes these (llama-model.cpp): every 6th layer is global, local
 # layers use rope base 10000, and attention scales by 1/sqrt(head_dim).
@@ -134,18 +133,15 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
     n_vocab = model.get_input_embeddings().weight.shape[0]
 
     meta = _Metadata()
+    kept = getattr(model.config, "kept_tokens", None)
     if source_gguf is not None:
         vocab = _copy_source_metadata(meta, Path(source_gguf), family, arch)
         what = f"{source_gguf} has {len(vocab.tokens)} tokens"
-    else:
-        vocab = vocab_from_hf_tokenizer(tokenizer)
+    else:  # padded to the embedding's rows, unless it is the untrimmed tokenizer of a trimmed model
+        vocab = vocab_from_hf_tokenizer(tokenizer, None if kept else n_vocab)
         what = f"the tokenizer has {len(vocab.tokens)} tokens"
-    kept = getattr(model.config, "kept_tokens", None)
     if kept and len(vocab.tokens) > n_vocab:  # a model trimmed to `kept` of this vocabulary
         vocab = _trimmed(meta, vocab, kept, what)
-    if source_gguf is None and len(vocab.tokens) < n_vocab:  # an embedding larger than the tokenizer
-        vocab = replace(vocab, tokens=vocab.tokens + [f"[PAD{i}]" for i in range(len(vocab.tokens), n_vocab)],
-                        types=vocab.types + [UNUSED] * (n_vocab - len(vocab.tokens)))
     if len(vocab.tokens) != n_vocab:
         raise UserError(f"{what}, the model's embedding has {n_vocab} rows")
     _vocab_metadata(meta, vocab, settings=source_gguf is None)

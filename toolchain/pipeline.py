@@ -63,7 +63,6 @@ class Context:
     options: ExportOptions
     loaded: LoadedModel
     corpus: object
-    layouts: tuple[str, ...]
     layout: str
     timings: dict = field(default_factory=dict)
 
@@ -75,11 +74,12 @@ class Cuts:
     heads: Selection | None = None
     neurons: list[list[int]] | None = None  # kept neuron indices per layer
     tokens: list[int] | None = None  # kept token ids of the original vocabulary
+    vocab: object = None  # the trimmed vocabulary (tokenizer.GGUFVocab) when tokens are kept
     search: dict | None = None  # the tolerance search: baseline and every probe
 
 
-def check_options(options: ExportOptions) -> tuple[str, tuple[str, ...], str]:
-    """Fail fast on bad input, before any heavy work: (model name, allowed layouts, layout)."""
+def check_options(options: ExportOptions) -> tuple[str, str]:
+    """Fail fast on bad input, before any heavy work: (model name, layout)."""
     available = available_languages(options.corpus)
     options.langs = parse_codes(options.langs, available)
     options.analysis_langs = parse_codes(options.analysis_langs, available)
@@ -105,7 +105,7 @@ def check_options(options: ExportOptions) -> tuple[str, tuple[str, ...], str]:
             f"LAYOUT={layout}: the GGUF architecture of {name} loads only {', '.join(layouts)} layouts "
             "(llama.cpp's gemma3 graph takes one head count and one FFN width for all layers)"
         )
-    return name, layouts, layout
+    return name, layout
 
 
 def cuts_heads(options: ExportOptions) -> bool:
@@ -117,14 +117,14 @@ def cuts_ffn(options: ExportOptions) -> bool:
 
 
 def run_export(options: ExportOptions) -> Path:
-    name, layouts, layout = check_options(options)
+    name, layout = check_options(options)
     final = Path(options.out or export_dir() / f"{name}-{'-'.join(options.langs)}")
     work = final.with_name(f".{final.name}.partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
         print(f"Loading {options.model} ...")
-        ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layouts, layout)
+        ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
         _export_into(ctx, work)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -208,15 +208,20 @@ def run_selection(ctx: Context, analysis: Analysis | None, stats) -> Cuts:
     if analysis is not None:
         cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
-        cuts.tokens = select_tokens(ctx)
+        cuts.tokens, cuts.vocab = select_tokens(ctx)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
     return cuts
 
 
-def within(cuts: Cuts, ppl: dict[str, float]) -> bool:
+def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
+    """Measure `trial` (the cuts so far plus a candidate); whether every kept language stays within
+    TOL of the baseline. Each probe is recorded in the search's trail."""
     baseline, tol = cuts.search["baseline"], cuts.search["tol"]
-    return all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
+    ppl = measure(trial)
+    ok = all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
+    cuts.search["probes"].append({**what, "perplexity": ppl, "within_tolerance": ok})
+    return ok
 
 
 def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> list[list[int]] | None:
@@ -227,11 +232,8 @@ def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> list[list[int]] | No
         return select_neurons(scores, ctx.options.ffn, ctx.layout, step)
 
     def passes(fraction: float) -> bool:
-        keep = select_neurons(scores, fraction, ctx.layout, step)
-        ppl = measure(replace(cuts, neurons=keep))
-        ok = within(cuts, ppl)
-        cuts.search["probes"].append({"cut": "ffn", "fraction": fraction, "perplexity": ppl, "within_tolerance": ok})
-        return ok
+        trial = replace(cuts, neurons=select_neurons(scores, fraction, ctx.layout, step))
+        return probe(cuts, trial, measure, cut="ffn", fraction=fraction)
 
     width = ffn_widths(ctx.loaded.model)[0]
     fractions = [k * step / width for k in range(1, (width // step) * 3 // 4)]  # up to 75% of the neurons
@@ -250,23 +252,23 @@ def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Se
         return select_heads(costs, n_kv, n_drop, ctx.layout)
 
     def passes(n_drop: int) -> bool:
-        selection = select_heads(costs, n_kv, n_drop, ctx.layout)
-        ppl = measure(replace(cuts, heads=selection))
-        ok = within(cuts, ppl)
-        cuts.search["probes"].append({"cut": "heads", "heads": n_drop, "perplexity": ppl, "within_tolerance": ok})
-        return ok
+        trial = replace(cuts, heads=select_heads(costs, n_kv, n_drop, ctx.layout))
+        return probe(cuts, trial, measure, cut="heads", heads=n_drop)
 
     budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0]
     best = largest_passing(budgets, passes)
     return None if best is None else select_heads(costs, n_kv, budgets[best], ctx.layout)
 
 
-def select_tokens(ctx: Context) -> list[int]:
-    from .vocab import kept_tokens, predicted_usage
+def select_tokens(ctx: Context):
+    """(kept token ids, the trimmed vocabulary)."""
+    from .vocab import kept_tokens, predicted_usage, trimmed_vocab
 
     loaded, langs = ctx.loaded, ctx.options.langs
+    vocab = source_vocab(loaded)
     usage = predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)  # ranks tokens beyond the corpus
-    return kept_tokens(source_vocab(loaded), ctx.corpus, langs, usage=usage)
+    keep = kept_tokens(vocab, ctx.corpus, langs, usage=usage)
+    return keep, trimmed_vocab(vocab, keep)
 
 
 def source_vocab(loaded: LoadedModel):
@@ -301,7 +303,7 @@ def rewrite(ctx: Context, cuts: Cuts):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's)."""
     from .neurons import prune_ffn
     from .tokenizer import tokenizer_from_vocab
-    from .vocab import trim_embeddings, trimmed_vocab
+    from .vocab import trim_embeddings
 
     model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
     if cuts.heads:
@@ -310,7 +312,7 @@ def rewrite(ctx: Context, cuts: Cuts):
         prune_ffn(model, cuts.neurons)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
-        tokenizer = tokenizer_from_vocab(trimmed_vocab(source_vocab(ctx.loaded), cuts.tokens))
+        tokenizer = tokenizer_from_vocab(cuts.vocab)
     return model, tokenizer
 
 

@@ -42,6 +42,7 @@ from functools import lru_cache
 import torch
 
 from .languages import LANGUAGES
+from .rewrite import _rows
 from .tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, tokenizer_from_vocab
 
 TOKENS_PER_LANGUAGE = 20480  # default vocabulary size: this many tokens per kept language
@@ -336,10 +337,7 @@ def trim_embeddings(model, keep: list[int]):
     if tied:
         output.weight = embed.weight
     elif output is not None:
-        output.weight = torch.nn.Parameter(output.weight.data[index].clone())
-        if output.bias is not None:
-            output.bias = torch.nn.Parameter(output.bias.data[index].clone())
-        output.out_features = len(keep)
+        _rows(output, index)
 
     def remap(i):
         if isinstance(i, (list, tuple)):
