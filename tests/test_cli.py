@@ -23,8 +23,9 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
 def test_export_refuses_bad_options_before_loading_anything():
     for args, message in [
         (["--langs", "en,xx"], "unknown language code 'xx'. Did you mean: xh?"),
-        (["--langs", "en", "--heads", "0.3", "--tol", "0.1"], "not both"),
-        (["--langs", "en", "--heads", "1.0"], "must be in (0, 1)"),
+        (["--langs", "en", "--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
+        (["--langs", "en", "--heads", "1.0"], "must be in [0, 1)"),
+        (["--langs", "en", "--tol", "0"], "the tolerance is a fraction"),
         (["--langs", "en", "--layout", "free"], "loads only uniform layouts"),
         (["--langs", "en", "--quant", "Q2"], "unknown QUANT"),
         (["--langs", "en", "--model", "org/some-model"], "works offline"),
