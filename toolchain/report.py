@@ -169,7 +169,7 @@ def _tokenization_text(report: dict) -> str:
 
 def _cuts_text(report: dict) -> list[str]:
     a = report["structure"]["after"]
-    parts = ["## What was cut", markdown_table(["", "before", "after", "ratio"], _structure_rows(report)),
+    parts = ["## What was cut (totals in the summary)",
              "Heads per layer: " + ", ".join(map(str, a["heads_per_layer"])),
              "FFN width per layer: " + ", ".join(map(str, a["ffn_per_layer"])),
              _tokenization_text(report)]
