@@ -1,5 +1,10 @@
+import os
+import signal
 import subprocess
 import sys
+import time
+
+from tests.tiny import save_tiny
 
 
 def run(*args):
@@ -33,3 +38,19 @@ def test_export_refuses_bad_options_before_loading_anything():
         result = run("export", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
+    exports = tmp_path / "exported"
+    model_dir = save_tiny("llama", tmp_path / "llama")
+    proc = subprocess.Popen([sys.executable, "-m", "toolchain.cli", "export", "--langs", "en,de", "--model", str(model_dir),
+                             "--heads", "0.25", "--layout", "free"], env={**os.environ, "LANGPRUNE_EXPORTS": str(exports)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(exports.glob("*.partial")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "the export ended before it could be stopped"
+    time.sleep(2)  # well inside the export: loading, analysis
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read()[-2000:]
+    assert list(exports.iterdir()) == []
