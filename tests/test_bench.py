@@ -23,5 +23,14 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
     for by_threads in bench_report["speed"].values():
         for row in by_threads.values():
             assert row["decode_tps_ratio"] == row["decode_tps_after"] / row["decode_tps_before"] and row["decode_tps_after"] > 0
+    # where a token's weight reads go: heads and vocabulary were cut, FFN neurons were not
+    ceiling = bench_report["ceiling"]
+    for side in ("before", "after"):
+        assert sum(p["bytes"] for p in ceiling["parts"][side].values()) == ceiling[f"bytes_{side}"]
+    before, after = ceiling["parts"]["before"], ceiling["parts"]["after"]
+    for part in ("attention projections", "output layer (vocabulary)"):
+        assert after[part]["bytes"] < before[part]["bytes"], part
+    assert after["FFN"] == before["FFN"]
+    assert "weights read per token" in (folder / "bench.md").read_text()
     # nothing was re-exported
     assert all((folder / p).stat().st_mtime == t for p, t in exported.items())

@@ -75,6 +75,10 @@ def test_report_numbers_are_measured_and_sane(export):
     ceiling = report["ceiling"]
     assert 0 < ceiling["fraction_removed"] < 1
     assert ceiling["speedup_ceiling"] == pytest.approx(ceiling["bytes_before"] / ceiling["bytes_after"])
+    # the tied 262k-row embedding is read whole per token as the output layer; trimming cuts it with the vocabulary
+    output = {side: ceiling["parts"][side]["output layer (vocabulary)"]["bytes"] for side in ("before", "after")}
+    n_vocab = {side: report["structure"][side]["vocabulary"] for side in ("before", "after")}
+    assert output["after"] / output["before"] == pytest.approx(n_vocab["after"] / n_vocab["before"], rel=0.01)
     for runs in report["fidelity"].values():
         for side in ("before", "after"):
             assert set(runs[side]) == set(kept) and all(0 <= runs[side][lang]["share"] <= 1 for lang in kept)

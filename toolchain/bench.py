@@ -6,7 +6,7 @@ from pathlib import Path
 from .corpus import load_corpus
 from .errors import UserError
 from .paths import export_dir
-from .report import render, summary
+from .report import ceiling, render, summary
 from .verify import measure_exports
 
 
@@ -39,7 +39,8 @@ def bench_one(folder: Path) -> dict:
     quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, quants, options["reps"],
                               tuple(options["threads"]))
-    bench = {**report, **results}
+    gguf_key = report["ceiling"]["file"]
+    bench = {**report, **results, "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])}}
     (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
     (folder / "bench.md").write_text(render(bench))
     return bench

@@ -7,20 +7,40 @@ from pathlib import Path
 
 
 
-def per_token_weight_bytes(gguf_path: Path) -> int:
-    """Bytes of weights read to generate one token: every tensor, except the input embedding
-    table when a separate output matrix exists (a lookup reads one row of it)."""
+PARTS = {"attn_": "attention projections", "ffn_": "FFN"}
+
+
+def _part(name: str) -> str:
+    if name in ("output.weight", "token_embd.weight"):
+        return "output layer (vocabulary)"
+    kind = name.split(".")[2] if name.startswith("blk.") else ""
+    return next((part for prefix, part in PARTS.items() if kind.startswith(prefix) and "norm" not in kind), "norms")
+
+
+def weights_read_per_token(gguf_path: Path) -> dict[str, dict]:
+    """{part: {"bytes", "types"}}: the weights read to generate one token, by part of the model.
+
+    Every tensor counts, except the input embedding table when a separate output matrix exists
+    (a lookup reads one row of it); a tied table is read whole, as the output layer."""
     from gguf import GGUFReader
 
-    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(str(gguf_path)).tensors}
-    if "output.weight" in tensors:
-        tensors.pop("token_embd.weight", None)
-    return sum(tensors.values())
+    tensors = GGUFReader(str(gguf_path)).tensors
+    if any(t.name == "output.weight" for t in tensors):
+        tensors = [t for t in tensors if t.name != "token_embd.weight"]
+    parts: dict[str, dict] = {}
+    for t in tensors:
+        part = parts.setdefault(_part(t.name), {"bytes": 0, "types": set()})
+        part["bytes"] += int(t.n_bytes)
+        part["types"].add(t.tensor_type.name)
+    return {name: {"bytes": p["bytes"], "types": sorted(p["types"])} for name, p in parts.items()}
 
 
 def ceiling(before: Path, after: Path) -> dict:
-    b, a = per_token_weight_bytes(before), per_token_weight_bytes(after)
-    return {"bytes_before": b, "bytes_after": a, "fraction_removed": 1 - a / b, "speedup_ceiling": b / a}
+    """The decode speed-up a memory-bound runtime could reach: weight bytes read per token, before / after."""
+    parts = {"before": weights_read_per_token(before), "after": weights_read_per_token(after)}
+    b, a = (sum(p["bytes"] for p in parts[side].values()) for side in ("before", "after"))
+    return {"bytes_before": b, "bytes_after": a, "fraction_removed": 1 - a / b, "speedup_ceiling": b / a,
+            "parts": parts}
 
 
 def _mean(values) -> float:
@@ -149,6 +169,13 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
     (folder / "report.md").write_text(render(report))
 
 
+def _weight_rows(ceil: dict) -> list:
+    before, after = ceil["parts"]["before"], ceil["parts"]["after"]
+    return [(part, f"{before[part]['bytes'] / 1e6:.1f}", f"{p['bytes'] / 1e6:.1f}",
+             f"{p['bytes'] / ceil['bytes_after']:.0%}", ", ".join(p["types"]))
+            for part, p in sorted(after.items(), key=lambda kv: -kv[1]["bytes"])]
+
+
 def _structure_rows(report: dict) -> list:
     b, a = report["structure"]["before"], report["structure"]["after"]
     rows = [("attention heads", sum(b["heads_per_layer"]), sum(a["heads_per_layer"])),
@@ -213,7 +240,10 @@ def render(report: dict) -> str:
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "
         f"{ceil['bytes_after'] / 1e6:.1f} MB after: {ceil['fraction_removed']:.1%} removed, so decoding "
-        f"(memory-bound) can be at most {ceil['speedup_ceiling']:.3f}x faster. Measured decode ratio: {decode_ratios}.",
+        f"(memory-bound) can be at most {ceil['speedup_ceiling']:.3f}x faster. Measured decode ratio: {decode_ratios}. "
+        "By part of the model:",
+        markdown_table(["weights read per token", "MB before", "MB after", "share after", "types after"],
+                       _weight_rows(ceil)),
         "## Quality per language",
         markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"], _quality_rows(report)),
         "## Language fidelity (greedy continuations identified as the prompt's language)",
