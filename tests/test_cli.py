@@ -54,3 +54,17 @@ def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read()[-2000:]
     assert list(exports.iterdir()) == []
+
+
+def test_selection_against_random_heads(tmp_path):
+    model_dir = save_tiny("llama", tmp_path / "llama")
+    args = ["analyze", "--langs", "en,de", "--model", str(model_dir), "--analysis-langs", "fr,es,ru", "--out", str(tmp_path / "a")]
+    result = run(*args, "--against-random", "2,4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split(" | ") for line in (tmp_path / "a" / "selectivity-en-de.md").read_text().splitlines()[2:]]
+    assert [(r[0].strip("| "), r[1]) for r in rows] == [("0", "original")] + [
+        (n, s) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2")]
+    rises = [float(r[2]) for r in rows[1:]]  # kept languages' mean loss rise: masking heads changes the loss
+    assert all(rise != 0 for rise in rises) and len(set(rises[4:])) > 1
+    bad = run(*args, "--against-random", "2,x")
+    assert bad.returncode == 2 and "expected whole numbers" in bad.stderr

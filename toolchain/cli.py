@@ -96,6 +96,13 @@ def cmd_analyze(args) -> None:
           f"heads: {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in analysis.seconds.items())})")
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
+    if args.against_random:
+        from .selectivity import render, selectivity
+
+        budgets = _int_list(args.against_random, "--against-random")
+        table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets))
+        (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
+        print(table)
 
 
 def cmd_bench(args) -> None:
@@ -104,6 +111,13 @@ def cmd_bench(args) -> None:
     for folder, rows in bench(args.exports):
         print(f"\n{folder}")
         _print_summary(rows)
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise UserError(f"{what} {text!r}: expected whole numbers separated by commas, e.g. 2,4,9,18") from None
 
 
 def _print_summary(rows) -> None:
@@ -143,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="per-language head importance: analysis.json and heatmap.png")
     _add_export_arguments(p)
     p.add_argument("--fresh", action="store_true", help="recompute even if cached (to time it)")
+    p.add_argument("--against-random", metavar="BUDGETS", help="e.g. 2,4,9,18: mask the heads selected for --langs "
+                   "and as many random heads; compare the loss rise per language (selectivity-<langs>.md)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("bench", help="re-measure existing exports against their originals")
