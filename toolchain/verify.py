@@ -89,6 +89,9 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 
 
 # -- speed -----------------------------------------------------------------------------------
+DECODE_TOKENS = 64  # greedy tokens timed after the prompt, per run
+
+
 def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: int) -> dict:
     """Prefill and decode tokens/s and peak RSS, measured in a fresh process."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
@@ -101,7 +104,7 @@ def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: in
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompts: dict[str, list[int]], n_decode: int = 64,
+def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompts: dict[str, list[int]], n_decode: int = DECODE_TOKENS,
           threads: tuple[int, ...] = (1, 2), reps: int = 3, progress=None) -> dict:
     """{label: {threads: {before/after medians and after/before ratios}}}, repetitions interleaved.
 
@@ -164,7 +167,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
     with tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
-    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": 64,
+    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": DECODE_TOKENS,
                               "reps": reps}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     return results
