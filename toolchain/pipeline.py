@@ -208,7 +208,7 @@ def run_selection(ctx: Context, analysis: Analysis | None, stats) -> Cuts:
     if analysis is not None:
         cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
-        cuts.tokens, cuts.vocab = select_tokens(ctx)
+        cuts.tokens, cuts.vocab = select_vocab(ctx)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
     return cuts
@@ -260,7 +260,7 @@ def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Se
     return None if best is None else select_heads(costs, n_kv, budgets[best], ctx.layout)
 
 
-def select_tokens(ctx: Context):
+def select_vocab(ctx: Context):
     """(kept token ids, the trimmed vocabulary)."""
     from .vocab import kept_tokens, predicted_usage, trimmed_vocab
 

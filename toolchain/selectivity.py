@@ -26,12 +26,12 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
     """{"base": {lang: loss}, "runs": [{"heads", "selection", "rise": {lang: nats}}]}."""
     held = {lang: encode(tokenizer, corpus.text(lang, "evaluation"))[:tokens] for lang in analysis.languages}
     base = language_losses(model, held)
-    costs, n_kv = drop_costs(analysis, keep), kv_head_counts(model)[0]
+    costs, n_heads, n_kv = drop_costs(analysis, keep), head_counts(model)[0], kv_head_counts(model)[0]
     picks = []
     for n in budgets:
         picks.append((n, "selected", select_heads(costs, n_kv, n, LAYOUT).drop))
         for seed in range(draws):
-            picks.append((n, f"random {seed}", random_selection(len(costs), head_counts(model)[0], n_kv, n, LAYOUT, seed).drop))
+            picks.append((n, f"random {seed}", random_selection(len(costs), n_heads, n_kv, n, LAYOUT, seed).drop))
     runs = []
     for n, name, drop in tqdm(picks, desc="selected and random heads", unit="mask"):
         loss = language_losses(model, held, drop)
