@@ -75,6 +75,7 @@ def cmd_analyze(args) -> None:
     from .analyze import Settings, analyze, analyze_cached
     from .corpus import load_corpus
     from .load import load
+    from .paths import export_dir
     from .pipeline import all_languages, check_options
     from .plots import heatmap
 
@@ -87,7 +88,7 @@ def cmd_analyze(args) -> None:
         analysis, cached = analyze(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint), False
     else:
         analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint)
-    out = Path(args.out or f"exported/{loaded.name}-analysis")
+    out = Path(args.out or export_dir() / f"{loaded.name}-analysis")
     out.mkdir(parents=True, exist_ok=True)
     analysis.save(out / "analysis.json")
     heatmap(analysis, out / "heatmap.png")
@@ -115,7 +116,7 @@ def cmd_bench(args) -> None:
 
 def _int_list(text: str, what: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",")]
+        return [int(x) for x in _split(text)]
     except ValueError:
         raise UserError(f"{what} {text!r}: expected whole numbers separated by commas, e.g. 2,4,9,18") from None
 
