@@ -30,6 +30,11 @@ def kv_head_counts(model) -> list[int]:
     return [attn.k_proj.out_features // attn.head_dim for attn in attention_modules(model)]
 
 
+def head_index(heads: Sequence[int], dim: int) -> torch.Tensor:
+    """The positions of these heads in a projection whose heads lie side by side, `dim` each."""
+    return torch.tensor([h * dim + i for h in heads for i in range(dim)], dtype=torch.long)
+
+
 def hooked_heads(model, fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
     """Call fn(layer, heads) with heads shaped [batch, seq, n_heads, head_dim] before each o_proj.
 

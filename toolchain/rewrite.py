@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
-from .heads import attention_modules, head_counts, kv_head_counts
+from .heads import attention_modules, head_counts, head_index, kv_head_counts
 
 
 def keep_from_drop(counts: Sequence[int], drop: Sequence[tuple[int, int]]) -> list[list[int]]:
@@ -51,20 +51,16 @@ def _columns(linear: torch.nn.Linear, index: torch.Tensor) -> None:
     linear.in_features = len(index)
 
 
-def _head_rows(heads: Sequence[int], dim: int) -> torch.Tensor:
-    return torch.tensor([h * dim + i for h in heads for i in range(dim)], dtype=torch.long)
-
-
 def _slice_attention(attn, keep: Sequence[int], n_heads: int, n_kv: int, layer: int) -> None:
     if not keep:
         raise UserError(f"layer {layer} would keep no attention head; keep at least one per layer")
     keep = sorted(keep)
     kv_keep = kv_heads_kept(keep, n_heads, n_kv, layer)
     dim = attn.head_dim
-    q_index = _head_rows(keep, dim)
+    q_index = head_index(keep, dim)
     _rows(attn.q_proj, q_index)
     _columns(attn.o_proj, q_index)
-    kv_index = _head_rows(kv_keep, dim)
+    kv_index = head_index(kv_keep, dim)
     _rows(attn.k_proj, kv_index)
     _rows(attn.v_proj, kv_index)
     attn.num_key_value_groups = len(keep) // len(kv_keep)
