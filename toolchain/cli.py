@@ -53,7 +53,7 @@ def _export_options(args):
     from .pipeline import ExportOptions
 
     options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
-                            tol=args.tol, vocab=args.vocab, layout=args.layout or None, corpus=args.corpus, out=args.out)
+                            tol=args.tol, vocab=args.vocab, refit=args.refit, layout=args.layout or None, corpus=args.corpus, out=args.out)
     if args.quant:
         options.quant = _split(args.quant)
     if args.analysis_langs:
@@ -100,8 +100,11 @@ def cmd_analyze(args) -> None:
     if args.against_random:
         from .selectivity import render, selectivity
 
+        from .refit import refit_grams
+
         budgets = _int_list(args.against_random, "--against-random")
-        table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets))
+        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs) if options.refit else None
+        table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams))
         (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
         print(table)
 
@@ -136,6 +139,8 @@ def _add_export_arguments(p) -> None:
     p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
                    "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
     p.add_argument("--vocab", type=_on_off, default=True, help="on (default) or off: trim the vocabulary to the kept languages")
+    p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
+                   "by least squares on calibration text")
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
     p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")

@@ -5,6 +5,7 @@ a failed or interrupted export leaves nothing half-written and never replaces a 
 The original model's exports (the "before" of every comparison) are cached by fingerprint.
 """
 
+import contextlib
 import copy
 import json
 import shutil
@@ -46,6 +47,7 @@ class ExportOptions:
     tol: float | None = None  # or, for heads and FFN without a fraction: the largest cut keeping
     #                           every kept language's calibration perplexity within +tol
     vocab: bool = True  # trim the vocabulary to the tokens the kept languages use
+    refit: bool = True  # refit o_proj to the kept heads by least squares (toolchain/refit.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: list(GGUF_QUANTS))
     corpus: str | None = None
@@ -153,11 +155,12 @@ def _export_into(ctx: Context, work: Path) -> None:
     options = ctx.options
     analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) else None
     stats = step(ctx, "analyze neurons", lambda: run_neuron_stats(ctx)) if cuts_ffn(options) else None
-    cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats))
+    grams = step(ctx, "refit inputs", lambda: run_refit_inputs(ctx)) if analysis and options.refit else None
+    cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats, grams))
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    pruned, tokenizer = step(ctx, "rewrite", lambda: rewrite(ctx, cuts))
+    pruned, tokenizer = step(ctx, "rewrite", lambda: rewrite(ctx, cuts, grams))
     save_pruned(pruned, tokenizer, work / "pytorch")
     before = step(ctx, "export original", lambda: export_original(ctx))
     after = step(ctx, "export pruned", lambda: export_all(ctx, pruned, tokenizer, work))
@@ -195,12 +198,19 @@ def run_neuron_stats(ctx: Context):
     return stats
 
 
+def run_refit_inputs(ctx: Context):
+    from .refit import refit_grams
+
+    loaded = ctx.loaded
+    return refit_grams(loaded.model, loaded.tokenizer, ctx.corpus, all_languages(ctx.options))
+
+
 # -- select ------------------------------------------------------------------------------------
-def run_selection(ctx: Context, analysis: Analysis | None, stats) -> Cuts:
+def run_selection(ctx: Context, analysis: Analysis | None, stats, grams=None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
-    measured together with what is already cut), then the vocabulary."""
+    measured together with what is already cut, and refit when `grams` are given), then the vocabulary."""
     options, cuts = ctx.options, Cuts()
-    measure = calibration_perplexity(ctx)
+    measure = calibration_perplexity(ctx, grams)
     if options.tol is not None:
         cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
     if stats is not None:
@@ -278,9 +288,14 @@ def source_vocab(loaded: LoadedModel):
     return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
 
 
-def calibration_perplexity(ctx: Context, n_tokens: int = 1024):
-    """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked."""
+def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
+    """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked
+    (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
+
+    The refit's fit saw these tokens too (with every other language's); the report's quality
+    figures come from the evaluation split, which neither saw."""
     from .neurons import ffn_widths, mask_from_keep, masked_neurons
+    from .refit import refitted_heads
 
     model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
     chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
@@ -288,7 +303,8 @@ def calibration_perplexity(ctx: Context, n_tokens: int = 1024):
     def measure(cuts: Cuts) -> dict[str, float]:
         drop = cuts.heads.drop if cuts.heads else []
         keep = cuts.neurons or [list(range(w)) for w in ffn_widths(model)]
-        with masked_heads(model, mask_from_drop(head_counts(model), drop)), \
+        refit = refitted_heads(model, drop, grams) if grams and drop else contextlib.nullcontext()
+        with refit, masked_heads(model, mask_from_drop(head_counts(model), drop)), \
                 masked_neurons(model, mask_from_keep(ffn_widths(model), keep)):
             return {
                 lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
@@ -299,14 +315,18 @@ def calibration_perplexity(ctx: Context, n_tokens: int = 1024):
 
 
 # -- rewrite -----------------------------------------------------------------------------------
-def rewrite(ctx: Context, cuts: Cuts):
-    """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's)."""
+def rewrite(ctx: Context, cuts: Cuts, grams=None):
+    """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
+    o_proj refit to the kept heads when `grams` are given."""
     from .neurons import prune_ffn
+    from .refit import refit_heads
     from .tokenizer import tokenizer_from_vocab
     from .vocab import trim_embeddings
 
     model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
     if cuts.heads:
+        if grams:
+            refit_heads(model, cuts.heads.drop, grams)
         prune_heads(model, cuts.heads.keep)
     if cuts.neurons:
         prune_ffn(model, cuts.neurons)

@@ -201,7 +201,8 @@ def _cuts_text(report: dict) -> list[str]:
              "FFN width per layer: " + ", ".join(map(str, a["ffn_per_layer"])),
              _tokenization_text(report)]
     if report["heads"]:
-        parts.append("Removed heads (layer, head): " + ", ".join(f"({l},{h})" for l, h in report["heads"]["dropped"]))
+        parts.append("Removed heads (layer, head): " + ", ".join(f"({l},{h})" for l, h in report["heads"]["dropped"])
+                     + (" (o_proj refit to the kept heads)" if report["options"].get("refit") else ""))
     if report["analysis"]:
         parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in report["analysis"]["agreement"].items())]

@@ -4,8 +4,10 @@ For a few budgets, the heads `select` would drop for the kept languages are mask
 original model, and so are the same number of heads drawn at random; each language's loss rise on
 the evaluation split (which the analysis never sees) shows whom the cut hurts. A language-aware
 selection hurts the dropped languages more than the kept ones, and the kept ones less than random.
+With `grams`, each cut is measured a second time with o_proj refit to the kept heads (`refit`).
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -15,6 +17,7 @@ from .analyze import Analysis, language_losses
 from .corpus import Corpus
 from .evaluate import encode
 from .heads import head_counts, kv_head_counts
+from .refit import refitted_heads
 from .report import markdown_table
 from .select import drop_costs, random_selection, select_heads
 
@@ -22,7 +25,7 @@ LAYOUT = "free"  # any count per layer: the comparison runs in PyTorch, not in a
 
 
 def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list[str], budgets: list[int],
-                draws: int = 3, tokens: int = 257) -> dict:
+                grams=None, draws: int = 3, tokens: int = 257) -> dict:
     """{"base": {lang: loss}, "runs": [{"heads", "selection", "rise": {lang: nats}}]}."""
     held = {lang: encode(tokenizer, corpus.text(lang, "evaluation"))[:tokens] for lang in analysis.languages}
     base = language_losses(model, held)
@@ -32,9 +35,12 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
         picks.append((n, "selected", select_heads(costs, n_kv, n, LAYOUT).drop))
         for seed in range(draws):
             picks.append((n, f"random {seed}", random_selection(len(costs), n_heads, n_kv, n, LAYOUT, seed).drop))
+    if grams:
+        picks = [(n, f"{name}{refit}", drop) for n, name, drop in picks for refit in ("", " + refit")]
     runs = []
-    for n, name, drop in tqdm(picks, desc="selected and random heads", unit="mask"):
-        loss = language_losses(model, held, drop)
+    for n, name, drop in tqdm(picks, desc="selected and random heads", unit="cut"):
+        with refitted_heads(model, drop, grams) if name.endswith("refit") else contextlib.nullcontext():
+            loss = language_losses(model, held, drop)
         runs.append({"heads": n, "selection": name, "rise": {lang: loss[lang] - base[lang] for lang in held}})
     return {"base": base, "runs": runs, "kept": keep}
 
