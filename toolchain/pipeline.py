@@ -155,7 +155,7 @@ def _export_into(ctx: Context, work: Path) -> None:
     options = ctx.options
     analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) else None
     stats = step(ctx, "analyze neurons", lambda: run_neuron_stats(ctx)) if cuts_ffn(options) else None
-    grams = step(ctx, "refit inputs", lambda: run_refit_inputs(ctx)) if analysis and options.refit else None
+    grams = step(ctx, "refit inputs", lambda: run_refit_inputs(ctx)) if analysis is not None and options.refit else None
     cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats, grams))
     if analysis is not None:
         analysis.save(work / "analysis.json")
