@@ -89,9 +89,7 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 
 
 # -- speed -----------------------------------------------------------------------------------
-# Greedy tokens timed after the prompt, per run. Gemma 3 270M Q4_K_M, 1 thread, pruned/original,
-# 6 runs each on a quiet machine: 64 tokens gave ratios 1.79-2.16, 256 tokens 1.98-2.07.
-DECODE_TOKENS = 256
+DECODE_TOKENS = 64  # greedy tokens timed after the prompt, per run
 
 
 def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: int) -> dict:
