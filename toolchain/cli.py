@@ -98,9 +98,8 @@ def cmd_analyze(args) -> None:
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
     if args.against_random:
-        from .selectivity import render, selectivity
-
         from .refit import refit_grams
+        from .selectivity import render, selectivity
 
         budgets = _int_list(args.against_random, "--against-random")
         grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs) if options.refit else None

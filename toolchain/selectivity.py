@@ -35,13 +35,13 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
         picks.append((n, "selected", select_heads(costs, n_kv, n, LAYOUT).drop))
         for seed in range(draws):
             picks.append((n, f"random {seed}", random_selection(len(costs), n_heads, n_kv, n, LAYOUT, seed).drop))
-    if grams:
-        picks = [(n, f"{name}{refit}", drop) for n, name, drop in picks for refit in ("", " + refit")]
+    cuts = [(n, name, drop, refit) for n, name, drop in picks for refit in ((False, True) if grams else (False,))]
     runs = []
-    for n, name, drop in tqdm(picks, desc="selected and random heads", unit="cut"):
-        with refitted_heads(model, drop, grams) if name.endswith("refit") else contextlib.nullcontext():
+    for n, name, drop, refit in tqdm(cuts, desc="selected and random heads", unit="cut"):
+        with refitted_heads(model, drop, grams) if refit else contextlib.nullcontext():
             loss = language_losses(model, held, drop)
-        runs.append({"heads": n, "selection": name, "rise": {lang: loss[lang] - base[lang] for lang in held}})
+        runs.append({"heads": n, "selection": name + (" + refit" if refit else ""),
+                     "rise": {lang: loss[lang] - base[lang] for lang in held}})
     return {"base": base, "runs": runs, "kept": keep}
 
 
