@@ -22,7 +22,9 @@ from tqdm import tqdm
 from .analyze import calibration_ids
 from .heads import attention_modules, head_index, hooked_heads
 
-RIDGE = 1e-2  # relative to the mean variance of the kept inputs; 1e-3 fits calibration text closer, generalizes worse
+# Relative to the mean variance of the kept inputs. Measured (18 heads, fit on en+de, unseen text):
+# kept languages +0.53 nats at 1e-2, +0.96 at 1e-3; fit on all 12 languages the two are within 0.01.
+RIDGE = 1e-2
 TOKENS = 1024  # calibration tokens per language
 
 
@@ -31,7 +33,8 @@ def refit_grams(model, tokenizer, corpus, langs: Sequence[str], n_tokens: int = 
 
     Every analysed language, not only the kept ones: fitted on en+de alone, the refit fits the
     corpus (one document) more than the languages, and on unseen text (software help, 8 languages)
-    it recovered less of en and de than a fit on all 12 languages (18 heads: +0.53 vs +0.40 nats)."""
+    it recovered less of en and de than a fit on all 12 languages (18 heads, each fit on the whole
+    calibration split: +0.53 vs +0.40 nats)."""
     chunks = [ids for lang in langs for ids in calibration_ids(tokenizer, corpus, lang, n_tokens, 512)]
     return head_grams(model, chunks)
 

@@ -202,6 +202,7 @@ def _cuts_text(report: dict) -> list[str]:
              _tokenization_text(report)]
     if report["heads"]:
         parts.append("Removed heads (layer, head): " + ", ".join(f"({l},{h})" for l, h in report["heads"]["dropped"])
+                     # exports made before the option existed were not refit
                      + (" (o_proj refit to the kept heads)" if report["options"].get("refit") else ""))
     if report["analysis"]:
         parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
