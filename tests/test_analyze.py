@@ -1,4 +1,5 @@
-"""Analysis on tiny models: exact masking equals naive masking; the scores have the right shapes."""
+"""Analysis on tiny models: exact masking equals naive masking, the candidate output layer is exact to
+first order; the scores have the right shapes."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,8 @@ import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
 from toolchain.analyze import (
-    METHODS, Analysis, Settings, activation_frequency, analyze, analyze_cached, masking_deltas, mean_loss,
+    METHODS, Analysis, CandidateLosses, Settings, activation_frequency, analyze, analyze_cached, masking_deltas,
+    mean_loss, token_losses,
 )
 from toolchain.corpus import udhr_corpus
 from toolchain.heads import mask_from_drop, masked_heads
@@ -17,7 +19,7 @@ def test_masking_from_cached_layer_inputs_equals_naive_masking(family):
     model = tiny_model(family)
     torch.manual_seed(1)
     chunks = {"a": torch.randint(1, 320, (20,)).tolist(), "b": torch.randint(1, 320, (13,)).tolist()}
-    deltas, base = masking_deltas(model, chunks)
+    deltas, base = masking_deltas(model, chunks, output="exact")
     with torch.no_grad():
         for i, (lang, ids) in enumerate(chunks.items()):
             assert base[lang] == pytest.approx(mean_loss(model, ids).item(), abs=1e-5)
@@ -27,6 +29,52 @@ def test_masking_from_cached_layer_inputs_equals_naive_masking(family):
                         naive = mean_loss(model, ids).item() - base[lang]
                     assert deltas[i, layer, head] == pytest.approx(naive, abs=1e-5)
     assert np.abs(deltas).max() > 1e-3
+
+
+def _final_states(model, n=40):
+    torch.manual_seed(2)
+    ids = torch.randint(1, 320, (1, n))
+    with torch.no_grad():
+        return model.model(input_ids=ids, use_cache=False).last_hidden_state[:, :-1], ids[:, 1:]
+
+
+def test_candidate_losses_are_exact_at_the_base_and_to_first_order_around_it():
+    model = tiny_model("llama")
+    hidden, targets = _final_states(model)
+    exact = lambda h: token_losses(model, h, targets)  # noqa: E731
+    with torch.no_grad():
+        losses = CandidateLosses(model.get_output_embeddings().weight, hidden, targets, top=8)
+        assert 0 < len(losses.union) < 320  # a real tail is left to the first-order term
+        assert torch.allclose(losses.base, exact(hidden), atol=1e-5)
+        direction = torch.randn_like(hidden) * hidden.norm(dim=-1, keepdim=True) / hidden.shape[-1] ** 0.5
+        errors = [(losses(hidden + eps * direction) - exact(hidden + eps * direction)).abs().max().item()
+                  for eps in (0.2, 0.1)]
+        changes = (exact(hidden + 0.1 * direction) - exact(hidden)).abs().max().item()
+    # the error of a first-order tail shrinks with the square of the step
+    assert 0 < errors[1] < errors[0] / 3, errors
+    assert errors[1] < 0.05 * changes, (errors, changes)
+
+
+def test_candidate_losses_with_every_token_a_candidate_are_exact():
+    model = tiny_model("qwen3")
+    hidden, targets = _final_states(model)
+    with torch.no_grad():
+        losses = CandidateLosses(model.get_output_embeddings().weight, hidden, targets, top=320)
+        moved = hidden + torch.randn_like(hidden)
+        assert torch.allclose(losses(moved), token_losses(model, moved, targets), atol=1e-4)
+
+
+def test_candidate_masking_ranks_heads_like_exact_masking():
+    model = tiny_model("gemma3")
+    torch.manual_seed(1)
+    chunks = {"a": torch.randint(1, 320, (30,)).tolist(), "b": torch.randint(1, 320, (30,)).tolist()}
+    exact, base = masking_deltas(model, chunks, output="exact")
+    approx, approx_base = masking_deltas(model, chunks, output="candidates", top=16)
+    assert list(approx_base.values()) == pytest.approx(list(base.values()), abs=1e-5)
+    for i in range(2):
+        rho = np.corrcoef(np.argsort(np.argsort(exact[i].ravel())), np.argsort(np.argsort(approx[i].ravel())))[0, 1]
+        assert rho > 0.9, rho
+    assert np.abs(approx - exact).max() < 0.1 * np.abs(exact).max()
 
 
 def test_activation_frequency_and_entropy():
@@ -42,8 +90,7 @@ def test_activation_frequency_and_entropy():
 def test_analysis_round_trips_and_normalizes(tmp_path):
     model, tok = tiny_model("llama"), tiny_tokenizer()
     corpus = udhr_corpus(["en", "de", "ru"])
-    settings = Settings(("en", "de", "ru"), tokens_per_language=64, masking_tokens=32, chunk_tokens=32,
-                        masking_output_dtype="float32")
+    settings = Settings(("en", "de", "ru"), tokens_per_language=64, masking_tokens=32, chunk_tokens=32)
     analysis = analyze(model, tok, corpus, settings, "tiny")
     for method in METHODS:
         assert analysis.scores[method].shape == (3, 3, 4)

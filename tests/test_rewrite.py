@@ -88,8 +88,12 @@ def test_pruned_equals_masked_on_gemma(gemma):
     counts = head_counts(model)
     drop = [(layer, (layer * 3) % 4) for layer in range(len(counts))]  # one head per layer
     ids = gemma.tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.", return_tensors="pt")["input_ids"]
-    masked = logits_prefill_and_decode(model, ids, mask=mask_from_drop(counts, drop))
-    pruned_model = prune_heads(copy.deepcopy(model), keep_from_drop(counts, drop))
+    # in float64: in float32 the two differ by up to ~1e-4 (of logits ~20), by how the CPU's kernels sum
+    twin = copy.deepcopy(model).double()
+    full = logits_prefill_and_decode(twin, ids)
+    masked = logits_prefill_and_decode(twin, ids, mask=mask_from_drop(counts, drop))
+    pruned_model = prune_heads(twin, keep_from_drop(counts, drop))
     pruned = logits_prefill_and_decode(pruned_model, ids)
     assert head_counts(pruned_model) == [3] * 18 and kv_head_counts(pruned_model) == [1] * 18
-    assert max_diff(pruned, masked) <= 1e-4
+    assert max_diff(pruned, masked) <= 1e-6
+    assert max_diff(pruned, full) > 1e-2  # the heads did matter

@@ -95,8 +95,15 @@ def cmd_analyze(args) -> None:
     total = sum(analysis.seconds.values())
     print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages, {analysis.layers * analysis.heads} "
           f"heads: {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in analysis.seconds.items())})")
+    print(f"masking output layer: {analysis.settings.masking_output}, precision {analysis.precision}")
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
+    if args.compare_masking:
+        from .masking_check import compare_masking, render
+
+        table = render(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
+        (out / "masking-check.md").write_text(table)
+        print(table)
     if args.against_random:
         from .refit import refit_grams
         from .selectivity import render, selectivity
@@ -164,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="recompute even if cached (to time it)")
     p.add_argument("--against-random", metavar="BUDGETS", help="e.g. 2,4,9,18: mask the heads selected for --langs "
                    "and as many random heads; compare the loss rise per language (selectivity-<langs>.md)")
+    p.add_argument("--compare-masking", action="store_true", help="mask every head exactly in float32 and compare "
+                   "the analysis's cheaper masking scores with it, per language (masking-check.md)")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("bench", help="re-measure existing exports against their originals")

@@ -158,7 +158,7 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "vocab": {"kept_tokens": len(cuts.tokens)} if cuts.tokens else None,
         "tolerance_search": cuts.search,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
-                                  "languages": analysis.languages},
+                                  "languages": analysis.languages, "precision": analysis.precision},
         "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])},
         "files": {k: str(Path(v).relative_to(folder)) for k, v in after.items()},
         "files_before": {k: str(v) for k, v in before.items()},
@@ -222,6 +222,13 @@ def _search_text(report: dict) -> list[str]:
             markdown_table(["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
 
 
+def _precision_text(report: dict) -> list[str]:
+    analysis = report.get("analysis")
+    if not analysis or not analysis.get("precision"):
+        return []
+    return [f"The head analysis's output layer ran in {analysis['precision']}; every measurement is float32."]
+
+
 def render(report: dict) -> str:
     ceil = report["ceiling"]
     kept = report["languages"]["kept"]
@@ -262,5 +269,6 @@ def render(report: dict) -> str:
                        [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k]) for k in report["files"]]),
         "## Time per step (s)",
         markdown_table(["step", "seconds"], list(report["timings_s"].items())),
+        *_precision_text(report),
     ]
     return "\n\n".join(parts) + "\n"

@@ -1,0 +1,75 @@
+"""The output layer's precision is measured on this CPU or forced, and both paths give the same analysis."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny import tiny_model
+from toolchain.analyze import masking_deltas
+from toolchain.errors import UserError
+from toolchain.precision import ENV, matmul_gflops, output_layer_precision
+
+
+@pytest.fixture
+def fresh_choice():
+    output_layer_precision.cache_clear()
+    yield
+    output_layer_precision.cache_clear()
+
+
+@pytest.mark.parametrize("forced", ["float32", "bfloat16"])
+def test_a_setting_forces_either_precision(monkeypatch, fresh_choice, forced):
+    monkeypatch.setenv(ENV, forced)
+    choice = output_layer_precision()
+    assert choice.dtype == getattr(torch, forced) and choice.name == forced
+    assert "forced" in choice.reason and torch.backends.cpu.get_cpu_capability() in choice.reason
+
+
+def test_an_unknown_precision_is_a_clear_error(monkeypatch, fresh_choice):
+    monkeypatch.setenv(ENV, "float8")
+    with pytest.raises(UserError, match="float32, bfloat16"):
+        output_layer_precision()
+
+
+def test_auto_picks_bfloat16_only_where_it_is_measured_faster(monkeypatch, fresh_choice):
+    monkeypatch.delenv(ENV, raising=False)
+    choice = output_layer_precision()
+    assert "measured" in choice.reason
+    fp32, bf16 = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
+    print(choice, f"re-measured: float32 {fp32:.1f}, bfloat16 {bf16:.1f} GFLOP/s")
+    if choice.dtype == torch.bfloat16:
+        assert bf16 > fp32
+    else:
+        assert bf16 < 3 * fp32  # a CPU where bf16 is far faster would have chosen it
+
+
+@pytest.mark.parametrize("output", ["candidates", "exact"])
+def test_bfloat16_output_layer_keeps_the_masking_ranking(output):
+    """The bfloat16 path runs on every machine here (a tiny vocabulary keeps it cheap where it is emulated)."""
+    model = tiny_model("llama")
+    torch.manual_seed(3)
+    chunks = {"a": torch.randint(1, 320, (40,)).tolist(), "b": torch.randint(1, 320, (40,)).tolist()}
+    exact, _ = masking_deltas(model, chunks, output=output, top=16, dtype=torch.float32)
+    fast, _ = masking_deltas(model, chunks, output=output, top=16, dtype=torch.bfloat16)
+    assert not np.array_equal(fast, exact)  # the bfloat16 matmul did run
+    assert np.corrcoef(exact.ravel(), fast.ravel())[0, 1] > 0.99
+    assert np.abs(fast - exact).max() < 0.1 * np.abs(exact).max()
+
+
+@pytest.mark.parametrize("forced", ["float32", "bfloat16"])
+def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fresh_choice, forced):
+    from tests.tiny import tiny_tokenizer
+    from toolchain.analyze import Settings
+    from toolchain.corpus import udhr_corpus
+    from toolchain.masking_check import compare_masking, render, top_overlap
+
+    monkeypatch.setenv(ENV, forced)
+    settings = Settings(("en", "de", "ru"), masking_tokens=48, candidate_top=16)
+    result = compare_masking(tiny_model("llama"), tiny_tokenizer(), udhr_corpus(list(settings.languages)), settings)
+    expected = {"candidates float32"} | ({"exact bfloat16", "candidates bfloat16"} if forced == "bfloat16" else set())
+    assert set(result["agreement"]) == expected and set(result["seconds"]) == expected | {"exact float32"}
+    for variant in result["agreement"].values():
+        assert set(variant) == {"en", "de", "ru"}
+        assert all(a["spearman"] > 0.8 and 4 <= a["top8"] <= 8 for a in variant.values()), variant
+    assert "| mean |" in render(result) and forced in result["precision"]
+    assert top_overlap(np.arange(12.0), -np.arange(12.0), k=4) == 0 and top_overlap(np.arange(12.0), np.arange(12.0)) == 8
