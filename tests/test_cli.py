@@ -69,3 +69,15 @@ def test_selection_against_random_heads(tmp_path):
     assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))  # the refit changes perplexities
     bad = run(*args, "--against-random", "2,x")
     assert bad.returncode == 2 and "expected whole numbers" in bad.stderr
+
+
+def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):
+    model_dir = save_tiny("llama", tmp_path / "llama")
+    args = ["export", "--langs", "en,sw", "--model", str(model_dir), "--heads", "0", "--ffn", "0", "--layout", "free",
+            "--analysis-langs", "de", "--out", str(tmp_path / "out")]
+    result = run(*args, "--vocab", "50")
+    assert result.returncode == 2 and "VOCAB=50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
+    assert "wordfreq has no word frequencies for sw" in result.stdout
+    assert not (tmp_path / "out").exists()
+    bad = run(*args, "--vocab", "many")
+    assert bad.returncode == 2 and "say on, off or a number of tokens" in bad.stderr

@@ -45,6 +45,15 @@ def _on_off(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r}: say on or off")
 
 
+def _vocab(text: str) -> bool | int:
+    if text.isdigit():
+        return int(text)
+    try:
+        return _on_off(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: say on, off or a number of tokens") from None
+
+
 def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
@@ -144,7 +153,8 @@ def _add_export_arguments(p) -> None:
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to drop (0: none)")
     p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
                    "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
-    p.add_argument("--vocab", type=_on_off, default=True, help="on (default) or off: trim the vocabulary to the kept languages")
+    p.add_argument("--vocab", type=_vocab, default=True, help="on (default), off, or a number of tokens: trim the "
+                   "vocabulary to the kept languages' tokens (at most that many)")
     p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
                    "by least squares on calibration text")
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")

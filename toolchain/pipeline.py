@@ -46,7 +46,7 @@ class ExportOptions:
     ffn: float | None = None  # fraction of FFN neurons to drop
     tol: float | None = None  # or, for heads and FFN without a fraction: the largest cut keeping
     #                           every kept language's calibration perplexity within +tol
-    vocab: bool = True  # trim the vocabulary to the tokens the kept languages use
+    vocab: bool | int = True  # trim the vocabulary to the tokens the kept languages use (an int: at most that many)
     refit: bool = True  # refit o_proj to the kept heads by least squares (toolchain/refit.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: list(GGUF_QUANTS))
@@ -77,6 +77,7 @@ class Cuts:
     neurons: list[list[int]] | None = None  # kept neuron indices per layer
     tokens: list[int] | None = None  # kept token ids of the original vocabulary
     vocab: object = None  # the trimmed vocabulary (tokenizer.GGUFVocab) when tokens are kept
+    token_parts: dict | None = None  # kept tokens by the step that chose them (vocab.PARTS)
     search: dict | None = None  # the tolerance search: baseline and every probe
 
 
@@ -219,7 +220,7 @@ def run_selection(ctx: Context, analysis: Analysis | None, stats, grams=None) ->
     if analysis is not None:
         cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
-        cuts.tokens, cuts.vocab = select_vocab(ctx)
+        cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
     return cuts
@@ -272,14 +273,22 @@ def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Se
 
 
 def select_vocab(ctx: Context):
-    """(kept token ids, the trimmed vocabulary)."""
-    from .vocab import kept_tokens, predicted_usage, trimmed_vocab
+    """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
+    from .vocab import frequent_words, predicted_usage, select_tokens, trimmed_vocab
 
-    loaded, langs = ctx.loaded, ctx.options.langs
+    loaded, langs, size = ctx.loaded, ctx.options.langs, ctx.options.vocab
+    size = None if size is True else size
     vocab = source_vocab(loaded)
+    for lang in (lang for lang in langs if not frequent_words(lang, 1)):
+        print(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
+              "model's own predictions only, and may not hold on other text")
     usage = predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)  # ranks tokens beyond the corpus
-    keep = kept_tokens(vocab, ctx.corpus, langs, usage=usage)
-    return keep, trimmed_vocab(vocab, keep)
+    selection = select_tokens(vocab, ctx.corpus, langs, size, usage)
+    if size is not None and len(selection.kept) > size:
+        raise UserError(f"VOCAB={size}: the kept languages need at least {len(selection.kept)} tokens (their corpus's "
+                        "tokens, their scripts' characters, bytes and control tokens); raise VOCAB or say VOCAB=on")
+    print(f"   vocabulary: {len(selection.kept)} of {len(vocab.tokens)} tokens ({selection.counts()})")
+    return selection.keep, trimmed_vocab(vocab, selection.keep), selection.counts()
 
 
 def source_vocab(loaded: LoadedModel):

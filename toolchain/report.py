@@ -207,7 +207,7 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "structure": {"before": structure(ctx.loaded.model), "after": structure(pruned)},
         "heads": {"kept_heads": cuts.heads.keep, "dropped": cuts.heads.drop} if cuts.heads else None,
         "ffn": {"kept_neurons": cuts.neurons} if cuts.neurons else None,
-        "vocab": {"kept_tokens": len(cuts.tokens)} if cuts.tokens else None,
+        "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
         "tolerance_search": cuts.search,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
                                   "languages": analysis.languages, "precision": analysis.precision},
@@ -242,7 +242,9 @@ def _tokenization_text(report: dict) -> str:
     if not agreement:
         return "The vocabulary is untouched."
     per_lang = ", ".join(f"{lang} {a['share']:.2%} of {a['tokens']} tokens" for lang, a in agreement.items())
-    return (f"{report['vocab']['kept_tokens']} tokens kept. The evaluation text of the kept languages tokenizes "
+    parts = report["vocab"].get("parts") or {}
+    chosen = ", ".join(f"{part} {n}" for part, n in parts.items() if part != "total" and n)
+    return (f"{report['vocab']['kept_tokens']} tokens kept ({chosen}). The evaluation text of the kept languages tokenizes "
             f"to the same sequence as with the full vocabulary (mapped ids) for: {per_lang}.")
 
 
