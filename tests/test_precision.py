@@ -73,3 +73,16 @@ def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fre
         assert all(a["spearman"] > 0.8 and 4 <= a["top8"] <= 8 for a in variant.values()), variant
     assert "| mean |" in render(result) and forced in result["precision"]
     assert top_overlap(np.arange(12.0), -np.arange(12.0), k=4) == 0 and top_overlap(np.arange(12.0), np.arange(12.0)) == 8
+
+
+def test_each_precision_has_its_own_cached_analysis(monkeypatch, fresh_choice):
+    from toolchain.analyze import Settings, cache_path
+    from toolchain.corpus import udhr_corpus
+
+    corpus, settings = udhr_corpus(["en"]), Settings(("en",))
+    paths = {}
+    for forced in ("float32", "bfloat16"):
+        monkeypatch.setenv(ENV, forced)
+        output_layer_precision.cache_clear()
+        paths[forced] = cache_path("model", corpus, settings)
+    assert paths["float32"] != paths["bfloat16"] and paths["float32"].name.endswith("-float32.json")

@@ -42,7 +42,7 @@ def ids_of(tokenizer, text):
 def tiny_trim(corpus):
     original = tiny_tokenizer()
     vocab = vocab_from_hf_tokenizer(original)
-    keep = kept_tokens(vocab, corpus, KEPT, words=2000)  # the 320-token vocabulary is full long before
+    keep = kept_tokens(vocab, corpus, KEPT)
     return original, vocab, keep, tokenizer_from_vocab(trimmed_vocab(vocab, keep))
 
 

@@ -428,12 +428,14 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}"
+    """Keyed by model, corpus, settings and the output layer's precision on this machine (a forced
+    LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision)."""
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}"
     return cache_dir() / "analysis" / f"{key}.json"
 
 
 def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> tuple[Analysis, bool]:
-    """The analysis from cache when model, corpus and settings match; else computed and cached."""
+    """The analysis from cache when model, corpus, settings and precision match; else computed and cached."""
     path = cache_path(model_fingerprint, corpus, settings)
     if path.exists():
         return Analysis.from_json(json.loads(path.read_text())), True

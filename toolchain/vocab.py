@@ -152,10 +152,12 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
     else:  # the model's frequency estimate, leaning towards the vocabulary's generally frequent tokens
         usage = usage.tolist() if hasattr(usage, "tolist") else usage
         letters.sort(key=lambda i: PRIOR_WEIGHT * math.log(merger.rank(i) + 2) - math.log(usage[i] + 1e-12))
-    kept = sel.kept
+    kept, candidates = sel.kept, set(symbols) | set(letters)
     for part, groups in (("symbols", (merger.path(i) for i in symbols)),
                          ("words", merger.each_formed(word_forms(langs, words))),
                          ("fill", (merger.path(i) for i in letters))):
+        if candidates <= kept:
+            break  # every token of the scripts is kept already (a small vocabulary)
         added = _fill(kept, groups, size, merger)
         sel.add(part, added)
         kept |= added
