@@ -86,11 +86,8 @@ def _fortunes(root: Path) -> list[str]:
     """The package's own fortune files (not its offensive `off/` ones), each fortune a paragraph,
     joined into documents of about DOC_CHARS."""
     fortunes = []
-    for path in _text_files(root, "*"):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            continue  # a legacy 8-bit file; its UTF-8 twin (.u8) is the same text
+    for path in _text_files(root, "*"):  # every file is UTF-8 (the .u8 names are links to them)
+        text = path.read_text(encoding="utf-8")
         fortunes += [f.strip() for f in re.split(r"^%$", text, flags=re.M) if f.strip()]
     docs, current = [], ""
     for fortune in fortunes:
@@ -104,10 +101,7 @@ def _fortunes(root: Path) -> list[str]:
 def _manpages(root: Path) -> list[str]:
     pages = []
     for path in sorted(root.glob("man*/*.gz")):
-        try:
-            text = strip_roff(gzip.decompress(path.read_bytes()).decode("utf-8"))
-        except UnicodeDecodeError:
-            continue
+        text = strip_roff(gzip.decompress(path.read_bytes()).decode("utf-8"))
         if len(text) > 200:  # not a stub that only includes another page
             pages.append(text[:DOC_CHARS].rsplit("\n", 1)[0])
     return pages

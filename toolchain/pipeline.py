@@ -406,7 +406,7 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
         **results["quality"],
     }
     key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
-    results["outside"] = verify_outside(ctx, cuts, tokenizers, before, after, key)
+    results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
     if cuts.tokens:
         from .vocab import tokenization_agreement
 
@@ -417,12 +417,12 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
     return results
 
 
-def verify_outside(ctx: Context, cuts: Cuts, tokenizers: dict, before: dict, after: dict, key: str) -> dict:
+def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[str], before: dict, after: dict,
+                   key: str) -> dict:
     """Quality (and, with a trimmed vocabulary, tokenization) on text the selection never read."""
     from .outside_text import KINDS, outside_corpora
     from .verify import outside_quality
 
-    kept, dropped = eval_languages(ctx)
     corpora = outside_corpora(kept + dropped)
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
            "quality": outside_quality(corpora, tokenizers, key, before, after)}
