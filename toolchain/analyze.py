@@ -95,6 +95,9 @@ class Analysis:
                 out[f"{a}~{b}"] = float(np.mean(rho))
         return out
 
+    def masking_setup(self) -> str:
+        return f"masking output layer: {self.settings.masking_output}, precision {self.precision}"
+
     def index(self, lang: str) -> int:
         return self.languages.index(lang)
 
@@ -385,6 +388,12 @@ def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, f
 
 
 # -- the stage ----------------------------------------------------------------------------
+def masking_chunks(tokenizer, corpus: Corpus, settings: Settings) -> dict[str, list[int]]:
+    """Per language, the one chunk of calibration text that the masking runs score."""
+    return {lang: calibration_ids(tokenizer, corpus, lang, settings.masking_tokens, settings.masking_tokens + 1)[0]
+            for lang in settings.languages}
+
+
 def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> Analysis:
     counts = head_counts(model)
     if len(set(counts)) != 1:
@@ -394,10 +403,7 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
         lang: calibration_ids(tokenizer, corpus, lang, settings.tokens_per_language, settings.chunk_tokens)
         for lang in langs
     }
-    exact = {
-        lang: calibration_ids(tokenizer, corpus, lang, settings.masking_tokens, settings.masking_tokens + 1)[0]
-        for lang in langs
-    }
+    exact = masking_chunks(tokenizer, corpus, settings)
     seconds = {}
     start = time.perf_counter()
     total = sum(len(c) for chunks in cheap.values() for c in chunks)

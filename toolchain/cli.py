@@ -104,7 +104,7 @@ def cmd_analyze(args) -> None:
     total = sum(analysis.seconds.values())
     print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages, {analysis.layers * analysis.heads} "
           f"heads: {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in analysis.seconds.items())})")
-    print(f"masking output layer: {analysis.settings.masking_output}, precision {analysis.precision}")
+    print(analysis.masking_setup())
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
     if args.compare_masking:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .analyze import Settings, calibration_ids, masking_deltas, spearman
+from .analyze import Settings, masking_chunks, masking_deltas, spearman
 from .corpus import Corpus
 from .heads import head_counts
 from .precision import output_layer_precision
@@ -31,8 +31,7 @@ def top_overlap(a: np.ndarray, b: np.ndarray, k: int = TOP) -> int:
 def compare_masking(model, tokenizer, corpus: Corpus, settings: Settings) -> dict:
     """{"seconds": {variant: s}, "agreement": {variant: {lang: {"spearman", "top8"}}}, "precision": str}."""
     langs = list(settings.languages)
-    chunks = {lang: calibration_ids(tokenizer, corpus, lang, settings.masking_tokens, settings.masking_tokens + 1)[0]
-              for lang in langs}
+    chunks = masking_chunks(tokenizer, corpus, settings)
     precision = output_layer_precision()
     variants = [("exact", torch.float32), ("candidates", torch.float32)]
     if precision.dtype == torch.bfloat16:

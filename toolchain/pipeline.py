@@ -183,7 +183,7 @@ def run_analysis(ctx: Context) -> Analysis:
     loaded = ctx.loaded
     analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, ctx.corpus, settings, loaded.fingerprint)
     print("   analysis reused from cache" if cached else f"   analysis took {sum(analysis.seconds.values()):.0f}s")
-    print(f"   masking output layer: {analysis.settings.masking_output}, precision {analysis.precision}")
+    print(f"   {analysis.masking_setup()}")
     return analysis
 
 
