@@ -423,7 +423,7 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
     from .outside_text import KINDS, outside_corpora
     from .verify import outside_quality
 
-    corpora = outside_corpora(kept + dropped)
+    corpora = outside_corpora(kept, dropped)
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
            "quality": outside_quality(corpora, tokenizers, key, before, after)}
     if cuts.tokens:

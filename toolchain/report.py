@@ -119,7 +119,7 @@ def _outside_goal_rows(report: dict) -> list:
 
 
 def _outside_text(report: dict) -> list[str]:
-    from .outside_text import CHARS
+    from .outside_text import CHARS, DROPPED_CHARS
 
     outside = report.get("outside")
     if not outside:
@@ -136,7 +136,8 @@ def _outside_text(report: dict) -> list[str]:
                          f"{b['bits_per_byte']:.4f}", f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}",
                          f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
     return ["## Beyond the corpus",
-            f"Text that no selection reads (about {CHARS} characters per language and source, drawn evenly over "
+            f"Text that no selection reads (about {CHARS} characters per kept language and source, {DROPPED_CHARS} per "
+            f"dropped one, drawn evenly over "
             f"each package), from {sources}; in {outside['file']}.",
             markdown_table(["source", "language", "tokens before", "after", "change", "bpb before", "bpb after", "change",
                             "documents tokenized alike"], rows)]
