@@ -2,13 +2,12 @@ import pytest
 import torch
 
 from tests.tiny import save_tiny
-
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+from toolchain.families import FAMILIES
 
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="session", params=FAMILIES)
+@pytest.fixture(scope="session", params=list(FAMILIES))
 def tiny_dir(request, tmp_path_factory):
     """A saved tiny random model directory of each family."""
     return save_tiny(request.param, tmp_path_factory.mktemp("tiny") / request.param)

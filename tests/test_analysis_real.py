@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.analyze import Settings, analyze_cached, calibration_ids, language_losses, masking_deltas, spearman
+from toolchain.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
 from toolchain.corpus import udhr_corpus
-from toolchain.evaluate import encode
+from toolchain.corpus import calibration_ids, encode
 from toolchain.languages import DEFAULT_ANALYSIS
 from toolchain.precision import output_layer_precision
 

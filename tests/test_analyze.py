@@ -11,10 +11,11 @@ from toolchain.analyze import (
     mean_loss, token_losses,
 )
 from toolchain.corpus import udhr_corpus
+from toolchain.families import FAMILIES
 from toolchain.heads import mask_from_drop, masked_heads
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_masking_from_cached_layer_inputs_equals_naive_masking(family):
     model = tiny_model(family)
     torch.manual_seed(1)

@@ -331,7 +331,8 @@ def perplexity_shift(scores, reference) -> float:
 @pytest.mark.real
 def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
     from toolchain.corpus import udhr_corpus
-    from toolchain.evaluate import encode, score_languages, torch_scorer
+    from toolchain.corpus import encode
+    from toolchain.evaluate import score_languages, torch_scorer
     from toolchain.llamacpp import llama_scorer
 
     keep = [[h for h in range(4) if h != layer % 4] for layer in range(18)]

@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.evaluate import encode, torch_scorer
+from toolchain import families
+from toolchain.corpus import encode
+from toolchain.evaluate import torch_scorer
 from toolchain.export_onnx import export_onnx, quantize_onnx, to_ort_format
 from toolchain.heads import head_counts, kv_head_counts
 from toolchain.onnxrt import empty_past, generate, open_session, ort_scorer, run
 from toolchain.rewrite import prune_heads
 
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+FAMILIES = list(families.FAMILIES)
 # layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all
 KEEP = [[0, 3], [0, 1], [0, 1, 2, 3]]
 SENTENCE = "Alle Menschen sind frei und gleich an Würde und Rechten geboren."

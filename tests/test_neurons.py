@@ -8,6 +8,7 @@ import torch
 
 from tests.test_rewrite import logits_prefill_and_decode, max_diff
 from tests.tiny import tiny_model, tiny_tokenizer
+from toolchain import families
 from toolchain.corpus import Corpus, load_corpus
 from toolchain.errors import UserError
 from toolchain.neurons import (
@@ -15,7 +16,7 @@ from toolchain.neurons import (
     neuron_stats_cached, prune_ffn, select_neurons,
 )
 
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+FAMILIES = list(families.FAMILIES)
 
 
 def random_keep(widths, kept_widths, seed=0):
@@ -163,7 +164,7 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
     assert 0 <= stats.entropy.min() and stats.entropy.max() <= 1 + 1e-9
 
     # hand check of one neuron of layer 1 for German, from the MLP's own input
-    from toolchain.analyze import calibration_ids
+    from toolchain.corpus import calibration_ids
 
     mlp, inputs = mlp_modules(model)[1], []
     handle = mlp.register_forward_pre_hook(lambda _m, args: inputs.append(args[0][0, 1:]))

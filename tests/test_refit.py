@@ -53,7 +53,7 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     split, which the refit never sees."""
     from toolchain.analyze import language_losses
     from toolchain.corpus import load_corpus
-    from toolchain.evaluate import encode
+    from toolchain.corpus import encode
     from toolchain.refit import refit_grams
 
     model, tokenizer = gemma.model, gemma.tokenizer

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model
+from toolchain import families
 from toolchain.errors import UserError
 from toolchain.heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
 from toolchain.rewrite import keep_from_drop, load_pruned, prune_heads, save_pruned
 
-FAMILIES = ["llama", "qwen2", "qwen3", "gemma3"]
+FAMILIES = list(families.FAMILIES)
 # tiny models: 3 layers, 4 query heads in 2 KV groups. Layer 0 keeps one head per group,
 # layer 1 loses its second group whole, layer 2 keeps everything.
 DROP = [(0, 1), (0, 2), (1, 2), (1, 3)]

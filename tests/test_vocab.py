@@ -14,6 +14,7 @@ import torch
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
 from toolchain.corpus import Corpus, udhr_corpus
+from toolchain.families import FAMILIES
 from toolchain.export_gguf import export_gguf
 from toolchain.llamacpp import tokenize, vocab_only
 from toolchain.outside_text import outside_corpora
@@ -59,7 +60,7 @@ def test_tiny_selection_drops_the_dropped_script(tiny_trim, corpus):
     assert trimmed.decode(ids_of(trimmed, text)) == text  # dropped script: byte tokens, still lossless
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma3"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_trimmed_model_has_the_original_logits_on_kept_tokens(family, tiny_trim, corpus):
     original, _, keep, trimmed = tiny_trim
     model = tiny_model(family)

@@ -16,21 +16,22 @@ TINY = dict(
 )
 
 
-def tiny_config(family: str):
-    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config, Qwen3Config
+# One row per family record (toolchain.families.FAMILIES): what its tiny config adds to TINY.
+TINY_EXTRAS = {
+    "llama": dict(head_dim=16),
+    "qwen2": {},
+    "qwen3": dict(head_dim=16),
+    "gemma3": dict(head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+                   layer_types=["sliding_attention", "sliding_attention", "full_attention"]),
+}
 
-    if family == "llama":
-        return LlamaConfig(**TINY, head_dim=16)
-    if family == "qwen2":
-        return Qwen2Config(**TINY)
-    if family == "qwen3":
-        return Qwen3Config(**TINY, head_dim=16)
-    if family == "gemma3":
-        return Gemma3TextConfig(
-            **TINY, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
-            layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-        )
-    raise ValueError(family)
+
+def tiny_config(family: str):
+    from transformers import AutoConfig
+
+    from toolchain.families import FAMILIES
+
+    return AutoConfig.for_model(FAMILIES[family].model_type, **TINY, **TINY_EXTRAS[family])
 
 
 def tiny_model(family: str, seed: int = 0):

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .corpus import Corpus
-from .evaluate import encode
+from .corpus import Corpus, calibration_ids, encode
 from .heads import attention_modules, head_counts, hooked_heads, mask_hook, masked_heads
-from .paths import cache_dir
+from .paths import cache_dir, written
 from .precision import output_layer_precision
 
 METHODS = ("masking", "gradient", "activation")
@@ -147,15 +146,6 @@ class Analysis:
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-# -- text ---------------------------------------------------------------------------------
-def calibration_ids(tokenizer, corpus: Corpus, lang: str, n_tokens: int, chunk_tokens: int) -> list[list[int]]:
-    """The first n_tokens of the language's calibration text, in chunks that each start with BOS."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    ids = encode(tokenizer, corpus.text(lang, "calibration"))[len(bos) :][:n_tokens]
-    step = chunk_tokens - len(bos)
-    return [bos + ids[i : i + step] for i in range(0, len(ids), step)]
 
 
 # -- loss ---------------------------------------------------------------------------------
@@ -448,7 +438,6 @@ def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings, model_f
     if path.exists():
         return Analysis.from_json(json.loads(path.read_text())), True
     analysis = analyze(model, tokenizer, corpus, settings, model_fingerprint)
-    tmp = path.with_suffix(".partial")
-    analysis.save(tmp)
-    tmp.rename(path)
+    with written(path) as partial:
+        analysis.save(partial)
     return analysis, False

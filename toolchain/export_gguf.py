@@ -10,9 +10,11 @@ the llama.cpp architecture that can hold the model's shapes:
   `attention.head_count_kv` and `feed_forward_length`; `attention.key_length` / `value_length`
   explicit, since llama.cpp would otherwise derive them from the first layer's head count).
 
-Conventions follow llama.cpp's converter: tensor names from gguf-py's tensor map, q/k rows of the
-`llama` / `deci` architectures reordered from the rotate-half layout of transformers to the
-interleaved pairs of llama.cpp's rope, Gemma's norm weights stored as 1 + w.
+Conventions follow llama.cpp's converter: tensor names from gguf-py's tensor map, metadata through
+gguf-py's key constants and typed writer setters, q/k rows of the `llama` / `deci` architectures
+reordered from the rotate-half layout of transformers to the interleaved pairs of llama.cpp's rope,
+Gemma's norm weights stored as 1 + w. What differs by family or architecture comes from the records
+in `families.py`.
 
 Tokenizer metadata is written from a vocabulary (`tokenizer.GGUFVocab`): the source GGUF's (whose
 other `tokenizer.*` keys are copied, with the `general.*` and architecture keys that still hold,
@@ -31,52 +33,44 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .families import Family, family_of
+from .paths import written
+from .families import GGUF_ARCHS, Family, family_of
 from .heads import head_counts, kv_head_counts
 from .tokenizer import GGUFVocab, vocab_from_hf_tokenizer
 
-# llama.cpp's gemma3 graph hard-codes these (llama-model.cpp): every 6th layer is global, local
-# layers use rope base 10000, and attention scales by 1/sqrt(head_dim).
-GEMMA3_SWA_PATTERN = 6
-GEMMA3_LOCAL_ROPE_BASE = 10000.0
-
-# llama.cpp architectures whose graph sizes the query projection to the hidden size.
-_FULL_WIDTH_ATTENTION = {"qwen2"}
-
 QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 
-# Keys describing the network's shape, always written from the model; a source GGUF's values are
-# not copied for these (they may no longer hold), nor for its rope scaling.
-_SHAPE_KEYS = {
-    "context_length", "embedding_length", "block_count", "feed_forward_length", "vocab_size",
-    "attention.head_count", "attention.head_count_kv", "attention.key_length", "attention.value_length",
-    "attention.layer_norm_rms_epsilon", "attention.sliding_window", "rope.freq_base",
-    "rope.dimension_count", "final_logit_softcapping",
-}
-# general.* keys that describe the file rather than the model: never copied.
-_FILE_KEYS = {"general.architecture", "general.file_type", "general.quantization_version", "general.alignment",
-              "general.size_label"}
-# The tokenizer.ggml.* keys written from the vocabulary itself (ids depend on which tokens are kept).
-_VOCAB_IDS = {"bos_token_id": "bos_id", "eos_token_id": "eos_id", "unknown_token_id": "unk_id",
-              "padding_token_id": "pad_id"}
+
+def _shape_keys(arch: str) -> set[str]:
+    """Keys describing the network's shape, always written from the model: a source GGUF's values
+    are not copied for these (they may no longer hold), nor for its rope scaling."""
+    from gguf import Keys
+
+    llm, attention, rope = Keys.LLM, Keys.Attention, Keys.Rope
+    keys = [llm.CONTEXT_LENGTH, llm.EMBEDDING_LENGTH, llm.BLOCK_COUNT, llm.FEED_FORWARD_LENGTH, llm.VOCAB_SIZE,
+            llm.FINAL_LOGIT_SOFTCAPPING, attention.HEAD_COUNT, attention.HEAD_COUNT_KV, attention.KEY_LENGTH,
+            attention.VALUE_LENGTH, attention.LAYERNORM_RMS_EPS, attention.SLIDING_WINDOW, rope.FREQ_BASE,
+            rope.DIMENSION_COUNT]
+    keys += [value for name, value in vars(rope).items() if name.startswith("SCALING_")]
+    return {key.format(arch=arch) for key in keys}
 
 
-class _Metadata(dict):
-    """key -> (value, GGUFValueType, array item type or None); `put` infers the types of plain values."""
+def _file_keys() -> set[str]:
+    """general.* keys that describe the file rather than the model: never copied."""
+    from gguf import Keys
 
-    def put(self, key: str, value: Any, kind=None) -> None:
-        from gguf import GGUFValueType as T
+    general = Keys.General
+    return {general.ARCHITECTURE, general.FILE_TYPE, general.QUANTIZATION_VERSION, general.ALIGNMENT, general.SIZE_LABEL}
 
-        if isinstance(value, (list, tuple)):
-            self[key] = (list(value), T.ARRAY, kind or T.INT32)  # int arrays as the converter writes them
-        elif isinstance(value, bool):
-            self[key] = (value, T.BOOL, None)
-        elif isinstance(value, int):
-            self[key] = (value, kind or T.UINT32, None)
-        elif isinstance(value, float):
-            self[key] = (value, kind or T.FLOAT32, None)
-        else:
-            self[key] = (value, T.STRING, None)
+
+def _vocab_keys() -> dict[str, str]:
+    """The tokenizer keys written from the vocabulary itself (ids depend on which tokens are kept):
+    key -> GGUFVocab attribute (None for the lists)."""
+    from gguf import Keys
+
+    t = Keys.Tokenizer
+    return {t.LIST: None, t.TOKEN_TYPE: None, t.SCORES: None, t.MERGES: None,
+            t.BOS_ID: "bos_id", t.EOS_ID: "eos_id", t.UNK_ID: "unk_id", t.PAD_ID: "pad_id"}
 
 
 def layer_shapes(model) -> tuple[list[int], list[int], list[int]]:
@@ -94,10 +88,9 @@ def choose_arch(
     qwen2 graph needs that, so a Qwen2 model with pruned heads has no GGUF architecture here.
     """
     uniform = len(set(heads)) == len(set(kv)) == len(set(ffn)) == 1
-    allowed = [a for a in (family.gguf_arch, family.free_gguf_arch) if a]
-    if arch is not None and arch not in allowed:
-        raise UserError(f"a {family.name} model exports to GGUF as {' or '.join(allowed)}, not {arch!r}")
-    own_fits = uniform and (full_width or family.gguf_arch not in _FULL_WIDTH_ATTENTION)
+    if arch is not None and arch not in family.gguf_archs:
+        raise UserError(f"a {family.name} model exports to GGUF as {' or '.join(family.gguf_archs)}, not {arch!r}")
+    own_fits = uniform and (full_width or not GGUF_ARCHS[family.gguf_arch].full_width_attention)
     chosen = arch or (family.gguf_arch if own_fits else family.free_gguf_arch)
     if chosen is None or (chosen == family.gguf_arch and not own_fits):
         shapes = f"per-layer query heads {heads}, KV heads {kv}, FFN widths {ffn}"
@@ -128,58 +121,37 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
     head_dim = model.model.layers[0].self_attn.head_dim
     full_width = all(n * head_dim == model.config.hidden_size for n in heads)
     arch = choose_arch(family, heads, kv, ffn, full_width, arch)
-    if family.name == "gemma3":
-        _check_gemma3(model.config)
+    if family.check_gguf:
+        family.check_gguf(model.config)
     n_vocab = model.get_input_embeddings().weight.shape[0]
 
-    meta = _Metadata()
     kept = getattr(model.config, "kept_tokens", None)
+    fields = _read_fields(Path(source_gguf)) if source_gguf is not None else {}
     if source_gguf is not None:
-        vocab = _copy_source_metadata(meta, Path(source_gguf), family, arch)
+        vocab = _source_vocab(fields, source_gguf)
         what = f"{source_gguf} has {len(vocab.tokens)} tokens"
     else:  # padded to the embedding's rows, unless it is the untrimmed tokenizer of a trimmed model
         vocab = vocab_from_hf_tokenizer(tokenizer, None if kept else n_vocab)
         what = f"the tokenizer has {len(vocab.tokens)} tokens"
+    renumber = None
     if kept and len(vocab.tokens) > n_vocab:  # a model trimmed to `kept` of this vocabulary
-        vocab = _trimmed(meta, vocab, kept, what)
+        vocab, renumber = _trimmed(vocab, kept, what)
     if len(vocab.tokens) != n_vocab:
         raise UserError(f"{what}, the model's embedding has {n_vocab} rows")
-    _vocab_metadata(meta, vocab, settings=source_gguf is None)
-    _general_metadata(meta, model)
-    _shape_metadata(meta, model, family, arch, heads, kv, ffn)
 
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
-    writer = gguf.GGUFWriter(partial, arch)
-    order = {"general": 0, arch: 1, "tokenizer": 2}
-    for key, (value, kind, item_kind) in sorted(meta.items(), key=lambda item: order.get(item[0].split(".")[0], 3)):
-        writer.add_key_value(key, value, kind, item_kind)
-    for name, array in gguf_tensors(model, family, arch):
-        writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    partial.replace(out_path)
-    return out_path
-
-
-def _check_gemma3(config) -> None:
-    """Refuse Gemma 3 settings that llama.cpp's gemma3 graph does not read but hard-codes."""
-    n = config.num_hidden_layers
-    expected = ["full_attention" if (i + 1) % GEMMA3_SWA_PATTERN == 0 else "sliding_attention" for i in range(n)]
-    problems = []
-    if list(config.layer_types) != expected:
-        problems.append(f"layer types {config.layer_types} (llama.cpp: every {GEMMA3_SWA_PATTERN}th layer global)")
-    if float(config.rope_local_base_freq) != GEMMA3_LOCAL_ROPE_BASE:
-        problems.append(f"local rope base {config.rope_local_base_freq} (llama.cpp: {GEMMA3_LOCAL_ROPE_BASE})")
-    if config.query_pre_attn_scalar != config.head_dim:
-        problems.append(f"query_pre_attn_scalar {config.query_pre_attn_scalar} (llama.cpp: head_dim {config.head_dim})")
-    if getattr(config, "attn_logit_softcapping", None):
-        problems.append("attention logit soft-capping")
-    if problems:
-        raise UserError("llama.cpp's gemma3 graph cannot run this model: " + "; ".join(problems))
+    with written(Path(out_path)) as partial:
+        writer = gguf.GGUFWriter(partial, arch)
+        _write_general(writer, model, named=gguf.Keys.General.NAME in fields)
+        _write_shapes(writer, model, family, arch, heads, kv, ffn)
+        _write_vocab(writer, vocab, settings=source_gguf is None)
+        _copy_source_fields(writer, fields, family, arch, renumber)
+        for name, array in gguf_tensors(model, family, arch):
+            writer.add_tensor(name, array)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return Path(out_path)
 
 
 def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
@@ -211,21 +183,11 @@ def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
     return out
 
 
-def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: str) -> GGUFVocab:
-    """Tokenizer, general and still-valid architecture keys of the source GGUF, renamed for `arch`;
-    returns its vocabulary."""
-    fields = _read_fields(source)
-    source_arch = fields.get("general.architecture", (b"",))[0].decode()
-    if "tokenizer.ggml.tokens" not in fields:
-        raise UserError(f"{source} has no tokenizer (tokenizer.ggml.tokens)")
-    same_family = source_arch in (family.gguf_arch, family.free_gguf_arch)
-    for key, value in fields.items():
-        if key.startswith("tokenizer.") or (key.startswith("general.") and key not in _FILE_KEYS):
-            meta[key] = value
-        elif same_family and key.startswith(source_arch + "."):
-            suffix = key[len(source_arch) + 1:]
-            if suffix not in _SHAPE_KEYS and not suffix.startswith("rope.scaling."):
-                meta[f"{arch}.{suffix}"] = value
+def _source_vocab(fields: dict, source: Path) -> GGUFVocab:
+    from gguf import Keys
+
+    if Keys.Tokenizer.LIST not in fields:
+        raise UserError(f"{source} has no tokenizer ({Keys.Tokenizer.LIST})")
 
     def get(key, default=None):
         if key not in fields:
@@ -238,101 +200,116 @@ def _copy_source_metadata(meta: _Metadata, source: Path, family: Family, arch: s
     return GGUFVocab.from_metadata(get)
 
 
-def _trimmed(meta: _Metadata, vocab: GGUFVocab, kept: list[int], what: str) -> GGUFVocab:
-    """The vocabulary cut to the model's `config.kept_tokens`; other token-id keys remapped or dropped."""
+def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumber: dict[int, int] | None) -> None:
+    """The source GGUF's tokenizer, general and architecture keys that still hold and that the
+    model's own were not written for, renamed for `arch`; with a trimmed vocabulary, token ids
+    renumbered (a key naming a dropped token is left out)."""
+    from gguf import Keys
+
+    source_arch = fields.get(Keys.General.ARCHITECTURE, (b"",))[0].decode()
+    skip = _file_keys() | set(_vocab_keys()) | _shape_keys(source_arch)
+    for key, (value, kind, item) in fields.items():
+        if key in skip:
+            continue
+        if key.startswith(source_arch + "."):
+            if source_arch not in family.gguf_archs:
+                continue  # another family's settings
+            key = arch + key[len(source_arch):]
+        elif not key.startswith(("tokenizer.", "general.")):
+            continue
+        if renumber is not None and key.startswith("tokenizer.ggml.") and key.endswith("_token_id"):
+            if value not in renumber:
+                continue
+            value = renumber[value]
+        if key not in writer.kv_data[0]:
+            writer.add_key_value(key, value, kind, item)
+
+
+def _trimmed(vocab: GGUFVocab, kept: list[int], what: str) -> tuple[GGUFVocab, dict[int, int]]:
+    """The vocabulary cut to the model's `config.kept_tokens`, and old id -> new id."""
     from .vocab import trimmed_vocab
 
     if max(kept) >= len(vocab.tokens):
         raise UserError(f"{what}, but the model keeps token {max(kept)} of its vocabulary (config.kept_tokens)")
-    new = {old: n for n, old in enumerate(kept)}
-    for key in [k for k in meta if k.startswith("tokenizer.ggml.") and k.endswith("_token_id")]:
-        if key.removeprefix("tokenizer.ggml.") not in _VOCAB_IDS:
-            if meta[key][0] in new:
-                meta[key] = (new[meta[key][0]], *meta[key][1:])
-            else:
-                del meta[key]
-    return trimmed_vocab(vocab, kept)
+    return trimmed_vocab(vocab, kept), {old: n for n, old in enumerate(kept)}
 
 
-def _vocab_metadata(meta: _Metadata, vocab: GGUFVocab, settings: bool) -> None:
-    """tokenizer.ggml.* from the vocabulary: tokens, types, scores, merges and special ids, and with
+def _write_vocab(writer, vocab: GGUFVocab, settings: bool) -> None:
+    """The tokenizer from the vocabulary: tokens, types, scores, merges and special ids, and with
     `settings` also the model, pre-tokenizer, BOS/EOS flags and chat template (a source GGUF's are
     copied as they are)."""
-    from gguf import GGUFValueType as T
+    from gguf import Keys
 
-    meta.put("tokenizer.ggml.tokens", vocab.tokens, T.STRING)
-    meta.put("tokenizer.ggml.token_type", vocab.types, T.INT32)
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_types([int(t) for t in vocab.types])
     if vocab.scores is not None:
-        meta.put("tokenizer.ggml.scores", vocab.scores, T.FLOAT32)
+        writer.add_token_scores([float(s) for s in vocab.scores])
     if vocab.merges is not None:
-        meta.put("tokenizer.ggml.merges", vocab.merges, T.STRING)
-    for key, attr in _VOCAB_IDS.items():
-        token_id = getattr(vocab, attr)
-        if token_id is None:
-            meta.pop(f"tokenizer.ggml.{key}", None)
-        else:
-            meta.put(f"tokenizer.ggml.{key}", int(token_id))
+        writer.add_token_merges(vocab.merges)
+    for key, attr in _vocab_keys().items():
+        if attr and getattr(vocab, attr) is not None:
+            writer.add_uint32(key, int(getattr(vocab, attr)))
     if settings:
-        meta.put("tokenizer.ggml.model", vocab.model)
-        meta.put("tokenizer.ggml.pre", vocab.pre)
-        meta.put("tokenizer.ggml.add_bos_token", vocab.add_bos)
-        meta.put("tokenizer.ggml.add_eos_token", vocab.add_eos)
-        if vocab.model == "llama":
-            meta.put("tokenizer.ggml.add_space_prefix", vocab.add_space_prefix)
+        writer.add_tokenizer_model(vocab.model)
+        writer.add_tokenizer_pre(vocab.pre)
+        writer.add_add_bos_token(vocab.add_bos)
+        writer.add_add_eos_token(vocab.add_eos)
+        if vocab.model == "llama":  # SentencePiece
+            writer.add_add_space_prefix(vocab.add_space_prefix)
         if vocab.chat_template:
-            meta.put("tokenizer.chat_template", vocab.chat_template)
+            writer.add_chat_template(vocab.chat_template)
 
 
-def _general_metadata(meta: _Metadata, model) -> None:
-    """File type F16, quantization version, a size label for the pruned parameter count, a name."""
+def _write_general(writer, model, named: bool) -> None:
+    """File type F16, quantization version, a size label for the pruned parameter count, and a
+    name unless the source GGUF has one."""
     import gguf
 
-    meta.put("general.file_type", int(gguf.LlamaFileType.MOSTLY_F16))
-    meta.put("general.quantization_version", gguf.GGML_QUANT_VERSION)
-    n_params = sum(p.numel() for p in model.parameters())
-    meta.put("general.size_label", gguf.size_label(n_params, 0, 0, 0))
-    if "general.name" not in meta:
-        meta.put("general.name", Path(getattr(model.config, "name_or_path", "") or "model").name)
+    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_size_label(gguf.size_label(sum(p.numel() for p in model.parameters()), 0, 0, 0))
+    if not named:
+        writer.add_name(Path(getattr(model.config, "name_or_path", "") or "model").name)
 
 
-def _shape_metadata(meta: _Metadata, model, family: Family, arch: str, heads, kv, ffn) -> None:
+def _write_shapes(writer, model, family: Family, arch: str, heads, kv, ffn) -> None:
     """The architecture keys llama.cpp reads for this model's shapes and attention settings."""
+    import gguf
+
     config = model.config
     head_dim = model.model.layers[0].self_attn.head_dim
-    per_layer = arch == family.free_gguf_arch
-    meta.put(f"{arch}.context_length", int(config.max_position_embeddings))
-    meta.put(f"{arch}.embedding_length", int(config.hidden_size))
-    meta.put(f"{arch}.block_count", int(config.num_hidden_layers))
-    meta.put(f"{arch}.vocab_size", int(model.get_input_embeddings().weight.shape[0]))
-    meta.put(f"{arch}.feed_forward_length", ffn if per_layer else ffn[0])
-    meta.put(f"{arch}.attention.head_count", heads if per_layer else heads[0])
-    meta.put(f"{arch}.attention.head_count_kv", kv if per_layer else kv[0])
-    meta.put(f"{arch}.attention.key_length", head_dim)
-    meta.put(f"{arch}.attention.value_length", head_dim)
-    meta.put(f"{arch}.attention.layer_norm_rms_epsilon", float(config.rms_norm_eps))
-    meta.put(f"{arch}.rope.freq_base", float(config.rope_theta))
-    meta.put(f"{arch}.rope.dimension_count", head_dim)
-    scaling = _rope_scaling(config)
-    if scaling == "linear":
-        meta.put(f"{arch}.rope.scaling.type", "linear")
-        meta.put(f"{arch}.rope.scaling.factor", float(config.rope_scaling["factor"]))
-    if family.name == "gemma3":
-        meta.put(f"{arch}.attention.sliding_window", int(config.sliding_window))
-        if getattr(config, "final_logit_softcapping", None):
-            meta.put(f"{arch}.final_logit_softcapping", float(config.final_logit_softcapping))
+    per_layer = GGUF_ARCHS[arch].per_layer
+    writer.add_context_length(int(config.max_position_embeddings))
+    writer.add_embedding_length(int(config.hidden_size))
+    writer.add_block_count(int(config.num_hidden_layers))
+    writer.add_vocab_size(int(model.get_input_embeddings().weight.shape[0]))
+    writer.add_feed_forward_length(ffn if per_layer else ffn[0])
+    writer.add_head_count(heads if per_layer else heads[0])
+    writer.add_head_count_kv(kv if per_layer else kv[0])
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_freq_base(float(config.rope_theta))
+    writer.add_rope_dimension_count(head_dim)
+    if _rope_scaling(config, family) == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(config.rope_scaling["factor"]))
+    if family.gguf_metadata:
+        family.gguf_metadata(writer, config)
 
 
-def _rope_scaling(config) -> str | None:
-    """None, 'linear' or 'llama3' (the kinds this exporter writes); others are refused."""
+def _rope_scaling(config, family: Family) -> str | None:
+    """None, or the family's kind of rope scaling ('linear', 'llama3'); others are refused."""
     scaling = getattr(config, "rope_scaling", None)
     if not scaling:
         return None
     kind = scaling.get("rope_type", scaling.get("type"))
     if kind == "default":
         return None
-    if kind == "linear" or (kind == "llama3" and config.model_type == "llama"):
+    if kind in family.rope_scalings:
         return kind
-    raise UserError(f"rope scaling {kind!r} is not supported by the GGUF export (supported: linear, llama3 for Llama)")
+    raise UserError(f"rope scaling {kind!r} of a {family.name} model is not supported by the GGUF export "
+                    f"(supported: {', '.join(family.rope_scalings)})")
 
 
 def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.ndarray]]:
@@ -342,21 +319,21 @@ def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.nda
     by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
     names = gguf.get_tensor_name_map(by_name[arch], model.config.num_hidden_layers)
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
-    rope_interleaved = arch in ("llama", "deci")
+    rope_interleaved = GGUF_ARCHS[arch].interleaved_rope
     head_dim = model.model.layers[0].self_attn.head_dim
     for name, tensor in model.state_dict(keep_vars=False).items():
         if name == "lm_head.weight" and tied:
             continue
         data = tensor.detach().to(torch.float32)
-        if family.name == "gemma3" and name.endswith("norm.weight"):
-            data = data + 1.0  # transformers' Gemma RMSNorm scales by (1 + w), llama.cpp's by w
+        if family.norm_offset and name.endswith("norm.weight"):
+            data = data + family.norm_offset
         if rope_interleaved and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
             data = interleave_rope_rows(data, head_dim)
         gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
             raise UserError(f"{name}: no GGUF tensor of architecture {arch!r} corresponds to this weight")
         yield gguf_name, _to_numpy(data, gguf_name)
-    if _rope_scaling(model.config) == "llama3":
+    if _rope_scaling(model.config, family) == "llama3":
         yield "rope_freqs.weight", llama3_rope_factors(model.config).numpy().astype(np.float32)
 
 
@@ -396,19 +373,15 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
     if kind not in QUANT_KINDS:
         raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(dst.name + ".partial")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
     llama_cpp.llama_backend_init()
-    with _llama_log() as log:
+    with written(dst) as partial, _llama_log() as log:
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
-    if status != 0:
-        partial.unlink(missing_ok=True)
-        tail = "".join(log)[-2000:]
-        raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
-    partial.replace(dst)
+        if status != 0:
+            tail = "".join(log)[-2000:]
+            raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
     return dst
 
 

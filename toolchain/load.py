@@ -8,7 +8,6 @@ A GGUF's dequantized weights and tokenizer are cached under .cache/hf/, keyed by
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from .errors import UserError  # noqa: E402
-from .families import Family, family_of  # noqa: E402
-from .paths import cache_dir  # noqa: E402
+from .families import Family, family_of, family_of_gguf  # noqa: E402
+from .paths import cache_dir, written  # noqa: E402
 from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
 
 
@@ -80,24 +79,19 @@ def load(source: str | Path | Recipe) -> LoadedModel:
         loaded = _load_gguf(path, name)
     else:
         raise UserError(f"{path} is not a GGUF file or a Hugging Face model directory")
-    if recipe and recipe.family != loaded.family.name:
-        raise UserError(f"recipe {recipe.name} says family {recipe.family}, the model is {loaded.family.name}")
+    if recipe and recipe.family is not loaded.family:
+        raise UserError(f"recipe {recipe.name} says family {recipe.family.name}, the model is {loaded.family.name}")
     return loaded
-
-
-def _model_type(config_path: Path) -> str:
-    config = json.loads(config_path.read_text())
-    model_type = config.get("model_type")
-    if model_type == "gemma3" and "text_config" in config:
-        raise UserError(f"{config_path.parent}: multimodal Gemma 3 is not supported; use a text-only checkpoint")
-    return model_type
 
 
 def _load_hf_dir(path: Path, name: str) -> LoadedModel:
     config_path = path / "config.json"
     if not config_path.exists():
         raise UserError(f"{path} has no config.json: not a Hugging Face model directory")
-    family = family_of(_model_type(config_path))
+    try:
+        family = family_of(json.loads(config_path.read_text()).get("model_type"))
+    except UserError as err:
+        raise UserError(f"{path}: {err}")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise UserError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -121,23 +115,21 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 def _gguf_architecture(path: Path) -> str:
-    from gguf import GGUFReader
+    from gguf import GGUFReader, Keys
 
     try:
         reader = GGUFReader(str(path))
     except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
         raise UserError(f"{path} is not a readable GGUF file ({err})")
-    return reader.fields["general.architecture"].contents()
-
-
-_GGUF_MODEL_TYPES = {"gemma3": "gemma3_text", "llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3"}
+    return reader.fields[Keys.General.ARCHITECTURE].contents()
 
 
 def _load_gguf(path: Path, name: str) -> LoadedModel:
     arch = _gguf_architecture(path)
-    if arch not in _GGUF_MODEL_TYPES:
-        raise UserError(f"{path}: GGUF architecture {arch!r} is not supported (supported: {', '.join(_GGUF_MODEL_TYPES)})")
-    family = family_of(_GGUF_MODEL_TYPES[arch])
+    try:
+        family = family_of_gguf(arch)
+    except UserError as err:
+        raise UserError(f"{path}: {err}")
     fingerprint = file_sha256(path)[:16]
     cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}"
     if not (cached / "config.json").exists():
@@ -158,9 +150,6 @@ def _dequantize_to(path: Path, target: Path) -> None:
     print(f"Dequantizing {path.name} to float32 (once; cached in {target})")
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
     tokenizer = tokenizer_from_gguf(path)
-    partial = target.with_name(target.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.rmtree(target, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(target)
+    with written(target) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)

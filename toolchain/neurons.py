@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analyze import calibration_ids
+from .corpus import calibration_ids
 from .corpus import Corpus
 from .errors import UserError
 from .hooks import input_hooks
-from .paths import cache_dir
+from .paths import cache_dir, written
 from .rewrite import _columns, _rows
 
 METHOD_VERSION = 1  # bump when the statistics change meaning (invalidates caches)
@@ -159,9 +159,8 @@ def neuron_stats_cached(model, tokenizer, corpus: Corpus, langs: Sequence[str], 
     if path.exists():
         return NeuronStats.load(path), True
     stats = neuron_stats(model, tokenizer, corpus, langs, n_tokens, chunk_tokens, progress)
-    tmp = path.with_name(path.name + ".partial")
-    stats.save(tmp)
-    tmp.rename(path)
+    with written(path) as partial:
+        stats.save(partial)
     return stats, False
 
 

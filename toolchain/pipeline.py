@@ -8,23 +8,22 @@ The original model's exports (the "before" of every comparison) are cached by fi
 import contextlib
 import copy
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .analyze import Analysis, Settings, analyze_cached, calibration_ids
-from .corpus import available_languages, load_corpus
+from .analyze import Analysis, Settings, analyze_cached
+from .corpus import available_languages, calibration_ids, load_corpus
 from .errors import UserError
 from .evaluate import Chunk, score_chunks, torch_scorer
 from .export_gguf import QUANT_KINDS
+from .families import LAYOUTS
 from .heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
 from .languages import DEFAULT_ANALYSIS, parse_codes
 from .load import LoadedModel, load, resolve
-from .paths import cache_dir, export_dir
-from .recipes import LAYOUTS
+from .paths import cache_dir, export_dir, written
 from .rewrite import prune_heads, save_pruned
 from .select import Selection, budget_heads, candidate_budgets, drop_costs, largest_passing, select_heads
 
@@ -99,14 +98,14 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     if bad:
         raise UserError(f"unknown QUANT {bad}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
     name, _, recipe = resolve(options.model)
-    layouts = recipe.gguf_layouts if recipe else LAYOUTS
+    layouts = recipe.family.layouts if recipe else LAYOUTS
     layout = options.layout or ("uniform" if "uniform" in layouts else layouts[0])
     if layout not in LAYOUTS:
         raise UserError(f"unknown LAYOUT={layout} (free, uniform)")
     if layout not in layouts:
         raise UserError(
             f"LAYOUT={layout}: the GGUF architecture of {name} loads only {', '.join(layouts)} layouts "
-            "(llama.cpp's gemma3 graph takes one head count and one FFN width for all layers)"
+            f"(llama.cpp's {recipe.family.gguf_arch} graph takes one head count and one FFN width for all layers)"
         )
     return name, layout
 
@@ -122,31 +121,16 @@ def cuts_ffn(options: ExportOptions) -> bool:
 def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
     final = Path(options.out or export_dir() / f"{name}-{'-'.join(options.langs)}")
-    work = final.with_name(f".{final.name}.partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    try:
+    with written(final) as work:
+        work.mkdir()
         print(f"Loading {options.model} ...")
         ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
         _export_into(ctx, work)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    _replace(work, final)
     return final
 
 
 def all_languages(options: ExportOptions) -> list[str]:
     return list(dict.fromkeys(options.langs + options.analysis_langs))
-
-
-def _replace(work: Path, final: Path) -> None:
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    work.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _export_into(ctx: Context, work: Path) -> None:
@@ -374,12 +358,9 @@ def export_original(ctx: Context) -> dict[str, Path]:
     if index.exists():
         print("   original exports reused from cache")
         return {k: Path(v) for k, v in json.loads(index.read_text()).items()}
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    files = export_all(ctx, ctx.loaded.model, ctx.loaded.tokenizer, partial)
+    with written(folder) as partial:
+        files = export_all(ctx, ctx.loaded.model, ctx.loaded.tokenizer, partial)
     files = {k: folder / p.relative_to(partial) for k, p in files.items()}
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
     index.write_text(json.dumps({k: str(v) for k, v in files.items()}))
     return files
 

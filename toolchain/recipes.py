@@ -1,27 +1,24 @@
 """Model presets: one TOML file per model in recipes/ says where it comes from and how it exports."""
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import import_module
 from importlib.util import find_spec
 from pathlib import Path
 
 from .errors import UserError
+from .families import FAMILIES, Family
 from .paths import cache_dir, recipes_dir
-
-LAYOUTS = ("free", "uniform")
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    family: str
+    family: Family  # what the model must be; its GGUF architectures and layouts
     package: str | None = None  # a Python package that ships the GGUF
     file: str | None = None  # the GGUF's file name in that package
     assemble: bool = False  # the package ships chunks that its assemble() joins
     path: str | None = None  # or a local GGUF file / Hugging Face directory
-    gguf_arch: str | None = None
-    gguf_layouts: tuple[str, ...] = field(default=LAYOUTS)
 
     def source_path(self) -> Path:
         """The local GGUF file or model directory this recipe names."""
@@ -47,18 +44,14 @@ def load_recipe(name: str) -> Recipe:
     if not path.exists():
         raise UserError(f"no recipe {name!r} (available: {', '.join(available_recipes())})")
     data = tomllib.loads(path.read_text())
-    source, export = data.get("source", {}), data.get("export", {})
-    layouts = tuple(export.get("gguf_layouts", LAYOUTS))
-    bad = set(layouts) - set(LAYOUTS)
-    if bad:
-        raise UserError(f"recipe {name}: unknown layouts {sorted(bad)} (known: {', '.join(LAYOUTS)})")
+    source = data.get("source", {})
+    if data.get("family") not in FAMILIES:
+        raise UserError(f"recipe {name}: family {data.get('family')!r} is not one of {', '.join(FAMILIES)}")
     return Recipe(
         name=data.get("name", name),
-        family=data["family"],
+        family=FAMILIES[data["family"]],
         package=source.get("package"),
         file=source.get("file"),
         assemble=source.get("assemble", False),
         path=source.get("path"),
-        gguf_arch=export.get("gguf_arch"),
-        gguf_layouts=layouts,
     )

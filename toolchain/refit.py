@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-from .analyze import calibration_ids
+from .corpus import calibration_ids
 from .heads import attention_modules, head_index, hooked_heads
 
 # Relative to the mean variance of the kept inputs. Measured (18 heads, fit on en+de, unseen text):

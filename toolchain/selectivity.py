@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .analyze import Analysis, language_losses
 from .corpus import Corpus
-from .evaluate import encode
+from .corpus import encode
 from .heads import head_counts, kv_head_counts
 from .refit import refitted_heads
 from .report import markdown_table

@@ -59,26 +59,25 @@ class GGUFVocab:
     @classmethod
     def from_metadata(cls, get) -> "GGUFVocab":
         """get(key, default): the plain value of a GGUF metadata key (strings decoded)."""
+        from gguf import Keys
 
-        def ggml(key, default=None):
-            return get(f"tokenizer.ggml.{key}", default)
-
-        model = ggml("model")
+        t = Keys.Tokenizer
+        model = get(t.MODEL)
         return cls(
             model=model,
-            pre=ggml("pre", "default"),
-            tokens=ggml("tokens"),
-            types=ggml("token_type"),
-            scores=ggml("scores"),
-            merges=ggml("merges"),
-            bos_id=ggml("bos_token_id"),
-            eos_id=ggml("eos_token_id"),
-            unk_id=ggml("unknown_token_id"),
-            pad_id=ggml("padding_token_id"),
-            add_bos=bool(ggml("add_bos_token", model == "llama")),
-            add_eos=bool(ggml("add_eos_token", False)),
-            add_space_prefix=bool(ggml("add_space_prefix", model == "llama")),
-            chat_template=get("tokenizer.chat_template", None),
+            pre=get(t.PRE, "default"),
+            tokens=get(t.LIST),
+            types=get(t.TOKEN_TYPE),
+            scores=get(t.SCORES),
+            merges=get(t.MERGES),
+            bos_id=get(t.BOS_ID),
+            eos_id=get(t.EOS_ID),
+            unk_id=get(t.UNK_ID),
+            pad_id=get(t.PAD_ID),
+            add_bos=bool(get(t.ADD_BOS, model == "llama")),
+            add_eos=bool(get(t.ADD_EOS, False)),
+            add_space_prefix=bool(get(t.ADD_PREFIX, model == "llama")),
+            chat_template=get(t.CHAT_TEMPLATE, None),
         )
 
     @classmethod

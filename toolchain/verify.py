@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .corpus import Corpus
-from .evaluate import encode, score_languages
+from .corpus import Corpus, encode
+from .evaluate import score_languages
 
 
 @dataclass(frozen=True)
