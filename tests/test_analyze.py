@@ -11,8 +11,8 @@ from toolchain.analyze import (
     mean_loss, token_losses,
 )
 from toolchain.corpus import udhr_corpus
+from toolchain.cuts import HEADS, mask_from_drop
 from toolchain.families import FAMILIES
-from toolchain.heads import mask_from_drop, masked_heads
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -26,7 +26,7 @@ def test_masking_from_cached_layer_inputs_equals_naive_masking(family):
             assert base[lang] == pytest.approx(mean_loss(model, ids).item(), abs=1e-5)
             for layer in range(3):
                 for head in range(4):
-                    with masked_heads(model, mask_from_drop([4, 4, 4], [(layer, head)])):
+                    with HEADS.masked(model, mask_from_drop([4, 4, 4], [(layer, head)])):
                         naive = mean_loss(model, ids).item() - base[lang]
                     assert deltas[i, layer, head] == pytest.approx(naive, abs=1e-5)
     assert np.abs(deltas).max() > 1e-3

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests.tiny import TINY, tiny_model, tiny_tokenizer
+from toolchain.cuts import HEADS
 from toolchain.errors import UserError
 from toolchain.export_gguf import export_gguf, quantize_gguf
 from toolchain.llamacpp import open_gguf, tokenize, vocab_only
-from toolchain.rewrite import prune_heads
 
 TEXT = "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience"
 # tiny models: 3 layers of 4 query heads in 2 KV groups
@@ -83,7 +83,7 @@ def tensor_types(path) -> dict[str, str]:
 
 
 def test_per_layer_heads_export_as_deci_and_match_torch(tmp_path):
-    model = sharpen(prune_heads(tiny_model("llama"), NON_UNIFORM))
+    model = sharpen(HEADS.prune(tiny_model("llama"), NON_UNIFORM))
     shrink_ffn(model, 1, 64)
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "deci.gguf")
 
@@ -113,7 +113,7 @@ def test_uniform_llama_exports_as_llama_and_matches_torch(tmp_path, rope_scaling
         from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
         model.model.rotary_emb = LlamaRotaryEmbedding(model.config)
-    model = sharpen(prune_heads(model, UNIFORM))
+    model = sharpen(HEADS.prune(model, UNIFORM))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "llama.gguf")
 
     meta = metadata(out)
@@ -130,7 +130,7 @@ def test_uniform_llama_exports_as_llama_and_matches_torch(tmp_path, rope_scaling
 def test_parity_check_catches_a_wrong_rope_layout(tmp_path, monkeypatch):
     import toolchain.export_gguf as export
 
-    model = sharpen(prune_heads(tiny_model("llama"), NON_UNIFORM))
+    model = sharpen(HEADS.prune(tiny_model("llama"), NON_UNIFORM))
     monkeypatch.setattr(export, "interleave_rope_rows", lambda weight, head_dim: weight)
     _, logit_diff = compare(export_gguf(model, None, tiny_tokenizer(), tmp_path / "bad.gguf"), model, tiny_ids())
     assert logit_diff > 0.2
@@ -155,7 +155,7 @@ def tiny_gemma6():
 
 
 def test_uniform_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
-    model = prune_heads(tiny_gemma6(), [[0, 3], [1, 2], [0, 2], [1, 3], [0, 3], [1, 2]])
+    model = HEADS.prune(tiny_gemma6(), [[0, 3], [1, 2], [0, 2], [1, 3], [0, 3], [1, 2]])
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
     meta = metadata(out)
     assert meta["general.architecture"] == "gemma3"
@@ -168,7 +168,7 @@ def test_uniform_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
 
 
 def test_non_uniform_gemma_is_refused(tmp_path):
-    model = prune_heads(tiny_model("gemma3"), NON_UNIFORM)
+    model = HEADS.prune(tiny_model("gemma3"), NON_UNIFORM)
     with pytest.raises(UserError, match=r"query heads \[2, 2, 4\].*takes one head count"):
         export_gguf(model, None, tiny_tokenizer(), tmp_path / "x.gguf")
     assert not (tmp_path / "x.gguf").exists()
@@ -179,7 +179,7 @@ def test_non_uniform_gemma_is_refused(tmp_path):
 @pytest.mark.parametrize("family, keep", [("qwen3", UNIFORM), ("qwen2", None)])
 def test_qwen_families_export_uniform(tmp_path, family, keep):
     model = tiny_model(family)
-    model = sharpen(prune_heads(model, keep) if keep else model)
+    model = sharpen(HEADS.prune(model, keep) if keep else model)
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / f"{family}.gguf")
     assert metadata(out)["general.architecture"] == family
     gap, logit_diff = compare(out, model, tiny_ids())
@@ -188,7 +188,7 @@ def test_qwen_families_export_uniform(tmp_path, family, keep):
 
 def test_pruned_qwen2_exports_as_deci_and_matches_torch(tmp_path):
     """llama.cpp's qwen2 graph needs all query heads; a pruned Qwen2 (with q/k/v biases) goes to deci."""
-    model = sharpen(prune_heads(tiny_model("qwen2"), UNIFORM))
+    model = sharpen(HEADS.prune(tiny_model("qwen2"), UNIFORM))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "qwen2.gguf")
     assert metadata(out)["general.architecture"] == "deci"
     gap, logit_diff = compare(out, model, tiny_ids())
@@ -204,7 +204,7 @@ def test_source_gguf_metadata_is_copied(tmp_path):
     source = load_recipe("smollm2-135m").source_path()
     torch.manual_seed(0)
     config = LlamaConfig(**{**TINY, "vocab_size": 49152}, head_dim=16, tie_word_embeddings=True)
-    model = sharpen(prune_heads(AutoModelForCausalLM.from_config(config).eval(), NON_UNIFORM))
+    model = sharpen(HEADS.prune(AutoModelForCausalLM.from_config(config).eval(), NON_UNIFORM))
     out = export_gguf(model, source, None, tmp_path / "smol-deci.gguf")
 
     ours, theirs = metadata(out), metadata(source)
@@ -260,7 +260,7 @@ def test_quantize_odd_shapes(tmp_path):
 
     torch.manual_seed(0)
     config = LlamaConfig(**{**TINY, "num_key_value_heads": 4}, head_dim=16)
-    model = sharpen(prune_heads(AutoModelForCausalLM.from_config(config).eval(), [[0, 1, 2], [0, 1], [0, 1, 2, 3]]))
+    model = sharpen(HEADS.prune(AutoModelForCausalLM.from_config(config).eval(), [[0, 1, 2], [0, 1], [0, 1, 2, 3]]))
     f16 = export_gguf(model, None, tiny_tokenizer(), tmp_path / "odd.gguf")
     ids = tiny_ids()
     for kind, tolerance in (("Q8_0", 0.02), ("Q4_K_M", 0.1)):
@@ -336,7 +336,7 @@ def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
     from toolchain.llamacpp import llama_scorer
 
     keep = [[h for h in range(4) if h != layer % 4] for layer in range(18)]
-    model = prune_heads(copy.deepcopy(gemma.model), keep)
+    model = HEADS.prune(copy.deepcopy(gemma.model), keep)
     f16 = export_gguf(model, gemma.source, gemma.tokenizer, tmp_path / "pruned-f16.gguf")
     meta = metadata(f16)
     assert meta["general.architecture"] == "gemma3"

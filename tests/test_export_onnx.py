@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain import families
 from toolchain.corpus import encode
+from toolchain.cuts import HEADS
 from toolchain.evaluate import torch_scorer
 from toolchain.export_onnx import export_onnx, quantize_onnx, to_ort_format
-from toolchain.heads import head_counts, kv_head_counts
+from toolchain.heads import kv_head_counts
 from toolchain.onnxrt import empty_past, generate, open_session, ort_scorer, run
-from toolchain.rewrite import prune_heads
+from toolchain import families
 
 FAMILIES = list(families.FAMILIES)
 # layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all
@@ -70,7 +70,7 @@ def exported(request, tmp_path_factory):
     family, pruned = request.param
     model = tiny_model(family)
     if pruned:
-        prune_heads(model, KEEP)
+        HEADS.prune(model, KEEP)
     path = export_onnx(model, tiny_tokenizer(), tmp_path_factory.mktemp("onnx") / family)
     return model, path, open_session(path, threads=1)
 
@@ -96,7 +96,7 @@ def test_prefill_and_cached_decoding_match_pytorch(exported):
         assert ids.shape[1] > model.config.sliding_window
     reference, ours = torch_steps(model, ids), ort_steps(session, ids)
     diff = max_diff(reference, ours)
-    print(f"{model.config.model_type} heads {head_counts(model)}: max |ORT - PyTorch| = {diff:.2e}")
+    print(f"{model.config.model_type} heads {HEADS.sizes(model)}: max |ORT - PyTorch| = {diff:.2e}")
     assert diff <= TOL
     assert float(np.abs(reference[-1]).max()) > 100 * TOL  # logits are not all near zero
 
@@ -115,7 +115,7 @@ def test_padded_batch_matches_pytorch(exported):
     ours = ort_steps(session, ids, attention_mask=mask, position_ids=positions)
     real = mask.bool().numpy()
     diff = max(max_diff([reference[0][real]], [ours[0][real]]), max_diff(reference[1:], ours[1:]))
-    print(f"{model.config.model_type} heads {head_counts(model)}, padded batch: max |ORT - PyTorch| = {diff:.2e}")
+    print(f"{model.config.model_type} heads {HEADS.sizes(model)}, padded batch: max |ORT - PyTorch| = {diff:.2e}")
     assert diff <= TOL
     # and the padded row is what the short sentence gives alone
     alone = ort_steps(session, torch.tensor([short]), steps=0)[0][0]
@@ -148,7 +148,7 @@ def test_sliding_window_matters_for_gemma():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_quantized_copies_run(family, tmp_path):
     """int8 and int4 copies of a pruned tiny model run in ONNX Runtime, as .onnx and as .ort."""
-    model = prune_heads(tiny_model(family), KEEP)
+    model = HEADS.prune(tiny_model(family), KEEP)
     path = export_onnx(model, tiny_tokenizer(), tmp_path)
     ids = sentence_ids(tiny_tokenizer())
     full = ort_steps(open_session(path), ids, steps=2)
@@ -191,8 +191,8 @@ def test_unknown_quantization_is_refused(tmp_path):
 @pytest.mark.real
 def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
     model = copy.deepcopy(gemma.model)
-    n_layers = len(head_counts(model))
-    prune_heads(model, [[h for h in range(4) if h != layer % 4] for layer in range(n_layers)])
+    n_layers = len(HEADS.sizes(model))
+    HEADS.prune(model, [[h for h in range(4) if h != layer % 4] for layer in range(n_layers)])
     path = export_onnx(model, gemma.tokenizer, tmp_path)
     session = open_session(path)
     assert [i.shape[1] for i in session.get_inputs() if i.name.endswith(".key")] == [1] * n_layers

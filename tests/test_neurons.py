@@ -8,13 +8,11 @@ import torch
 
 from tests.test_rewrite import logits_prefill_and_decode, max_diff
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain import families
 from toolchain.corpus import Corpus, load_corpus
+from toolchain.cuts import NEURONS, mask_from_keep
 from toolchain.errors import UserError
-from toolchain.neurons import (
-    NeuronStats, ffn_widths, hooked_neurons, mask_from_keep, masked_neurons, mlp_modules, neuron_scores,
-    neuron_stats_cached, prune_ffn, select_neurons,
-)
+from toolchain.neurons import NeuronStats, neuron_scores, neuron_stats_cached, select_neurons
+from toolchain import families
 
 FAMILIES = list(families.FAMILIES)
 
@@ -25,7 +23,7 @@ def random_keep(widths, kept_widths, seed=0):
 
 
 def masked_logits(model, ids, keep):
-    with masked_neurons(model, mask_from_keep(ffn_widths(model), keep)):
+    with NEURONS.masked(model, mask_from_keep(NEURONS.sizes(model), keep)):
         return logits_prefill_and_decode(model, ids)
 
 
@@ -36,10 +34,10 @@ def test_pruned_equals_masked(family):
     keep = random_keep([96] * 3, [64, 32, 96])  # a different width in every layer
     masked = masked_logits(model, ids, keep)
     original = logits_prefill_and_decode(model, ids)
-    pruned_model = prune_ffn(copy.deepcopy(model), keep)
+    pruned_model = NEURONS.prune(copy.deepcopy(model), keep)
     pruned = logits_prefill_and_decode(pruned_model, ids)
 
-    assert ffn_widths(pruned_model) == [64, 32, 96]
+    assert NEURONS.sizes(pruned_model) == [64, 32, 96]
     assert pruned_model.config.kept_neurons == keep
     assert max_diff(pruned, masked) <= 1e-4
     assert max_diff(original, masked) > 1e-3  # the masked neurons did matter
@@ -49,23 +47,23 @@ def test_pruned_equals_masked(family):
 
 def test_hooked_activation_is_the_mlp_intermediate():
     model = tiny_model("gemma3")
-    mlp, seen = mlp_modules(model)[1], {}
+    mlp, seen = NEURONS.modules(model)[1], {}
     x = torch.randn(1, 5, 64)
-    with torch.no_grad(), hooked_neurons(model, lambda layer, h: seen.setdefault(layer, h)):
+    with torch.no_grad(), NEURONS.hooked(model, lambda layer, h: seen.setdefault(layer, h)):
         mlp(x)
         expected = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
-    assert list(seen) == [1] and torch.equal(seen[1], expected)
+    assert list(seen) == [1] and torch.equal(seen[1][..., 0], expected)  # [..., neurons, 1]
 
 
 def test_pruned_model_rebuilds_from_its_config(tmp_path):
     """What load_pruned does: a full-width model from config.json, pruned with kept_neurons, takes the weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    model = prune_ffn(tiny_model("llama"), random_keep([96] * 3, [32, 64, 96]))
+    model = NEURONS.prune(tiny_model("llama"), random_keep([96] * 3, [32, 64, 96]))
     model.save_pretrained(tmp_path)
     config = AutoConfig.from_pretrained(tmp_path)
     kept, config.kept_neurons = config.kept_neurons, None
-    rebuilt = prune_ffn(AutoModelForCausalLM.from_config(config).eval(), kept)
+    rebuilt = NEURONS.prune(AutoModelForCausalLM.from_config(config).eval(), kept)
     rebuilt.load_state_dict(model.state_dict())
     ids = torch.randint(0, 320, (1, 10))
     assert rebuilt.config.kept_neurons == model.config.kept_neurons
@@ -73,43 +71,43 @@ def test_pruned_model_rebuilds_from_its_config(tmp_path):
 
 
 def test_pruning_twice_records_original_indices():
-    model = prune_ffn(tiny_model("llama"), [list(range(96)), list(range(32, 96)), list(range(0, 96, 2))])
-    prune_ffn(model, [[0, 95], [0, 1, 63], [3, 4]])
+    model = NEURONS.prune(tiny_model("llama"), [list(range(96)), list(range(32, 96)), list(range(0, 96, 2))])
+    NEURONS.prune(model, [[0, 95], [0, 1, 63], [3, 4]])
     assert model.config.kept_neurons == [[0, 95], [32, 33, 95], [6, 8]]
-    assert ffn_widths(model) == [2, 3, 2]
+    assert NEURONS.sizes(model) == [2, 3, 2]
 
 
 def test_invalid_rewrites_are_refused():
     model = tiny_model("llama")
     with pytest.raises(UserError, match="layer 1 would keep no FFN neuron"):
-        prune_ffn(copy.deepcopy(model), [[0], [], [0]])
+        NEURONS.prune(copy.deepcopy(model), [[0], [], [0]])
     with pytest.raises(ValueError, match="keep lists 2 layers"):
-        prune_ffn(copy.deepcopy(model), [[0], [0]])
+        NEURONS.prune(copy.deepcopy(model), [[0], [0]])
     with pytest.raises(ValueError, match="layer 2: neuron indices out of range"):
-        prune_ffn(copy.deepcopy(model), [[0], [0], [96]])
+        NEURONS.prune(copy.deepcopy(model), [[0], [0], [96]])
     with pytest.raises(ValueError, match="layer 0: neuron indices .* repeated"):
-        prune_ffn(copy.deepcopy(model), [[1, 1], [0], [0]])
-    assert ffn_widths(model) == [96, 96, 96]
+        NEURONS.prune(copy.deepcopy(model), [[1, 1], [0], [0]])
+    assert NEURONS.sizes(model) == [96, 96, 96]
 
 
 # -- selection ----------------------------------------------------------------------------
 def test_uniform_selection_drops_each_layers_lowest_scores():
     rng = np.random.default_rng(0)
     scores = [rng.random(2048) * (layer + 1) for layer in range(4)]
-    keep = select_neurons(scores, 0.25, "uniform")
+    keep = select_neurons(scores, 0.25, "uniform").keep
     assert [len(k) for k in keep] == [1536] * 4
     for s, k in zip(scores, keep):
         assert k == sorted(k)
         assert s[k].min() > np.delete(s, k).max()
-    assert [len(k) for k in select_neurons(scores, 0.375, "uniform")] == [1280] * 4
-    assert [len(k) for k in select_neurons(scores, 0.2, "uniform", multiple=32)] == [1632] * 4
+    assert [len(k) for k in select_neurons(scores, 0.375, "uniform").keep] == [1280] * 4
+    assert [len(k) for k in select_neurons(scores, 0.2, "uniform", multiple=32).keep] == [1632] * 4
 
 
 def test_free_selection_chooses_widths_from_the_data():
     rng = np.random.default_rng(0)
     # layer 0: a few neurons carry everything (many near-zero ones go); layer 2: all alike
     scores = [rng.pareto(1.0, 512), rng.random(512), 1 + 0.01 * rng.random(512)]
-    keep = select_neurons(scores, 0.3, "free")
+    keep = select_neurons(scores, 0.3, "free").keep
     widths = [len(k) for k in keep]
     assert sum(widths) == 3 * 512 - round(0.3 * 3 * 512 / 32) * 32
     assert all(w % 32 == 0 and w >= 32 for w in widths)
@@ -117,7 +115,7 @@ def test_free_selection_chooses_widths_from_the_data():
     for s, k in zip(scores, keep):
         assert len(k) == len(s) or s[k].min() >= np.delete(s, k).max()
     # odd widths: the first step drops the remainder, so kept widths are multiples of 32
-    odd = select_neurons([rng.random(100), rng.random(70)], 0.5, "free")
+    odd = select_neurons([rng.random(100), rng.random(70)], 0.5, "free").keep
     assert all(len(k) % 32 == 0 and len(k) >= 32 for k in odd)
 
 
@@ -145,7 +143,7 @@ def test_scores_favour_the_kept_languages():
     stats = NeuronStats(["a", "b", "c"], np.full((3, 1, 4), 0.5), contribution, {"a": 1, "b": 1, "c": 1})
     (score,) = neuron_scores(stats, ["a", "b"])
     assert score.argmax() == 0 and score.argmin() == 1
-    assert select_neurons([score], 0.25, "uniform", multiple=1) == [[0, 2, 3]]
+    assert select_neurons([score], 0.25, "uniform", multiple=1).keep == [[0, 2, 3]]
     with pytest.raises(UserError, match=r"\['xx'\] are not in"):
         neuron_scores(stats, ["a", "xx"])
 
@@ -166,7 +164,7 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
     # hand check of one neuron of layer 1 for German, from the MLP's own input
     from toolchain.corpus import calibration_ids
 
-    mlp, inputs = mlp_modules(model)[1], []
+    mlp, inputs = NEURONS.modules(model)[1], []
     handle = mlp.register_forward_pre_hook(lambda _m, args: inputs.append(args[0][0, 1:]))
     with torch.no_grad():
         for ids in calibration_ids(tokenizer, corpus, "de", 150, 64):
@@ -189,7 +187,7 @@ def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, sharpen, tiny_ids
     from toolchain.export_gguf import export_gguf
 
-    model = sharpen(prune_ffn(tiny_model("llama"), random_keep([96] * 3, [64, 32, 96])))
+    model = sharpen(NEURONS.prune(tiny_model("llama"), random_keep([96] * 3, [64, 32, 96])))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "deci.gguf")
     meta = metadata(out)
     assert meta["general.architecture"] == "deci" and meta["deci.feed_forward_length"] == [64, 32, 96]
@@ -201,7 +199,7 @@ def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, tiny_gemma6, tiny_ids
     from toolchain.export_gguf import export_gguf
 
-    model = prune_ffn(tiny_gemma6(), random_keep([96] * 6, [64] * 6))
+    model = NEURONS.prune(tiny_gemma6(), random_keep([96] * 6, [64] * 6))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
     meta = metadata(out)
     assert meta["general.architecture"] == "gemma3" and meta["gemma3.feed_forward_length"] == 64
@@ -216,25 +214,25 @@ def test_pruned_equals_masked_on_gemma_and_scores_beat_random(gemma):
     from toolchain.evaluate import score_languages, torch_scorer
 
     model, tokenizer = gemma.model, gemma.tokenizer
-    widths = ffn_widths(model)
-    keep = select_neurons([np.random.default_rng(0).random(n) for n in widths], 0.25, "uniform")
+    widths = NEURONS.sizes(model)
+    keep = select_neurons([np.random.default_rng(0).random(n) for n in widths], 0.25, "uniform").keep
     ids = tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.", return_tensors="pt")["input_ids"]
     # in float64: in float32 the two differ by ~1e-4 (of logits ~17), from summing 2048 vs 1536 terms
     twin = copy.deepcopy(model).double()
     masked = masked_logits(twin, ids, keep)
-    prune_ffn(twin, keep)
-    assert ffn_widths(twin) == [1536] * len(widths)
+    NEURONS.prune(twin, keep)
+    assert NEURONS.sizes(twin) == [1536] * len(widths)
     assert max_diff(logits_prefill_and_decode(twin, ids), masked) <= 1e-6
     assert max_diff(logits_prefill_and_decode(model, ids), masked) > 1e-2  # the masked neurons did matter
     del twin
 
     corpus = load_corpus(["en", "de"])
     stats, _ = neuron_stats_cached(model, tokenizer, corpus, ["en", "de"], gemma.fingerprint, n_tokens=1024)
-    chosen = select_neurons(neuron_scores(stats, ["en", "de"]), 0.25, "uniform")
+    chosen = select_neurons(neuron_scores(stats, ["en", "de"]), 0.25, "uniform").keep
     held_out = Corpus({lang: {"evaluation": corpus.texts[lang]["evaluation"][:3]} for lang in ("en", "de")}, "udhr")
     losses = {}
     for name, kept in (("chosen", chosen), ("random", keep)):
-        with masked_neurons(model, mask_from_keep(widths, kept)):
+        with NEURONS.masked(model, mask_from_keep(widths, kept)):
             scores = score_languages(torch_scorer(model), tokenizer, held_out, "evaluation")
         losses[name] = {lang: s.nll / s.tokens for lang, s in scores.items()}
     print("\nheld-out loss with 25% of FFN neurons masked:", losses)

@@ -7,9 +7,9 @@ import torch
 
 from tests.test_rewrite import DROP, FAMILIES, max_diff
 from tests.tiny import tiny_model
-from toolchain.heads import head_counts, mask_from_drop, masked_heads
+from toolchain.cuts import HEADS, mask_from_drop
 from toolchain.refit import head_grams, refit_columns, refit_heads, refitted_heads
-from toolchain.rewrite import keep_from_drop, prune_heads
+from toolchain.rewrite import keep_from_drop
 
 
 def test_refit_recovers_an_exact_linear_dependence():
@@ -25,7 +25,7 @@ def test_refit_recovers_an_exact_linear_dependence():
 
 
 def _logits(model, ids, drop=()):
-    with torch.no_grad(), masked_heads(model, mask_from_drop(head_counts(model), drop)):
+    with torch.no_grad(), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)):
         return model(ids).logits
 
 
@@ -43,7 +43,7 @@ def test_refit_brings_the_pruned_model_closer_to_the_original(family):
 
     pruned = copy.deepcopy(model)
     refit_heads(pruned, DROP, grams)
-    prune_heads(pruned, keep_from_drop(head_counts(model), DROP))
+    HEADS.prune(pruned, keep_from_drop(HEADS.sizes(model), DROP))
     assert max_diff([_logits(pruned, held_out)], [refitted]) <= 1e-4  # refit, then prune: the same model
 
 

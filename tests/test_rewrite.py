@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model
-from toolchain import families
+from toolchain.cuts import HEADS, mask_from_drop
 from toolchain.errors import UserError
-from toolchain.heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
-from toolchain.rewrite import keep_from_drop, load_pruned, prune_heads, save_pruned
+from toolchain.heads import kv_head_counts
+from toolchain.rewrite import keep_from_drop, load_pruned, save_pruned
+from toolchain import families
 
 FAMILIES = list(families.FAMILIES)
 # tiny models: 3 layers, 4 query heads in 2 KV groups. Layer 0 keeps one head per group,
@@ -20,7 +21,7 @@ DROP = [(0, 1), (0, 2), (1, 2), (1, 3)]
 
 def logits_prefill_and_decode(model, ids, steps=4, mask=None):
     """Logits for a prompt, then for `steps` tokens decoded one at a time with the KV cache."""
-    ctx = masked_heads(model, mask) if mask is not None else contextlib.nullcontext()
+    ctx = HEADS.masked(model, mask) if mask is not None else contextlib.nullcontext()
     out = []
     with torch.no_grad(), ctx:
         result = model(ids, use_cache=True)
@@ -42,12 +43,12 @@ def max_diff(a, b):
 def test_pruned_equals_masked(family):
     model = tiny_model(family)
     ids = torch.randint(0, 320, (2, 12))
-    masked = logits_prefill_and_decode(model, ids, mask=mask_from_drop(head_counts(model), DROP))
+    masked = logits_prefill_and_decode(model, ids, mask=mask_from_drop(HEADS.sizes(model), DROP))
     original = logits_prefill_and_decode(model, ids)
-    pruned_model = prune_heads(copy.deepcopy(model), keep_from_drop(head_counts(model), DROP))
+    pruned_model = HEADS.prune(copy.deepcopy(model), keep_from_drop(HEADS.sizes(model), DROP))
     pruned = logits_prefill_and_decode(pruned_model, ids)
 
-    assert head_counts(pruned_model) == [2, 2, 4]
+    assert HEADS.sizes(pruned_model) == [2, 2, 4]
     assert kv_head_counts(pruned_model) == [2, 1, 2]
     assert max_diff(pruned, masked) <= 1e-4
     assert max_diff(original, masked) > 1e-3  # the masked heads did matter
@@ -59,7 +60,7 @@ def test_pruned_equals_masked(family):
 def test_pruned_model_reloads_without_the_original(family, tmp_path):
     from tests.tiny import tiny_tokenizer
 
-    model = prune_heads(tiny_model(family), keep_from_drop([4, 4, 4], DROP))
+    model = HEADS.prune(tiny_model(family), keep_from_drop([4, 4, 4], DROP))
     save_pruned(model, tiny_tokenizer(), tmp_path)
     reloaded, tokenizer = load_pruned(tmp_path)
     assert reloaded.config.kept_heads == [[0, 3], [0, 1], [0, 1, 2, 3]]
@@ -68,33 +69,33 @@ def test_pruned_model_reloads_without_the_original(family, tmp_path):
 
 
 def test_pruning_twice_records_original_indices():
-    model = prune_heads(tiny_model("llama"), [[0, 1, 2, 3], [2, 3], [0, 1, 2, 3]])
-    prune_heads(model, [[1, 2], [0, 1], [0, 1, 2, 3]])
+    model = HEADS.prune(tiny_model("llama"), [[0, 1, 2, 3], [2, 3], [0, 1, 2, 3]])
+    HEADS.prune(model, [[1, 2], [0, 1], [0, 1, 2, 3]])
     assert model.config.kept_heads == [[1, 2], [2, 3], [0, 1, 2, 3]]
 
 
 def test_invalid_rewrites_are_refused():
     model = tiny_model("llama")
     with pytest.raises(UserError, match="KV groups keep different numbers"):
-        prune_heads(copy.deepcopy(model), [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3]])
+        HEADS.prune(copy.deepcopy(model), [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3]])
     with pytest.raises(UserError, match="every attention head"):
-        prune_heads(copy.deepcopy(model), [[], [], []])
+        HEADS.prune(copy.deepcopy(model), [[], [], []])
     with pytest.raises(UserError, match="layer 1 would keep no attention head"):
-        prune_heads(copy.deepcopy(model), [[0], [], [0]])
+        HEADS.prune(copy.deepcopy(model), [[0], [], [0]])
 
 
 @pytest.mark.real
 def test_pruned_equals_masked_on_gemma(gemma):
     model = gemma.model
-    counts = head_counts(model)
+    counts = HEADS.sizes(model)
     drop = [(layer, (layer * 3) % 4) for layer in range(len(counts))]  # one head per layer
     ids = gemma.tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.", return_tensors="pt")["input_ids"]
     # in float64: in float32 the two differ by up to ~1e-4 (of logits ~20), by how the CPU's kernels sum
     twin = copy.deepcopy(model).double()
     full = logits_prefill_and_decode(twin, ids)
     masked = logits_prefill_and_decode(twin, ids, mask=mask_from_drop(counts, drop))
-    pruned_model = prune_heads(twin, keep_from_drop(counts, drop))
+    pruned_model = HEADS.prune(twin, keep_from_drop(counts, drop))
     pruned = logits_prefill_and_decode(pruned_model, ids)
-    assert head_counts(pruned_model) == [3] * 18 and kv_head_counts(pruned_model) == [1] * 18
+    assert HEADS.sizes(pruned_model) == [3] * 18 and kv_head_counts(pruned_model) == [1] * 18
     assert max_diff(pruned, masked) <= 1e-6
     assert max_diff(pruned, full) > 1e-2  # the heads did matter

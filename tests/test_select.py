@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
+from toolchain.cuts import kv_heads_kept
 from toolchain.errors import UserError
-from toolchain.rewrite import kv_heads_kept
-from toolchain.select import budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, select_heads
+from toolchain.select import (
+    budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, search, select_heads,
+)
 
 
 def costs(seed=0, shape=(6, 4)):
@@ -44,7 +46,7 @@ def test_unreachable_budgets_name_the_nearest():
 def test_uniform_selection_drops_the_cheapest_per_layer():
     c = costs()
     sel = select_heads(c, 1, 12, "uniform")
-    assert sel.heads_per_layer == [2] * 6
+    assert sel.per_layer == [2] * 6
     for layer in range(6):
         assert sorted(h for l, h in sel.drop if l == layer) == sorted(np.argsort(c[layer])[:2].tolist())
 
@@ -75,6 +77,21 @@ def test_tolerance_search_finds_the_largest_passing_budget_with_few_probes():
     assert len(probed) <= 5 and 5 in probed  # the answer was measured
     assert largest_passing([6, 12, 18], passes) is None
     assert largest_passing([1, 2], lambda n: True) == 1
+
+
+def test_one_search_serves_a_fixed_budget_and_a_tolerance():
+    c = costs()
+    select = lambda n_drop: select_heads(c, 1, n_drop, "free")  # noqa: E731
+    assert search(select, fixed=3).drop == select_heads(c, 1, 3, "free").drop  # a budget: no probe
+    seen = []
+
+    def passes(n_drop, sel):  # the probe gets the candidate and its selection
+        seen.append((n_drop, len(sel.drop)))
+        return n_drop <= 4
+
+    found = search(select, candidates=candidate_budgets(c, 1, "free")[1:], passes=passes)
+    assert len(found.drop) == 4 and all(n == d for n, d in seen)
+    assert search(select, candidates=[5, 6], passes=passes) is None
 
 
 def test_random_selection_respects_the_layout():

@@ -14,8 +14,8 @@ import torch
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
 from toolchain.corpus import Corpus, udhr_corpus
-from toolchain.families import FAMILIES
 from toolchain.export_gguf import export_gguf
+from toolchain.families import FAMILIES
 from toolchain.llamacpp import tokenize, vocab_only
 from toolchain.outside_text import outside_corpora
 from toolchain.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab

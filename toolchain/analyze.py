@@ -27,8 +27,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .corpus import Corpus, calibration_ids, encode
-from .heads import attention_modules, head_counts, hooked_heads, mask_hook, masked_heads
+from .corpus import Corpus, calibration_ids
+from .cuts import HEADS, mask_from_drop
+from .heads import mask_hook
 from .paths import cache_dir, written
 from .precision import output_layer_precision
 
@@ -251,8 +252,8 @@ def frozen(model):
 # -- gradient and activation --------------------------------------------------------------
 def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=None):
     """Per language: summed |d loss/d mask| per head, and every token's per-head output norm."""
-    counts = head_counts(model)
-    o_weights = [attn.o_proj.weight.detach() for attn in attention_modules(model)]
+    counts = HEADS.sizes(model)
+    o_weights = [attn.o_proj.weight.detach() for attn in HEADS.modules(model)]
     grads, norms = {}, {}
     for lang, lang_chunks in chunks.items():
         grad = torch.zeros(len(counts), max(counts))
@@ -266,7 +267,7 @@ def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=
                 contribution = torch.einsum("bshd,ohd->bsho", heads.detach(), w)
                 layer_norms[layer] = contribution.norm(dim=-1)[0]  # [seq, heads]
 
-            with frozen(model), masked_heads(model, mask), hooked_heads(model, record):
+            with frozen(model), HEADS.masked(model, mask), HEADS.hooked(model, record):
                 mean_loss(model, ids).backward()
             for layer, m in enumerate(mask):
                 grad[layer, : counts[layer]] += m.grad.abs() * (len(ids) - 1)
@@ -330,7 +331,7 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: s
     def per_language(losses):
         return (losses * valid).sum(1) / valid.sum(1)
 
-    counts = head_counts(model)
+    counts = HEADS.sizes(model)
     deltas = np.zeros((len(langs), len(counts), max(counts)))
     with torch.inference_mode():
         out = model.model(input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False)
@@ -350,7 +351,7 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: s
         for layer, n in enumerate(counts):
             if layers is not None and layer not in layers:
                 continue
-            attn = attention_modules(model)[layer]
+            attn = HEADS.modules(model)[layer]
             for head in range(n):
                 mask = torch.ones(n)
                 mask[head] = 0
@@ -368,12 +369,11 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: s
 
 def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, float]:
     """Mean loss per language of one chunk each, in one padded batch, with `drop` heads masked."""
-    from .heads import mask_from_drop
 
     langs = list(chunks)
     ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
     valid = attention[:, 1:].bool()
-    with torch.inference_mode(), masked_heads(model, mask_from_drop(head_counts(model), drop)):
+    with torch.inference_mode(), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)):
         hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
         losses = token_losses(model, hidden[:, :-1], ids[:, 1:]) * valid
     return dict(zip(langs, (losses.sum(1) / valid.sum(1)).tolist()))
@@ -387,7 +387,7 @@ def masking_chunks(tokenizer, corpus: Corpus, settings: Settings) -> dict[str, l
 
 
 def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> Analysis:
-    counts = head_counts(model)
+    counts = HEADS.sizes(model)
     if len(set(counts)) != 1:
         raise ValueError("analysis runs on the original model (same head count in every layer)")
     langs = list(settings.languages)

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cuts import HEADS
 from .errors import UserError
-from .paths import written
 from .families import GGUF_ARCHS, Family, family_of
-from .heads import head_counts, kv_head_counts
+from .heads import kv_head_counts
+from .paths import written
 from .tokenizer import GGUFVocab, vocab_from_hf_tokenizer
 
 QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
@@ -76,7 +77,7 @@ def _vocab_keys() -> dict[str, str]:
 def layer_shapes(model) -> tuple[list[int], list[int], list[int]]:
     """Per layer: query heads, KV heads, FFN width, read from the actual weights."""
     ffn = [layer.mlp.up_proj.out_features for layer in model.model.layers]
-    return head_counts(model), kv_head_counts(model), ffn
+    return HEADS.sizes(model), kv_head_counts(model), ffn
 
 
 def choose_arch(
@@ -238,8 +239,6 @@ def _write_vocab(writer, vocab: GGUFVocab, settings: bool) -> None:
     """The tokenizer from the vocabulary: tokens, types, scores, merges and special ids, and with
     `settings` also the model, pre-tokenizer, BOS/EOS flags and chat template (a source GGUF's are
     copied as they are)."""
-    from gguf import Keys
-
     writer.add_token_list(vocab.tokens)
     writer.add_token_types([int(t) for t in vocab.types])
     if vocab.scores is not None:

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from .heads import attention_modules, head_dim, kv_head_counts
+from .cuts import HEADS
+from .heads import head_dim, kv_head_counts
 
 OPSET = 18
 ONNX_FILE = "model.onnx"
@@ -69,7 +70,7 @@ class CachedDecoder(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.n_layers = len(attention_modules(model))
+        self.n_layers = len(HEADS.modules(model))
 
     def forward(self, input_ids, attention_mask, position_ids, *past):
         from transformers import DynamicCache

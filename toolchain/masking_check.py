@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .analyze import Settings, masking_chunks, masking_deltas, spearman
 from .corpus import Corpus
-from .heads import head_counts
+from .cuts import HEADS
 from .precision import output_layer_precision
 from .report import markdown_table
 
@@ -40,7 +40,7 @@ def compare_masking(model, tokenizer, corpus: Corpus, settings: Settings) -> dic
     for output, dtype in variants:
         name = f"{output} {str(dtype).removeprefix('torch.')}"
         start = time.perf_counter()
-        with tqdm(total=sum(head_counts(model)), desc=f"masking, {name}", unit="head") as bar:
+        with tqdm(total=sum(HEADS.sizes(model)), desc=f"masking, {name}", unit="head") as bar:
             deltas[name], _ = masking_deltas(model, chunks, bar, output, settings.candidate_top, dtype)
         seconds[name] = round(time.perf_counter() - start, 1)
     reference = deltas.pop("exact float32")

@@ -1,68 +1,31 @@
-"""FFN neurons made addressable, measured, masked and physically pruned.
+"""What FFN neurons are worth per language, and which go under a layout.
 
-Every supported MLP computes down_proj(h) with h = act(gate_proj(x)) * up_proj(x), so neuron j is
-row j of gate_proj and up_proj and column j of down_proj, and a forward pre-hook on down_proj can
-read or scale h. Per language, on calibration text, each neuron gets
+Addressing, masking and pruning are the cut interface's (`cuts.NEURONS`: neuron j is row j of
+gate_proj and up_proj and column j of down_proj). Per language, on calibration text, each neuron gets
 - its activation frequency: the share of tokens with act(gate_proj(x))_j > 0 (LAPE, "Unraveling
   Babel"), and the LAPE entropy of those frequencies across languages (low: language-specific);
 - its mean contribution: the mean of |h_j| * ||down_proj.weight[:, j]||, the expected size of what
   it adds to the layer's output (Wanda-style).
-Pruning keeps each layer's highest-scoring neurons (`neuron_scores`: the kept languages' mean
-contribution) and removes the others' rows and columns; `config.kept_neurons` records the original
-indices kept in each layer.
+Selection keeps each layer's highest-scoring neurons (`neuron_scores`: the kept languages' mean
+contribution).
 """
 
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .corpus import calibration_ids
-from .corpus import Corpus
+from .corpus import Corpus, calibration_ids
+from .cuts import NEURONS, Selection
 from .errors import UserError
-from .hooks import input_hooks
 from .paths import cache_dir, written
-from .rewrite import _columns, _rows
 
 METHOD_VERSION = 1  # bump when the statistics change meaning (invalidates caches)
-
-
-def mlp_modules(model) -> list[torch.nn.Module]:
-    return [layer.mlp for layer in model.model.layers]
-
-
-def ffn_widths(model) -> list[int]:
-    """Neurons per layer, read from the actual weight shapes (pruned models differ per layer)."""
-    return [mlp.up_proj.out_features for mlp in mlp_modules(model)]
-
-
-def hooked_neurons(model, fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
-    """Call fn(layer, h) with h = act(gate(x)) * up(x), shaped [..., width], before each down_proj.
-
-    If fn returns a tensor, it replaces h; otherwise the forward is unchanged.
-    """
-    return input_hooks([mlp.down_proj for mlp in mlp_modules(model)], fn)
-
-
-@contextmanager
-def masked_neurons(model, mask: Sequence[torch.Tensor]):
-    """Scale each neuron's activation by mask[layer][neuron] (0 removes it)."""
-    with hooked_neurons(model, lambda layer, h: h * mask[layer].to(h.dtype)):
-        yield
-
-
-def mask_from_keep(widths: Sequence[int], keep: Sequence[Sequence[int]]) -> list[torch.Tensor]:
-    """A 0/1 mask that keeps the neurons listed per layer."""
-    mask = [torch.zeros(n) for n in widths]
-    for m, kept in zip(mask, keep):
-        m[list(kept)] = 1.0
-    return mask
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -99,7 +62,7 @@ class NeuronStats:
 @torch.no_grad()
 def _measure(model, chunks: list[list[int]], skip: int, progress=None) -> tuple[np.ndarray, np.ndarray, int]:
     """Summed (activation > 0) and summed |h| per [layer, neuron] over the chunks' tokens."""
-    mlps = mlp_modules(model)
+    mlps = NEURONS.modules(model)
     active = torch.zeros(len(mlps), mlps[0].up_proj.out_features, dtype=torch.float64)
     magnitude = torch.zeros_like(active)
 
@@ -109,13 +72,13 @@ def _measure(model, chunks: list[list[int]], skip: int, progress=None) -> tuple[
 
         return hook
 
-    def add_magnitude(layer: int, h: torch.Tensor) -> None:
-        magnitude[layer] += h[0, skip:].abs().sum(0)
+    def add_magnitude(layer: int, h: torch.Tensor) -> None:  # h: [1, seq, width, 1]
+        magnitude[layer] += h[0, skip:, :, 0].abs().sum(0)
 
     handles = [mlp.gate_proj.register_forward_hook(count_active(i)) for i, mlp in enumerate(mlps)]
     tokens = 0
     try:
-        with hooked_neurons(model, add_magnitude):
+        with NEURONS.hooked(model, add_magnitude):
             for ids in chunks:
                 model.model(input_ids=torch.tensor([ids]), use_cache=False)
                 tokens += len(ids) - skip
@@ -130,10 +93,10 @@ def _measure(model, chunks: list[list[int]], skip: int, progress=None) -> tuple[
 def neuron_stats(model, tokenizer, corpus: Corpus, langs: Sequence[str], n_tokens: int = 2048,
                  chunk_tokens: int = 512, progress=None) -> NeuronStats:
     """Activation frequency and mean contribution of every neuron, per language (calibration split)."""
-    widths = ffn_widths(model)
+    widths = NEURONS.sizes(model)
     if len(set(widths)) != 1:
         raise ValueError("neuron statistics run on the original model (the same FFN width in every layer)")
-    column_norms = np.stack([mlp.down_proj.weight.detach().float().norm(dim=0).numpy() for mlp in mlp_modules(model)])
+    column_norms = np.stack([mlp.down_proj.weight.detach().float().norm(dim=0).numpy() for mlp in NEURONS.modules(model)])
     skip = 1 if tokenizer.bos_token_id is not None else 0  # BOS: the same token in every chunk
     start = time.perf_counter()
     freq, contrib, tokens = [], [], {}
@@ -182,8 +145,8 @@ def neuron_scores(stats: NeuronStats, keep_langs: Sequence[str]) -> list[np.ndar
     return list(stats.contribution[[stats.languages.index(lang) for lang in keep_langs]].max(axis=0))
 
 
-def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str, multiple: int | None = None) -> list[list[int]]:
-    """Kept neuron indices per layer (sorted), dropping about `fraction` of all neurons.
+def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str, multiple: int | None = None) -> Selection:
+    """The neurons kept per layer (sorted indices), dropping about `fraction` of all neurons.
 
     uniform: the same width in every layer, a multiple of `multiple` (default 256, so llama.cpp's
     K-quants still fit ffn_down's rows); each layer drops its lowest-scoring neurons.
@@ -208,7 +171,7 @@ def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str, m
         kept = _free_keep(scores, fraction, multiple or 32)
     else:
         raise UserError(f"unknown layout {layout!r} (free, uniform)")
-    return [sorted(int(i) for i in k) for k in kept]
+    return Selection([sorted(int(i) for i in k) for k in kept], widths, layout)
 
 
 def _free_keep(scores: Sequence[np.ndarray], fraction: float, multiple: int) -> list[np.ndarray]:
@@ -235,25 +198,3 @@ def _free_keep(scores: Sequence[np.ndarray], fraction: float, multiple: int) -> 
         layer = min(candidates)[1]
         dropped[layer] += step(layer)
     return [o[d:] for o, d in zip(order, dropped)]
-
-
-# -- physical pruning ---------------------------------------------------------------------
-def prune_ffn(model, keep: Sequence[Sequence[int]]):
-    """Keep, in each layer, the neurons listed (indices into the model's current neurons). In place."""
-    widths = ffn_widths(model)
-    if len(keep) != len(widths):
-        raise ValueError(f"keep lists {len(keep)} layers, the model has {len(widths)}")
-    for layer, kept in enumerate(keep):
-        if not kept:
-            raise UserError(f"layer {layer} would keep no FFN neuron; keep at least one per layer")
-        if any(not 0 <= j < widths[layer] for j in kept) or len(set(kept)) != len(kept):
-            raise ValueError(f"layer {layer}: neuron indices out of range or repeated")
-    for mlp, kept in zip(mlp_modules(model), keep):
-        index = torch.tensor(sorted(kept), dtype=torch.long)
-        _rows(mlp.gate_proj, index)
-        _rows(mlp.up_proj, index)
-        _columns(mlp.down_proj, index)
-        mlp.intermediate_size = len(index)
-    previous = getattr(model.config, "kept_neurons", None) or [list(range(n)) for n in widths]
-    model.config.kept_neurons = [[previous[layer][j] for j in sorted(k)] for layer, k in enumerate(keep)]
-    return model

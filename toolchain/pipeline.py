@@ -16,16 +16,17 @@ import torch
 
 from .analyze import Analysis, Settings, analyze_cached
 from .corpus import available_languages, calibration_ids, load_corpus
+from .cuts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
 from .errors import UserError
 from .evaluate import Chunk, score_chunks, torch_scorer
 from .export_gguf import QUANT_KINDS
 from .families import LAYOUTS
-from .heads import head_counts, kv_head_counts, mask_from_drop, masked_heads
+from .heads import kv_head_counts
 from .languages import DEFAULT_ANALYSIS, parse_codes
 from .load import LoadedModel, load, resolve
 from .paths import cache_dir, export_dir, written
-from .rewrite import prune_heads, save_pruned
-from .select import Selection, budget_heads, candidate_budgets, drop_costs, largest_passing, select_heads
+from .rewrite import save_pruned
+from .select import budget_heads, candidate_budgets, drop_costs, search, select_heads
 
 GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
 ONNX_QUANTS = ("int8", "int4")
@@ -73,7 +74,7 @@ class Cuts:
     """What goes: heads, FFN neurons, vocabulary (None: that part is untouched)."""
 
     heads: Selection | None = None
-    neurons: list[list[int]] | None = None  # kept neuron indices per layer
+    neurons: Selection | None = None
     tokens: list[int] | None = None  # kept token ids of the original vocabulary
     vocab: object = None  # the trimmed vocabulary (tokenizer.GGUFVocab) when tokens are kept
     token_parts: dict | None = None  # kept tokens by the step that chose them (vocab.PARTS)
@@ -220,40 +221,28 @@ def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
     return ok
 
 
-def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> list[list[int]] | None:
-    from .neurons import ffn_widths, neuron_scores, select_neurons
+def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> Selection | None:
+    from .neurons import neuron_scores, select_neurons
 
     scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
-    if ctx.options.ffn is not None:
-        return select_neurons(scores, ctx.options.ffn, ctx.layout, step)
-
-    def passes(fraction: float) -> bool:
-        trial = replace(cuts, neurons=select_neurons(scores, fraction, ctx.layout, step))
-        return probe(cuts, trial, measure, cut="ffn", fraction=fraction)
-
-    width = ffn_widths(ctx.loaded.model)[0]
+    width = NEURONS.sizes(ctx.loaded.model)[0]
     fractions = [k * step / width for k in range(1, (width // step) * 3 // 4)]  # up to 75% of the neurons
-    best = largest_passing(fractions, passes)
-    return None if best is None else select_neurons(scores, fractions[best], ctx.layout, step)
+    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step), ctx.options.ffn, fractions,
+                  lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", fraction=fraction))
 
 
 def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
     model, options = ctx.loaded.model, ctx.options
     costs = drop_costs(analysis, options.langs)
     n_kv = kv_head_counts(model)[0]
+    fixed = None
     if options.heads is not None:
-        n_drop = budget_heads(options.heads, analysis.layers, analysis.heads, ctx.layout)
-        if n_drop == 0:
+        fixed = budget_heads(options.heads, analysis.layers, analysis.heads, ctx.layout)
+        if fixed == 0:
             raise UserError(f"HEADS={options.heads} drops no head with the {ctx.layout} layout; raise it")
-        return select_heads(costs, n_kv, n_drop, ctx.layout)
-
-    def passes(n_drop: int) -> bool:
-        trial = replace(cuts, heads=select_heads(costs, n_kv, n_drop, ctx.layout))
-        return probe(cuts, trial, measure, cut="heads", heads=n_drop)
-
-    budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0]
-    best = largest_passing(budgets, passes)
-    return None if best is None else select_heads(costs, n_kv, budgets[best], ctx.layout)
+    budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0] if fixed is None else []
+    return search(lambda n_drop: select_heads(costs, n_kv, n_drop, ctx.layout), fixed, budgets,
+                  lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", heads=n_drop))
 
 
 def select_vocab(ctx: Context):
@@ -288,7 +277,6 @@ def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
 
     The refit's fit saw these tokens too (with every other language's); the report's quality
     figures come from the evaluation split, which neither saw."""
-    from .neurons import ffn_widths, mask_from_keep, masked_neurons
     from .refit import refitted_heads
 
     model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
@@ -296,10 +284,10 @@ def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
 
     def measure(cuts: Cuts) -> dict[str, float]:
         drop = cuts.heads.drop if cuts.heads else []
-        keep = cuts.neurons or [list(range(w)) for w in ffn_widths(model)]
+        keep = cuts.neurons.keep if cuts.neurons else [list(range(w)) for w in NEURONS.sizes(model)]
         refit = refitted_heads(model, drop, grams) if grams and drop else contextlib.nullcontext()
-        with refit, masked_heads(model, mask_from_drop(head_counts(model), drop)), \
-                masked_neurons(model, mask_from_keep(ffn_widths(model), keep)):
+        with refit, HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)), \
+                NEURONS.masked(model, mask_from_keep(NEURONS.sizes(model), keep)):
             return {
                 lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
                 for lang, c in chunks.items()
@@ -312,7 +300,6 @@ def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
 def rewrite(ctx: Context, cuts: Cuts, grams=None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
     o_proj refit to the kept heads when `grams` are given."""
-    from .neurons import prune_ffn
     from .refit import refit_heads
     from .tokenizer import tokenizer_from_vocab
     from .vocab import trim_embeddings
@@ -321,9 +308,9 @@ def rewrite(ctx: Context, cuts: Cuts, grams=None):
     if cuts.heads:
         if grams:
             refit_heads(model, cuts.heads.drop, grams)
-        prune_heads(model, cuts.heads.keep)
+        HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
-        prune_ffn(model, cuts.neurons)
+        NEURONS.prune(model, cuts.neurons.keep)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
         tokenizer = tokenizer_from_vocab(cuts.vocab)

@@ -187,10 +187,9 @@ def _fidelity_rows(results: dict) -> list:
 
 def structure(model) -> dict:
     """Attention heads, FFN neurons and vocabulary size of a model, per layer where they vary."""
-    from .heads import head_counts
-    from .neurons import ffn_widths
+    from .cuts import HEADS, NEURONS
 
-    return {"heads_per_layer": head_counts(model), "ffn_per_layer": ffn_widths(model),
+    return {"heads_per_layer": HEADS.sizes(model), "ffn_per_layer": NEURONS.sizes(model),
             "vocabulary": int(model.get_input_embeddings().weight.shape[0]),
             "parameters": sum(p.numel() for p in model.parameters())}
 
@@ -205,7 +204,7 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "layout": ctx.layout,
         "structure": {"before": structure(ctx.loaded.model), "after": structure(pruned)},
         "heads": {"kept_heads": cuts.heads.keep, "dropped": cuts.heads.drop} if cuts.heads else None,
-        "ffn": {"kept_neurons": cuts.neurons} if cuts.neurons else None,
+        "ffn": {"kept_neurons": cuts.neurons.keep} if cuts.neurons else None,
         "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
         "tolerance_search": cuts.search,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,

@@ -8,32 +8,20 @@ lowest total cost under the layout's constraints, by dynamic programming over la
 - with grouped-query attention, every kept KV group of a layer keeps the same number of query
   heads (a group may go whole);
 - `uniform`: the same head count in every layer (llama.cpp's gemma3 graph needs it), `free`: any.
-A tolerance instead of a budget searches (`largest_passing`) the largest drop whose measured
-calibration perplexity stays within +tol for every kept language.
+A tolerance instead of a budget searches (`search`, the one routine for heads and FFN neurons) the
+largest drop whose measured calibration perplexity stays within +tol for every kept language.
 """
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from .analyze import Analysis
+from .cuts import Selection
 from .errors import UserError
 
 SPECIFICITY_WEIGHT = 0.25
-
-
-@dataclass(frozen=True)
-class Selection:
-    keep: list[list[int]]  # kept head indices per layer
-    drop: list[tuple[int, int]]
-    layout: str
-    cost: float
-
-    @property
-    def heads_per_layer(self) -> list[int]:
-        return [len(k) for k in self.keep]
 
 
 def drop_costs(analysis: Analysis, keep_langs: list[str], weight: float = SPECIFICITY_WEIGHT) -> np.ndarray:
@@ -92,8 +80,7 @@ def select_heads(costs: np.ndarray, n_kv: int, n_drop: int, layout: str) -> Sele
     else:
         raise UserError(f"unknown layout {layout!r} (free, uniform)")
     keep = [options[layer][p][1] for layer, p in enumerate(per_layer)]
-    drop = [(layer, h) for layer in range(n_layers) for h in range(n_heads) if h not in keep[layer]]
-    return Selection(keep, drop, layout, float(sum(options[layer][p][0] for layer, p in enumerate(per_layer))))
+    return Selection(keep, [n_heads] * n_layers, layout, float(sum(options[layer][p][0] for layer, p in enumerate(per_layer))))
 
 
 def _allocations(options: list[dict[int, tuple[float, list[int]]]]) -> dict[int, tuple[float, list[int]]]:
@@ -126,6 +113,17 @@ def candidate_budgets(costs: np.ndarray, n_kv: int, layout: str) -> list[int]:
         common = set.intersection(*(set(o) for o in options))
         return sorted(r * len(costs) for r in common)
     return sorted(_allocations(options))
+
+
+def search(select: Callable[[object], Selection], fixed=None, candidates: list = (),
+           passes: Callable[[object, Selection], bool] | None = None) -> Selection | None:
+    """One part's cut, heads or FFN neurons: `select(fixed)` for a fixed budget; else, within a
+    tolerance, the selection of the largest candidate whose measurement passes
+    (`passes(candidate, selection)`), or None when none does."""
+    if fixed is not None:
+        return select(fixed)
+    best = largest_passing(candidates, lambda candidate: passes(candidate, select(candidate)))
+    return None if best is None else select(candidates[best])
 
 
 def largest_passing(candidates: list, passes: Callable[[object], bool]) -> int | None:

@@ -16,7 +16,8 @@ from tqdm import tqdm
 from .analyze import Analysis, language_losses
 from .corpus import Corpus
 from .corpus import encode
-from .heads import head_counts, kv_head_counts
+from .cuts import HEADS
+from .heads import kv_head_counts
 from .refit import refitted_heads
 from .report import markdown_table
 from .select import drop_costs, random_selection, select_heads
@@ -29,7 +30,7 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
     """{"base": {lang: loss}, "runs": [{"heads", "selection", "rise": {lang: nats}}]}."""
     held = {lang: encode(tokenizer, corpus.text(lang, "evaluation"))[:tokens] for lang in analysis.languages}
     base = language_losses(model, held)
-    costs, n_heads, n_kv = drop_costs(analysis, keep), head_counts(model)[0], kv_head_counts(model)[0]
+    costs, n_heads, n_kv = drop_costs(analysis, keep), HEADS.sizes(model)[0], kv_head_counts(model)[0]
     picks = []
     for n in budgets:
         picks.append((n, "selected", select_heads(costs, n_kv, n, LAYOUT).drop))

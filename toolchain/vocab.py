@@ -47,8 +47,8 @@ from functools import lru_cache
 
 import torch
 
+from .cuts import _rows
 from .languages import LANGUAGES
-from .rewrite import _rows
 from .tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, tokenizer_from_vocab
 
 TOKENS_PER_LANGUAGE = 65536  # default vocabulary size: this many tokens per kept language
@@ -69,7 +69,7 @@ PARTS = ("corpus", "script", "bytes", "special", "user_defined", "symbols", "wor
 
 
 @dataclass
-class Selection:
+class KeptTokens:
     """Kept token ids by the step that first added them (PARTS, the steps of the module docstring)."""
 
     parts: dict[str, set[int]] = field(default_factory=lambda: {part: set() for part in PARTS})
@@ -114,7 +114,7 @@ def kept_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=
     return select_tokens(vocab, corpus, langs, size, usage, words).keep
 
 
-def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None, words: int = WORDS) -> Selection:
+def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None, words: int = WORDS) -> KeptTokens:
     """The tokens to keep for `langs`, by the step that chose them (see the module docstring).
 
     size: how many at most (default TOKENS_PER_LANGUAGE per language); steps 1-3 are always kept,
@@ -125,7 +125,7 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
     size = TOKENS_PER_LANGUAGE * len(langs) if size is None else size
     merger = _Merger(vocab)
     classes = script_classes(langs)
-    sel = Selection()
+    sel = KeptTokens()
     sel.add("corpus", merger.used([doc for lang in langs for doc in corpus.texts[lang]["calibration"]]))
     chars, letters, symbols = [], [], []
     for i, kind in enumerate(vocab.types):
