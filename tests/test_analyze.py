@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.analyze import (
+from toolchain.analysis.analyze import (
     METHODS, Analysis, CandidateLosses, Settings, activation_frequency, analyze, analyze_cached, masking_deltas,
     mean_loss, token_losses,
 )
-from toolchain.corpus import udhr_corpus
-from toolchain.cuts import HEADS, mask_from_drop
-from toolchain.families import FAMILIES
+from toolchain.cuts.parts import HEADS, mask_from_drop
+from toolchain.data.corpus import udhr_corpus
+from toolchain.model.families import FAMILIES
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

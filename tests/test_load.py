@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from toolchain.errors import UserError
-from toolchain.load import load
+from toolchain.model.load import load
 
 
 def test_tiny_model_directory_loads_offline(tiny_dir):

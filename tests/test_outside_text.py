@@ -2,8 +2,8 @@
 
 import pytest
 
+from toolchain.data.outside_text import CHARS, DOC_CHARS, DROPPED_CHARS, SOURCES, outside_corpora, strip_roff
 from toolchain.errors import UserError
-from toolchain.outside_text import CHARS, DOC_CHARS, DROPPED_CHARS, SOURCES, outside_corpora, strip_roff
 
 ROFF = r""".\" a comment
 .TH LS 1 "September 2022" "GNU coreutils 9.1"

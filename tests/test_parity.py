@@ -2,9 +2,9 @@
 
 import pytest
 
-from toolchain.corpus import udhr_corpus
-from toolchain.evaluate import score_languages, torch_scorer
-from toolchain.llamacpp import llama_scorer, open_gguf
+from toolchain.data.corpus import udhr_corpus
+from toolchain.measure.evaluate import score_languages, torch_scorer
+from toolchain.measure.llamacpp import llama_scorer, open_gguf
 
 LANGS = ["en", "de", "fr", "ru", "zh", "ja", "ar", "hi"]
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from toolchain.corpus import udhr_corpus
-from toolchain.languages import LANGUAGES
-from toolchain.llamacpp import tokenize, vocab_only
-from toolchain.recipes import load_recipe
-from toolchain.tokenizer import read_vocab, tokenizer_from_vocab
+from toolchain.data.corpus import udhr_corpus
+from toolchain.data.languages import LANGUAGES
+from toolchain.measure.llamacpp import tokenize, vocab_only
+from toolchain.model.recipes import load_recipe
+from toolchain.model.tokenizer import read_vocab, tokenizer_from_vocab
 
 # 16 languages, 11 scripts: Latin, Cyrillic, Greek, Han, Japanese, Hangul, Arabic, Hebrew,
 # Devanagari, Thai, Ethiopic.

@@ -13,14 +13,14 @@ import torch
 
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.corpus import Corpus, udhr_corpus
-from toolchain.export_gguf import export_gguf
-from toolchain.families import FAMILIES
-from toolchain.llamacpp import tokenize, vocab_only
-from toolchain.outside_text import outside_corpora
-from toolchain.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
-from toolchain.tokenizer import vocab_from_hf_tokenizer
-from toolchain.vocab import (
+from toolchain.data.corpus import Corpus, udhr_corpus
+from toolchain.data.outside_text import outside_corpora
+from toolchain.export.export_gguf import export_gguf
+from toolchain.measure.llamacpp import tokenize, vocab_only
+from toolchain.model.families import FAMILIES
+from toolchain.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
+from toolchain.model.tokenizer import vocab_from_hf_tokenizer
+from toolchain.cuts.vocab import (
     TOKENS_PER_LANGUAGE, kept_tokens, predicted_usage, select_tokens, tokenization_agreement, trim_embeddings, trimmed_vocab,
 )
 
@@ -79,7 +79,7 @@ def test_trimmed_model_has_the_original_logits_on_kept_tokens(family, tiny_trim,
 
 
 def test_trimming_twice_composes_and_reloads(tiny_trim, tmp_path):
-    from toolchain.rewrite import load_pruned, save_pruned
+    from toolchain.cuts.rewrite import load_pruned, save_pruned
 
     _, _, keep, trimmed = tiny_trim
     model = trim_embeddings(tiny_model("llama"), keep)
@@ -117,7 +117,7 @@ def test_trimmed_source_gguf_vocabulary(corpus, tmp_path):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from tests.tiny import TINY
-    from toolchain.recipes import load_recipe
+    from toolchain.model.recipes import load_recipe
 
     source = load_recipe("smollm2-135m").source_path()
     vocab = read_vocab(source)

@@ -29,7 +29,7 @@ TINY_EXTRAS = {
 def tiny_config(family: str):
     from transformers import AutoConfig
 
-    from toolchain.families import FAMILIES
+    from toolchain.model.families import FAMILIES
 
     return AutoConfig.for_model(FAMILIES[family].model_type, **TINY, **TINY_EXTRAS[family])
 
@@ -52,7 +52,7 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from toolchain.corpus import udhr_corpus
+    from toolchain.data.corpus import udhr_corpus
 
     corpus = udhr_corpus(["en", "de", "ru"])
     tok = Tokenizer(models.BPE())

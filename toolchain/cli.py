@@ -10,8 +10,8 @@ from .errors import UserError
 
 
 def cmd_languages(args) -> None:
-    from .corpus import available_languages, load_corpus
-    from .languages import LANGUAGES
+    from .data.corpus import available_languages, load_corpus
+    from .data.languages import LANGUAGES
 
     codes = available_languages(args.corpus)
     corpus = load_corpus(codes, args.corpus)
@@ -26,7 +26,7 @@ def cmd_languages(args) -> None:
 
 def cmd_prepare(args) -> None:
     """Assemble and dequantize a model once, so later steps load it in seconds."""
-    from .load import load
+    from .model.load import load
 
     loaded = load(args.model)
     config = loaded.model.config
@@ -59,7 +59,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _export_options(args):
-    from .pipeline import ExportOptions
+    from .options import ExportOptions
 
     options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
                             tol=args.tol, vocab=args.vocab, refit=args.refit, layout=args.layout or None, corpus=args.corpus, out=args.out)
@@ -72,7 +72,7 @@ def _export_options(args):
 
 def cmd_export(args) -> None:
     from .pipeline import run_export
-    from .report import summary
+    from .report.report import summary
 
     folder = run_export(_export_options(args))
     report = json.loads((folder / "report.json").read_text())
@@ -81,12 +81,12 @@ def cmd_export(args) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from .analyze import Settings, analyze, analyze_cached
-    from .corpus import load_corpus
-    from .load import load
+    from .analysis.analyze import Settings, analyze, analyze_cached
+    from .data.corpus import load_corpus
+    from .model.load import load
     from .paths import export_dir
-    from .pipeline import all_languages, check_options
-    from .plots import heatmap
+    from .options import all_languages, check_options
+    from .report.plots import heatmap
 
     options = _export_options(args)
     check_options(options)
@@ -108,14 +108,14 @@ def cmd_analyze(args) -> None:
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
     if args.compare_masking:
-        from .masking_check import compare_masking, render
+        from .analysis.masking_check import compare_masking, render
 
         table = render(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
         (out / "masking-check.md").write_text(table)
         print(table)
     if args.against_random:
-        from .refit import refit_grams
-        from .selectivity import render, selectivity
+        from .cuts.refit import refit_grams
+        from .analysis.selectivity import render, selectivity
 
         budgets = _int_list(args.against_random, "--against-random")
         grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs) if options.refit else None
@@ -125,7 +125,7 @@ def cmd_analyze(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    from .bench import bench
+    from .measure.bench import bench
 
     for folder, rows in bench(args.exports):
         print(f"\n{folder}")

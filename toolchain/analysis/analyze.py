@@ -1,0 +1,443 @@
+"""Per-language importance of every attention head, three ways, on the calibration split.
+
+- gradient: |d loss / d mask| for a per-head mask of ones, summed over chunks of text
+  (one backward pass scores every head at once);
+- activation: how often a head's contribution to the residual stream (the norm of its o_proj
+  output) is above that head's own threshold, the `quantile` of its norms over all languages'
+  tokens; plus the LAPE-style entropy of those frequencies across languages;
+- masking: the change in a language's mean loss when the head's output is zeroed. Hidden states
+  entering each layer are computed once; a masked run starts from them and recomputes only the
+  layers from the masked one on. The 262k-row output layer is not recomputed per head: the
+  plausible tokens' logits are exact and the rest of the vocabulary enters to first order
+  (`CandidateLosses`); `masking_output="exact"` computes every logit instead.
+
+Each method's scores are normalized per language (mean over heads = 1) and combined into an
+importance per language; specificity is how much more a head matters to a language than to
+the others. Results are cached by model, corpus and settings fingerprints.
+"""
+
+import hashlib
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.corpus import Corpus, calibration_ids
+from ..cuts.parts import HEADS, mask_from_drop
+from ..cuts.heads import mask_hook
+from ..paths import cache_dir, written
+from .precision import output_layer_precision
+
+METHODS = ("masking", "gradient", "activation")
+EXACT_TOP = 16  # logits recomputed in float32 after a bfloat16 output layer
+
+
+@dataclass(frozen=True)
+class Settings:
+    languages: tuple[str, ...]
+    tokens_per_language: int = 512  # calibration tokens for gradient and activation scores
+    masking_tokens: int = 128  # calibration tokens per language for exact masking
+    chunk_tokens: int = 256
+    quantile: float = 0.9  # per-head activation threshold over all languages' tokens
+    # How the masking runs get the loss from the final hidden states: "candidates" (exact logits
+    # for the union of every position's top `candidate_top` tokens and the targets, the rest of the
+    # vocabulary to first order) or "exact" (all 262k logits per masked head). Measured for all 72
+    # heads of Gemma 3 270M in float32: 466 s against 1130 s (`make bench-masking`, 2 loaded cores).
+    # tests/test_analysis_real.py bounds the difference to exact float32 deltas.
+    masking_output: str = "candidates"
+    candidate_top: int = 64
+    method_version: int = 4  # bump when the way scores are computed changes (invalidates caches)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class Analysis:
+    languages: list[str]
+    layers: int
+    heads: int
+    scores: dict[str, np.ndarray]  # method -> [language, layer, head]
+    base_loss: dict[str, float]  # mean calibration loss per language (masking tokens)
+    entropy: np.ndarray  # [layer, head] LAPE entropy of activation frequencies, in [0, 1]
+    settings: Settings
+    model_fingerprint: str
+    corpus_fingerprint: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    precision: str = ""  # the output layer's matmul precision in the masking runs, and why
+
+    # -- derived scores -------------------------------------------------------------------
+    def normalized(self, method: str) -> np.ndarray:
+        """Scores divided by each language's mean absolute score over heads."""
+        s = self.scores[method]
+        return s / (np.abs(s).mean(axis=(1, 2), keepdims=True) + 1e-12)
+
+    def importance(self) -> np.ndarray:
+        """[language, layer, head]: the mean of the loss-based methods (masking, gradient), normalized."""
+        return (self.normalized("masking") + self.normalized("gradient")) / 2
+
+    def specificity(self) -> np.ndarray:
+        """[language, layer, head]: importance to a language minus its mean importance to the others."""
+        imp = self.importance()
+        others = (imp.sum(axis=0, keepdims=True) - imp) / (len(self.languages) - 1)
+        return imp - others
+
+    def agreement(self) -> dict[str, float]:
+        """Spearman rank correlation between methods, per language, averaged."""
+        out = {}
+        for i, a in enumerate(METHODS):
+            for b in METHODS[i + 1 :]:
+                rho = [spearman(self.scores[a][k].ravel(), self.scores[b][k].ravel()) for k in range(len(self.languages))]
+                out[f"{a}~{b}"] = float(np.mean(rho))
+        return out
+
+    def masking_setup(self) -> str:
+        return f"masking output layer: {self.settings.masking_output}, precision {self.precision}"
+
+    def index(self, lang: str) -> int:
+        return self.languages.index(lang)
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return {
+            "model_fingerprint": self.model_fingerprint,
+            "corpus_fingerprint": self.corpus_fingerprint,
+            "settings": asdict(self.settings),
+            "languages": self.languages,
+            "layers": self.layers,
+            "heads": self.heads,
+            "base_loss": self.base_loss,
+            "scores": {m: self.scores[m].tolist() for m in METHODS},
+            "entropy": self.entropy.tolist(),
+            "specificity": self.specificity().tolist(),
+            "agreement": self.agreement(),
+            "seconds": self.seconds,
+            "precision": self.precision,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Analysis":
+        settings = data["settings"]
+        return cls(
+            languages=data["languages"],
+            layers=data["layers"],
+            heads=data["heads"],
+            scores={m: np.array(data["scores"][m]) for m in METHODS},
+            base_loss=data["base_loss"],
+            entropy=np.array(data["entropy"]),
+            settings=Settings(**{**settings, "languages": tuple(settings["languages"])}),
+            model_fingerprint=data["model_fingerprint"],
+            corpus_fingerprint=data["corpus_fingerprint"],
+            seconds=data.get("seconds", {}),
+            precision=data.get("precision", ""),
+        )
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json()))
+        return path
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# -- loss ---------------------------------------------------------------------------------
+def token_losses(model, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256, weight=None) -> torch.Tensor:
+    """Per-token NLL from final hidden states, through the output layer in slices (262k logits).
+
+    `weight` may be a bfloat16 copy of the output layer: the logits then come from a fast bf16
+    matmul, and the ones the loss depends on most (the target's and the top EXACT_TOP) are
+    recomputed in float32 before the log-sum-exp.
+    """
+    exact_weight = model.get_output_embeddings().weight
+    weight = exact_weight if weight is None else weight
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    flat_h, flat_t = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
+    out = []
+    for i in range(0, len(flat_h), rows):
+        h, t = flat_h[i : i + rows], flat_t[i : i + rows]
+        logits = (h.to(weight.dtype) @ weight.T).float()
+        if weight.dtype != exact_weight.dtype:
+            index = torch.cat([logits.topk(EXACT_TOP, dim=-1).indices, t[:, None]], dim=1)
+            logits.scatter_(1, index, torch.einsum("rd,rkd->rk", h, exact_weight[index]))
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        out.append(torch.logsumexp(logits, -1) - logits.gather(1, t[:, None])[:, 0])
+    return torch.cat(out).view(targets.shape)
+
+
+def mean_loss(model, ids: list[int]) -> torch.Tensor:
+    x = torch.tensor([ids])
+    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
+    return token_losses(model, hidden[:, :-1], x[:, 1:]).mean()
+
+
+class CandidateLosses:
+    """Per-token losses of final hidden states near a base, without the full output layer per call.
+
+    Masking one head moves the final hidden states h a little from the base h0. The loss's
+    log-normaliser is dominated by the tokens the model finds plausible, the candidates U: the
+    union over positions of each position's top `top` tokens, and the targets. Their logits are
+    computed exactly (a |U|-row matmul: 22,205 rows instead of 262,144 for Gemma 3 270M's default
+    analysis, 12 languages x 128 tokens at top=64); the rest of the
+    vocabulary, the tail, enters to first order around h0:
+
+        sum_{j not in U} exp(w_j . h)  ~  T exp((h - h0) . m),
+        T = sum_{j not in U} exp(w_j . h0),   m = sum_{j not in U} exp(w_j . h0) w_j / T.
+
+    The tail statistics come from two passes over the full output layer at h0 in `dtype` (the
+    analysis's measured precision): one for the candidates, one for the tail.
+    """
+
+    def __init__(self, weight: torch.Tensor, hidden0: torch.Tensor, targets: torch.Tensor, top: int,
+                 dtype: torch.dtype = torch.float32, rows: int = 256):
+        self.shape = targets.shape
+        self.h0 = hidden0.reshape(-1, hidden0.shape[-1])
+        targets = targets.reshape(-1)
+        w = weight.to(dtype)
+        slices = range(0, len(self.h0), rows)
+
+        def logits(i):
+            return (self.h0[i : i + rows].to(dtype) @ w.T).float()
+
+        shift, tops = [], []
+        for i in slices:
+            z = logits(i)
+            shift.append(z.max(1).values)
+            tops.append(z.topk(top, dim=1).indices.ravel())
+        self.shift = torch.cat(shift)
+        self.union = torch.unique(torch.cat([*tops, targets]))
+        self.target_column = torch.searchsorted(self.union, targets)
+        self.union_weight = weight[self.union].float().contiguous()
+        tail, moment = [], []
+        for i in slices:
+            p = torch.exp(logits(i) - self.shift[i : i + rows, None])
+            p[:, self.union] = 0
+            tail.append(p.sum(1))
+            moment.append((p.to(dtype) @ w).float())
+        tail = torch.cat(tail).clamp_min(1e-30)
+        self.log_tail = self.shift + torch.log(tail)  # in log space: a masked run may move logits far
+        self.tail_mean = torch.cat(moment) / tail[:, None]
+        self.base = self(hidden0)
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        h = hidden.reshape(-1, hidden.shape[-1])
+        z = h @ self.union_weight.T
+        log_tail = self.log_tail + ((h - self.h0) * self.tail_mean).sum(1)
+        log_norm = torch.logsumexp(torch.cat([z, log_tail[:, None]], dim=1), dim=1)
+        return (log_norm - z.gather(1, self.target_column[:, None])[:, 0]).view(self.shape)
+
+
+@contextmanager
+def frozen(model):
+    """No parameter requires grad inside (a head-mask gradient needs no weight gradients)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+# -- gradient and activation --------------------------------------------------------------
+def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=None):
+    """Per language: summed |d loss/d mask| per head, and every token's per-head output norm."""
+    counts = HEADS.sizes(model)
+    o_weights = [attn.o_proj.weight.detach() for attn in HEADS.modules(model)]
+    grads, norms = {}, {}
+    for lang, lang_chunks in chunks.items():
+        grad = torch.zeros(len(counts), max(counts))
+        lang_norms = []
+        for ids in lang_chunks:
+            mask = [torch.ones(n, requires_grad=True) for n in counts]
+            layer_norms = {}
+
+            def record(layer, heads):
+                w = o_weights[layer].view(o_weights[layer].shape[0], counts[layer], -1)
+                contribution = torch.einsum("bshd,ohd->bsho", heads.detach(), w)
+                layer_norms[layer] = contribution.norm(dim=-1)[0]  # [seq, heads]
+
+            with frozen(model), HEADS.masked(model, mask), HEADS.hooked(model, record):
+                mean_loss(model, ids).backward()
+            for layer, m in enumerate(mask):
+                grad[layer, : counts[layer]] += m.grad.abs() * (len(ids) - 1)
+            lang_norms.append(torch.stack([layer_norms[layer] for layer in range(len(counts))], dim=1))
+            if progress:
+                progress.update(len(ids))
+        grads[lang] = grad.numpy()
+        norms[lang] = torch.cat(lang_norms).numpy()  # [tokens, layer, head]
+    return grads, norms
+
+
+def activation_frequency(norms: dict[str, np.ndarray], quantile: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies [language, layer, head] above each head's pooled quantile, and their entropy."""
+    per_lang = min(len(n) for n in norms.values())  # equal weight per language in the threshold
+    pooled = np.concatenate([n[:per_lang] for n in norms.values()])
+    threshold = np.quantile(pooled, quantile, axis=0)
+    freq = np.stack([(n > threshold).mean(axis=0) for n in norms.values()])
+    p = freq / (freq.sum(axis=0, keepdims=True) + 1e-12)
+    entropy = -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(norms))
+    return freq, entropy
+
+
+# -- exact masking ------------------------------------------------------------------------
+@contextmanager
+def layers_from(model, start: int):
+    """Run only layers[start:] (the caller passes the hidden state entering layer `start`)."""
+    layers = model.model.layers
+    model.model.layers = torch.nn.ModuleList(list(layers)[start:])
+    try:
+        yield
+    finally:
+        model.model.layers = layers
+
+
+def _batch(chunks: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(c) for c in chunks)
+    ids = torch.full((len(chunks), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(chunks), width), dtype=torch.long)
+    for i, c in enumerate(chunks):
+        ids[i, : len(c)] = torch.tensor(c)
+        attention[i, : len(c)] = 1
+    return ids, attention
+
+
+def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: str = "candidates", top: int = 64,
+                   dtype: torch.dtype = torch.float32, layers=None) -> tuple[np.ndarray, dict[str, float]]:
+    """Δ mean loss [language, layer, head] when each head alone is masked, and base losses.
+
+    One right-padded batch holds every language's chunk; padding never affects real tokens
+    (causal attention) and is left out of the loss. `output` is "candidates" (see
+    CandidateLosses) or "exact"; `dtype` is the output layer's matmul precision. `layers` limits
+    which layers' heads are masked (the others' deltas stay 0).
+    """
+    langs = list(chunks)
+    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
+    targets, valid = ids[:, 1:], attention[:, 1:].bool()
+    weight = model.get_output_embeddings().weight.detach()
+    if getattr(model.config, "final_logit_softcapping", None):
+        output = "exact"  # the tail's first-order term assumes plain logits
+
+    def per_language(losses):
+        return (losses * valid).sum(1) / valid.sum(1)
+
+    counts = HEADS.sizes(model)
+    deltas = np.zeros((len(langs), len(counts), max(counts)))
+    with torch.inference_mode():
+        out = model.model(input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False)
+        final = out.last_hidden_state[:, :-1]
+        if output == "candidates":
+            losses = CandidateLosses(weight, final, targets, top, dtype)
+            base_losses = losses.base
+        else:
+            fast_weight = weight.to(dtype)
+
+            def losses(hidden):
+                return token_losses(model, hidden, targets, weight=fast_weight)
+
+            base_losses = losses(final)
+        base = per_language(base_losses)
+        entering = out.hidden_states  # entering[l] is the input of layer l
+        for layer, n in enumerate(counts):
+            if layers is not None and layer not in layers:
+                continue
+            attn = HEADS.modules(model)[layer]
+            for head in range(n):
+                mask = torch.ones(n)
+                mask[head] = 0
+                hook = attn.o_proj.register_forward_pre_hook(mask_hook(mask, attn.head_dim))
+                try:
+                    with layers_from(model, layer):
+                        hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
+                finally:
+                    hook.remove()
+                deltas[:, layer, head] = (per_language(losses(hidden.last_hidden_state[:, :-1])) - base).numpy()
+                if progress:
+                    progress.update(1)
+    return deltas, dict(zip(langs, base.tolist()))
+
+
+def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, float]:
+    """Mean loss per language of one chunk each, in one padded batch, with `drop` heads masked."""
+
+    langs = list(chunks)
+    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
+    valid = attention[:, 1:].bool()
+    with torch.inference_mode(), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)):
+        hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+        losses = token_losses(model, hidden[:, :-1], ids[:, 1:]) * valid
+    return dict(zip(langs, (losses.sum(1) / valid.sum(1)).tolist()))
+
+
+# -- the stage ----------------------------------------------------------------------------
+def masking_chunks(tokenizer, corpus: Corpus, settings: Settings) -> dict[str, list[int]]:
+    """Per language, the one chunk of calibration text that the masking runs score."""
+    return {lang: calibration_ids(tokenizer, corpus, lang, settings.masking_tokens, settings.masking_tokens + 1)[0]
+            for lang in settings.languages}
+
+
+def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> Analysis:
+    counts = HEADS.sizes(model)
+    if len(set(counts)) != 1:
+        raise ValueError("analysis runs on the original model (same head count in every layer)")
+    langs = list(settings.languages)
+    cheap = {
+        lang: calibration_ids(tokenizer, corpus, lang, settings.tokens_per_language, settings.chunk_tokens)
+        for lang in langs
+    }
+    exact = masking_chunks(tokenizer, corpus, settings)
+    seconds = {}
+    start = time.perf_counter()
+    total = sum(len(c) for chunks in cheap.values() for c in chunks)
+    with tqdm(total=total, desc="gradient + activation", unit="tok") as bar:
+        grads, norms = gradient_and_activation(model, cheap, bar)
+    freq, entropy = activation_frequency(norms, settings.quantile)
+    seconds["gradient_activation"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    precision = output_layer_precision()
+    with tqdm(total=sum(counts), desc=f"head masking ({settings.masking_output} output layer)", unit="head") as bar:
+        deltas, base = masking_deltas(model, exact, bar, settings.masking_output, settings.candidate_top, precision.dtype)
+    seconds["masking"] = time.perf_counter() - start
+
+    return Analysis(
+        languages=langs,
+        layers=len(counts),
+        heads=counts[0],
+        scores={"masking": deltas, "gradient": np.stack([grads[lang] for lang in langs]), "activation": freq},
+        base_loss=base,
+        entropy=entropy,
+        settings=settings,
+        model_fingerprint=model_fingerprint,
+        corpus_fingerprint=corpus.fingerprint(),
+        seconds=seconds,
+        precision=str(precision),
+    )
+
+
+def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
+    """Keyed by model, corpus, settings and the output layer's precision on this machine (a forced
+    LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision)."""
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}"
+    return cache_dir() / "analysis" / f"{key}.json"
+
+
+def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> tuple[Analysis, bool]:
+    """The analysis from cache when model, corpus, settings and precision match; else computed and cached."""
+    path = cache_path(model_fingerprint, corpus, settings)
+    if path.exists():
+        return Analysis.from_json(json.loads(path.read_text())), True
+    analysis = analyze(model, tokenizer, corpus, settings, model_fingerprint)
+    with written(path) as partial:
+        analysis.save(partial)
+    return analysis, False

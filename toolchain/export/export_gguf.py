@@ -1,0 +1,403 @@
+"""GGUF export of (pruned) models for llama.cpp, and quantization with llama.cpp's own quantizer.
+
+`export_gguf` writes the torch weights as F16 (1-D tensors, i.e. norms and biases, as F32) under
+the llama.cpp architecture that can hold the model's shapes:
+
+- `gemma3`, `llama`, `qwen2`, `qwen3`: one head count, KV head count and FFN width for all layers
+  (which heads a layer kept may differ). A Gemma 3 model pruned to different counts per layer is
+  refused: llama.cpp has no Gemma 3 graph with per-layer counts.
+- `deci`: a Llama-family model with per-layer counts (arrays for `attention.head_count`,
+  `attention.head_count_kv` and `feed_forward_length`; `attention.key_length` / `value_length`
+  explicit, since llama.cpp would otherwise derive them from the first layer's head count).
+
+Conventions follow llama.cpp's converter: tensor names from gguf-py's tensor map, metadata through
+gguf-py's key constants and typed writer setters, q/k rows of the `llama` / `deci` architectures
+reordered from the rotate-half layout of transformers to the interleaved pairs of llama.cpp's rope,
+Gemma's norm weights stored as 1 + w. What differs by family or architecture comes from the records
+in `families.py`.
+
+Tokenizer metadata is written from a vocabulary (`tokenizer.GGUFVocab`): the source GGUF's (whose
+other `tokenizer.*` keys are copied, with the `general.*` and architecture keys that still hold,
+renamed for the target architecture) or, for a model loaded from a Hugging Face directory, the Hugging
+Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`vocab.trim_embeddings`,
+`config.kept_tokens`) gets that vocabulary cut to its kept tokens, renumbered as its embedding rows.
+"""
+
+import ctypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..cuts.parts import HEADS
+from ..errors import UserError
+from ..model.families import GGUF_ARCHS, Family, family_of
+from ..cuts.heads import kv_head_counts
+from ..paths import written
+from ..model.tokenizer import GGUFVocab, vocab_from_hf_tokenizer
+
+QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+
+
+def _shape_keys(arch: str) -> set[str]:
+    """Keys describing the network's shape, always written from the model: a source GGUF's values
+    are not copied for these (they may no longer hold), nor for its rope scaling."""
+    from gguf import Keys
+
+    llm, attention, rope = Keys.LLM, Keys.Attention, Keys.Rope
+    keys = [llm.CONTEXT_LENGTH, llm.EMBEDDING_LENGTH, llm.BLOCK_COUNT, llm.FEED_FORWARD_LENGTH, llm.VOCAB_SIZE,
+            llm.FINAL_LOGIT_SOFTCAPPING, attention.HEAD_COUNT, attention.HEAD_COUNT_KV, attention.KEY_LENGTH,
+            attention.VALUE_LENGTH, attention.LAYERNORM_RMS_EPS, attention.SLIDING_WINDOW, rope.FREQ_BASE,
+            rope.DIMENSION_COUNT]
+    keys += [value for name, value in vars(rope).items() if name.startswith("SCALING_")]
+    return {key.format(arch=arch) for key in keys}
+
+
+def _file_keys() -> set[str]:
+    """general.* keys that describe the file rather than the model: never copied."""
+    from gguf import Keys
+
+    general = Keys.General
+    return {general.ARCHITECTURE, general.FILE_TYPE, general.QUANTIZATION_VERSION, general.ALIGNMENT, general.SIZE_LABEL}
+
+
+def _vocab_keys() -> dict[str, str]:
+    """The tokenizer keys written from the vocabulary itself (ids depend on which tokens are kept):
+    key -> GGUFVocab attribute (None for the lists)."""
+    from gguf import Keys
+
+    t = Keys.Tokenizer
+    return {t.LIST: None, t.TOKEN_TYPE: None, t.SCORES: None, t.MERGES: None,
+            t.BOS_ID: "bos_id", t.EOS_ID: "eos_id", t.UNK_ID: "unk_id", t.PAD_ID: "pad_id"}
+
+
+def layer_shapes(model) -> tuple[list[int], list[int], list[int]]:
+    """Per layer: query heads, KV heads, FFN width, read from the actual weights."""
+    ffn = [layer.mlp.up_proj.out_features for layer in model.model.layers]
+    return HEADS.sizes(model), kv_head_counts(model), ffn
+
+
+def choose_arch(
+    family: Family, heads: list[int], kv: list[int], ffn: list[int], full_width: bool = True, arch: str | None = None
+) -> str:
+    """The llama.cpp architecture for these per-layer shapes (or check the one asked for).
+
+    full_width: whether query heads x head_dim equals the hidden size in every layer; llama.cpp's
+    qwen2 graph needs that, so a Qwen2 model with pruned heads has no GGUF architecture here.
+    """
+    uniform = len(set(heads)) == len(set(kv)) == len(set(ffn)) == 1
+    if arch is not None and arch not in family.gguf_archs:
+        raise UserError(f"a {family.name} model exports to GGUF as {' or '.join(family.gguf_archs)}, not {arch!r}")
+    own_fits = uniform and (full_width or not GGUF_ARCHS[family.gguf_arch].full_width_attention)
+    chosen = arch or (family.gguf_arch if own_fits else family.free_gguf_arch)
+    if chosen is None or (chosen == family.gguf_arch and not own_fits):
+        shapes = f"per-layer query heads {heads}, KV heads {kv}, FFN widths {ffn}"
+        if uniform:
+            reason = f"llama.cpp's {family.gguf_arch!r} graph needs all query heads (it sizes attention to the hidden size)"
+        else:
+            reason = (f"llama.cpp's {family.gguf_arch!r} architecture takes one head count, KV head count and FFN width for all "
+                      "layers; prune the same number of heads in every layer (which heads may differ)")
+        alternative = f", or export as {family.free_gguf_arch!r}" if family.free_gguf_arch else ""
+        raise UserError(f"this {family.name} model cannot be written as GGUF: it has {shapes}; {reason}{alternative}")
+    return chosen
+
+
+def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch: str | None = None) -> Path:
+    """Write `model` (pruned or not) as an F16 GGUF that llama.cpp loads; returns out_path.
+
+    source_gguf: the GGUF the model came from, whose tokenizer and general metadata are copied
+    (its vocabulary cut to `config.kept_tokens` for a trimmed model); None for a model from a
+    Hugging Face directory, whose `tokenizer` is then written instead (the trimmed tokenizer of a
+    trimmed model, or the original one, which is then cut the same way).
+    arch: the llama.cpp architecture; by default the family's own when every layer has the same
+    shapes, else its per-layer one (`deci` for Llama).
+    """
+    import gguf
+
+    family = family_of(model.config.model_type)
+    heads, kv, ffn = layer_shapes(model)
+    head_dim = model.model.layers[0].self_attn.head_dim
+    full_width = all(n * head_dim == model.config.hidden_size for n in heads)
+    arch = choose_arch(family, heads, kv, ffn, full_width, arch)
+    if family.check_gguf:
+        family.check_gguf(model.config)
+    n_vocab = model.get_input_embeddings().weight.shape[0]
+
+    kept = getattr(model.config, "kept_tokens", None)
+    fields = _read_fields(Path(source_gguf)) if source_gguf is not None else {}
+    if source_gguf is not None:
+        vocab = _source_vocab(fields, source_gguf)
+        what = f"{source_gguf} has {len(vocab.tokens)} tokens"
+    else:  # padded to the embedding's rows, unless it is the untrimmed tokenizer of a trimmed model
+        vocab = vocab_from_hf_tokenizer(tokenizer, None if kept else n_vocab)
+        what = f"the tokenizer has {len(vocab.tokens)} tokens"
+    renumber = None
+    if kept and len(vocab.tokens) > n_vocab:  # a model trimmed to `kept` of this vocabulary
+        vocab, renumber = _trimmed(vocab, kept, what)
+    if len(vocab.tokens) != n_vocab:
+        raise UserError(f"{what}, the model's embedding has {n_vocab} rows")
+
+    with written(Path(out_path)) as partial:
+        writer = gguf.GGUFWriter(partial, arch)
+        _write_general(writer, model, named=gguf.Keys.General.NAME in fields)
+        _write_shapes(writer, model, family, arch, heads, kv, ffn)
+        _write_vocab(writer, vocab, settings=source_gguf is None)
+        _copy_source_fields(writer, fields, family, arch, renumber)
+        for name, array in gguf_tensors(model, family, arch):
+            writer.add_tensor(name, array)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return Path(out_path)
+
+
+def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
+    """A GGUF's metadata as key -> (value, type, array item type); strings stay raw bytes."""
+    from gguf import GGUFReader, GGUFValueType as T
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
+        raise UserError(f"{path} is not a readable GGUF file ({err})")
+    out = {}
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or not field.types:
+            continue
+        kind = field.types[0]
+        if kind == T.ARRAY:
+            item = field.types[-1]
+            if len(field.types) > 2:
+                continue  # nested arrays: no tokenizer or general key uses them
+            if item == T.STRING:
+                value = [bytes(field.parts[i]) for i in field.data]
+            else:
+                value = np.concatenate([field.parts[i] for i in field.data]).tolist() if field.data else []
+            out[key] = (value, kind, item)
+        elif kind == T.STRING:
+            out[key] = (bytes(field.parts[field.data[0]]), kind, None)
+        else:
+            out[key] = (field.parts[field.data[0]][0].item(), kind, None)
+    return out
+
+
+def _source_vocab(fields: dict, source: Path) -> GGUFVocab:
+    from gguf import Keys
+
+    if Keys.Tokenizer.LIST not in fields:
+        raise UserError(f"{source} has no tokenizer ({Keys.Tokenizer.LIST})")
+
+    def get(key, default=None):
+        if key not in fields:
+            return default
+        value = fields[key][0]
+        if isinstance(value, list):
+            return [v.decode() if isinstance(v, bytes) else v for v in value]
+        return value.decode() if isinstance(value, bytes) else value
+
+    return GGUFVocab.from_metadata(get)
+
+
+def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumber: dict[int, int] | None) -> None:
+    """The source GGUF's tokenizer, general and architecture keys that still hold and that the
+    model's own were not written for, renamed for `arch`; with a trimmed vocabulary, token ids
+    renumbered (a key naming a dropped token is left out)."""
+    from gguf import Keys
+
+    source_arch = fields.get(Keys.General.ARCHITECTURE, (b"",))[0].decode()
+    skip = _file_keys() | set(_vocab_keys()) | _shape_keys(source_arch)
+    for key, (value, kind, item) in fields.items():
+        if key in skip:
+            continue
+        if key.startswith(source_arch + "."):
+            if source_arch not in family.gguf_archs:
+                continue  # another family's settings
+            key = arch + key[len(source_arch):]
+        elif not key.startswith(("tokenizer.", "general.")):
+            continue
+        if renumber is not None and key.startswith("tokenizer.ggml.") and key.endswith("_token_id"):
+            if value not in renumber:
+                continue
+            value = renumber[value]
+        if key not in writer.kv_data[0]:
+            writer.add_key_value(key, value, kind, item)
+
+
+def _trimmed(vocab: GGUFVocab, kept: list[int], what: str) -> tuple[GGUFVocab, dict[int, int]]:
+    """The vocabulary cut to the model's `config.kept_tokens`, and old id -> new id."""
+    from ..cuts.vocab import trimmed_vocab
+
+    if max(kept) >= len(vocab.tokens):
+        raise UserError(f"{what}, but the model keeps token {max(kept)} of its vocabulary (config.kept_tokens)")
+    return trimmed_vocab(vocab, kept), {old: n for n, old in enumerate(kept)}
+
+
+def _write_vocab(writer, vocab: GGUFVocab, settings: bool) -> None:
+    """The tokenizer from the vocabulary: tokens, types, scores, merges and special ids, and with
+    `settings` also the model, pre-tokenizer, BOS/EOS flags and chat template (a source GGUF's are
+    copied as they are)."""
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_types([int(t) for t in vocab.types])
+    if vocab.scores is not None:
+        writer.add_token_scores([float(s) for s in vocab.scores])
+    if vocab.merges is not None:
+        writer.add_token_merges(vocab.merges)
+    for key, attr in _vocab_keys().items():
+        if attr and getattr(vocab, attr) is not None:
+            writer.add_uint32(key, int(getattr(vocab, attr)))
+    if settings:
+        writer.add_tokenizer_model(vocab.model)
+        writer.add_tokenizer_pre(vocab.pre)
+        writer.add_add_bos_token(vocab.add_bos)
+        writer.add_add_eos_token(vocab.add_eos)
+        if vocab.model == "llama":  # SentencePiece
+            writer.add_add_space_prefix(vocab.add_space_prefix)
+        if vocab.chat_template:
+            writer.add_chat_template(vocab.chat_template)
+
+
+def _write_general(writer, model, named: bool) -> None:
+    """File type F16, quantization version, a size label for the pruned parameter count, and a
+    name unless the source GGUF has one."""
+    import gguf
+
+    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_size_label(gguf.size_label(sum(p.numel() for p in model.parameters()), 0, 0, 0))
+    if not named:
+        writer.add_name(Path(getattr(model.config, "name_or_path", "") or "model").name)
+
+
+def _write_shapes(writer, model, family: Family, arch: str, heads, kv, ffn) -> None:
+    """The architecture keys llama.cpp reads for this model's shapes and attention settings."""
+    import gguf
+
+    config = model.config
+    head_dim = model.model.layers[0].self_attn.head_dim
+    per_layer = GGUF_ARCHS[arch].per_layer
+    writer.add_context_length(int(config.max_position_embeddings))
+    writer.add_embedding_length(int(config.hidden_size))
+    writer.add_block_count(int(config.num_hidden_layers))
+    writer.add_vocab_size(int(model.get_input_embeddings().weight.shape[0]))
+    writer.add_feed_forward_length(ffn if per_layer else ffn[0])
+    writer.add_head_count(heads if per_layer else heads[0])
+    writer.add_head_count_kv(kv if per_layer else kv[0])
+    writer.add_key_length(head_dim)
+    writer.add_value_length(head_dim)
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_freq_base(float(config.rope_theta))
+    writer.add_rope_dimension_count(head_dim)
+    if _rope_scaling(config, family) == "linear":
+        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
+        writer.add_rope_scaling_factor(float(config.rope_scaling["factor"]))
+    if family.gguf_metadata:
+        family.gguf_metadata(writer, config)
+
+
+def _rope_scaling(config, family: Family) -> str | None:
+    """None, or the family's kind of rope scaling ('linear', 'llama3'); others are refused."""
+    scaling = getattr(config, "rope_scaling", None)
+    if not scaling:
+        return None
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "default":
+        return None
+    if kind in family.rope_scalings:
+        return kind
+    raise UserError(f"rope scaling {kind!r} of a {family.name} model is not supported by the GGUF export "
+                    f"(supported: {', '.join(family.rope_scalings)})")
+
+
+def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(GGUF name, array) for every weight: F16 matrices, F32 vectors, in llama.cpp's conventions."""
+    import gguf
+
+    by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
+    names = gguf.get_tensor_name_map(by_name[arch], model.config.num_hidden_layers)
+    tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    rope_interleaved = GGUF_ARCHS[arch].interleaved_rope
+    head_dim = model.model.layers[0].self_attn.head_dim
+    for name, tensor in model.state_dict(keep_vars=False).items():
+        if name == "lm_head.weight" and tied:
+            continue
+        data = tensor.detach().to(torch.float32)
+        if family.norm_offset and name.endswith("norm.weight"):
+            data = data + family.norm_offset
+        if rope_interleaved and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
+            data = interleave_rope_rows(data, head_dim)
+        gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise UserError(f"{name}: no GGUF tensor of architecture {arch!r} corresponds to this weight")
+        yield gguf_name, _to_numpy(data, gguf_name)
+    if _rope_scaling(model.config, family) == "llama3":
+        yield "rope_freqs.weight", llama3_rope_factors(model.config).numpy().astype(np.float32)
+
+
+def interleave_rope_rows(weight: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """Reorder each head's rows from transformers' rotate-half halves to llama.cpp's adjacent pairs."""
+    shape = weight.shape
+    return weight.reshape(-1, 2, head_dim // 2, *shape[1:]).transpose(1, 2).reshape(shape)
+
+
+def llama3_rope_factors(config) -> torch.Tensor:
+    """Per-frequency divisors that turn plain rope into Llama 3's scaled rope (`rope_freqs`)."""
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    plain, _ = ROPE_INIT_FUNCTIONS["default"](config, "cpu")
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
+    return (plain / scaled).to(torch.float32)
+
+
+def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
+    """F32 for 1-D tensors (norms, biases), F16 for matrices, refusing values F16 cannot hold."""
+    if data.ndim < 2:
+        return data.numpy().astype(np.float32)
+    half = data.numpy().astype(np.float16)
+    if not np.isfinite(half).all():
+        raise UserError(f"{name}: values beyond the float16 range ({float(data.abs().max()):.3g})")
+    return half
+
+
+def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
+    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0 or Q4_K_M); returns dst.
+
+    llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
+    rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
+    """
+    import llama_cpp
+
+    if kind not in QUANT_KINDS:
+        raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
+    src, dst = Path(src), Path(dst)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
+    params.nthread = threads
+    llama_cpp.llama_backend_init()
+    with written(dst) as partial, _llama_log() as log:
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
+        if status != 0:
+            tail = "".join(log)[-2000:]
+            raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
+    return dst
+
+
+@contextmanager
+def _llama_log():
+    """Collect llama.cpp's log lines instead of printing them; restores llama-cpp-python's logger."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def collect(level, text, user_data):
+        lines.append(text.decode("utf-8", errors="replace"))
+
+    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
+    try:
+        yield lines
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))

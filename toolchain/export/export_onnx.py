@@ -1,0 +1,211 @@
+"""Export a (pruned) decoder to ONNX with a KV cache, and derive CPU and mobile variants of it.
+
+The graph takes `input_ids`, `attention_mask` (past + new tokens), `position_ids` and
+`past_key_values.{i}.key/value`, and returns `logits` and `present.{i}.key/value`; batch, new
+tokens and past length are dynamic. Each layer's cache has the number of KV heads its `k_proj`
+actually has, so pruned models with different head counts per layer export as they are.
+
+Masks are built inside the graph from `attention_mask`: causal for full-attention layers, causal
+and limited to the last `sliding_window` positions for sliding layers (Gemma 3, Qwen with
+sliding windows). Every layer keeps its whole past (a sliding layer does not drop what has left
+its window, it masks it), so logits equal PyTorch's at any length, at the cost of a cache that
+grows by the full length in sliding layers too.
+
+optimum-onnx is not used for the graph. It exports these families unpruned, but not a pruned
+model: `main_export` reloads the checkpoint from config.json (whose head counts no longer fit the
+weights), and `onnx_export_from_model` traces with a dummy cache of `num_key_value_heads` heads in
+every layer. A small wrapper traced by `torch.onnx.export` (TorchScript exporter) takes each layer's shape.
+"""
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..cuts.parts import HEADS
+from ..cuts.heads import head_dim, kv_head_counts
+
+OPSET = 18
+ONNX_FILE = "model.onnx"
+DATA_SUFFIX = ".data"
+
+
+def past_names(n_layers: int, prefix: str = "past_key_values") -> list[str]:
+    """Input (or, with prefix "present", output) names of the cache, key then value per layer."""
+    return [f"{prefix}.{i}.{kind}" for i in range(n_layers) for kind in ("key", "value")]
+
+
+def layer_masks(config, attention_mask: torch.Tensor, n_new: int, past_len, dtype=torch.float32):
+    """Additive masks [batch, 1, new, past+new] per layer type: 0 where a query may look, very negative elsewhere.
+
+    Query t (absolute index past_len + t) sees key j when j <= past_len + t, attention_mask[:, j] is 1,
+    and, in sliding layers, when j > past_len + t - sliding_window (transformers' convention).
+    """
+    total = attention_mask.shape[1]
+    keys = torch.arange(total, device=attention_mask.device)[None, None, None, :]
+    queries = (torch.arange(n_new, device=attention_mask.device) + past_len)[None, None, :, None]
+    visible = (keys <= queries) & attention_mask[:, None, None, :].bool()
+    lowest = torch.finfo(dtype).min
+
+    def additive(allowed):
+        return (~allowed).to(dtype) * lowest
+
+    layer_types = getattr(config, "layer_types", None)
+    if not layer_types:  # Llama: one kind of layer, transformers takes the 4D mask as it is
+        return additive(visible)
+    masks = {"full_attention": additive(visible)}
+    if "sliding_attention" in layer_types:
+        masks["sliding_attention"] = additive(visible & (keys > queries - config.sliding_window))
+    return masks
+
+
+class CachedDecoder(torch.nn.Module):
+    """The model with flat tensor inputs and outputs, as torch.onnx.export traces it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.n_layers = len(HEADS.modules(model))
+
+    def forward(self, input_ids, attention_mask, position_ids, *past):
+        from transformers import DynamicCache
+
+        # without a config, every layer is a plain growing DynamicLayer, sliding ones included
+        cache = DynamicCache(ddp_cache_data=list(zip(past[0::2], past[1::2])))
+        masks = layer_masks(self.model.config, attention_mask, input_ids.shape[1], past[0].shape[2])
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=masks,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        present = out.past_key_values
+        return (out.logits, *[t for layer in present.layers for t in (layer.keys, layer.values)])
+
+
+def example_inputs(model, batch: int = 2, n_new: int = 3, past_len: int = 4) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace with: sizes above 1 everywhere so that no dimension is taken for a constant."""
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (batch, n_new))
+    mask = torch.ones(batch, past_len + n_new, dtype=torch.long)
+    positions = torch.arange(past_len, past_len + n_new).repeat(batch, 1)
+    dim = head_dim(model)
+    past = []
+    for n_kv in kv_head_counts(model):
+        past += [torch.randn(batch, n_kv, past_len, dim), torch.randn(batch, n_kv, past_len, dim)]
+    return (ids, mask, positions, *past)
+
+
+def dynamic_axes(n_layers: int) -> dict[str, dict[int, str]]:
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total_sequence"},
+        "position_ids": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+    }
+    axes |= {name: {0: "batch", 2: "past_sequence"} for name in past_names(n_layers)}
+    axes |= {name: {0: "batch", 2: "total_sequence"} for name in past_names(n_layers, "present")}
+    return axes
+
+
+def export_onnx(model, tokenizer, folder: str | Path) -> Path:
+    """Write folder/model.onnx (+ model.onnx.data, the weights), the tokenizer and config.json; return the .onnx path.
+
+    Traced with eager attention (plain MatMul/Softmax, which every ONNX Runtime build has);
+    the model's own attention implementation is restored afterwards.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapper = CachedDecoder(model).eval()
+    n_layers = wrapper.n_layers
+    config = model.config
+    saved_impl = config._attn_implementation
+    config._attn_implementation = "eager"
+    try:
+        with tempfile.TemporaryDirectory() as tmp, torch.no_grad(), warnings.catch_warnings():
+            # the legacy exporter is deprecated, and the cache code warns of values it traces as constants
+            # (they are: the parity tests run other lengths than the traced ones)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced = Path(tmp) / ONNX_FILE
+            torch.onnx.export(
+                wrapper,
+                example_inputs(model),
+                str(traced),
+                input_names=["input_ids", "attention_mask", "position_ids", *past_names(n_layers)],
+                output_names=["logits", *past_names(n_layers, "present")],
+                dynamic_axes=dynamic_axes(n_layers),
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
+            )
+            target = folder / ONNX_FILE
+            save_with_external_data(traced, target)
+    finally:
+        config._attn_implementation = saved_impl
+    tokenizer.save_pretrained(folder)
+    config.save_pretrained(folder)
+    return target
+
+
+def save_with_external_data(src: str | Path, dst: str | Path) -> Path:
+    """Re-save an ONNX model as dst (the graph) + dst.data (every weight, one file), whatever its size."""
+    import onnx
+
+    dst = Path(dst)
+    model = onnx.load(str(src))
+    data = dst.with_name(dst.name + DATA_SUFFIX)
+    data.unlink(missing_ok=True)
+    onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    return dst
+
+
+def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
+    """Quantize the weights of src into dst (+ dst.data) for ONNX Runtime on CPU.
+
+    "int8": dynamic quantization, int8 weights (per output channel for MatMul, per tensor for the
+    embedding's Gather) and activations quantized on the fly.
+    "int4": weight-only MatMulNBits, blocks of 32 weights with a scale and a zero point each, computed
+    in float; the embedding is stored in int8 (a 4-bit Gather needs int4 tensors, which the ORT format
+    of ONNX Runtime Mobile cannot hold).
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / dst.name
+        if kind == "int8":
+            quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True)
+        elif kind == "int4":
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+            quantizer = MatMulNBitsQuantizer(str(src), bits=4, block_size=32, is_symmetric=False)
+            quantizer.process()
+            quantize_dynamic(quantizer.model.model, out, op_types_to_quantize=["Gather"],
+                             weight_type=QuantType.QInt8, use_external_data_format=True)
+        else:
+            raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
+        save_with_external_data(out, dst)
+    return dst
+
+
+def to_ort_format(src: str | Path) -> Path:
+    """An ORT-format copy (ONNX Runtime Mobile) next to src: model.onnx -> model.ort; returns its path."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    src = Path(src)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        convert_onnx_models_to_ort(src, output_dir=Path(tmp), optimization_styles=[OptimizationStyle.Fixed])
+        made = next(Path(tmp).rglob(src.stem + ".ort"))
+        target = src.with_suffix(".ort")
+        shutil.move(made, target)
+    return target

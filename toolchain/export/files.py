@@ -1,0 +1,42 @@
+"""Every file an export writes for one model: ONNX (and quantized copies) and GGUF (F16 and quantized).
+The original model's files, the "before" of every comparison, are cached by its fingerprint."""
+
+import json
+from pathlib import Path
+
+from ..options import GGUF_QUANTS, ONNX_QUANTS, Context
+from ..paths import cache_dir, written
+
+
+def export_all(ctx: Context, model, tokenizer, folder: Path) -> dict[str, Path]:
+    """ONNX (+ quantized copies asked for, + ORT format) and GGUF F16 (+ quantized) into folder."""
+    from .export_gguf import export_gguf, quantize_gguf
+    from .export_onnx import export_onnx, quantize_onnx, to_ort_format
+
+    loaded, quant = ctx.loaded, ctx.options.quant
+    files = {"onnx fp32": export_onnx(model, tokenizer, folder / "onnx")}
+    for kind in (q for q in quant if q in ONNX_QUANTS):
+        dst = folder / f"onnx-{kind}" / "model.onnx"
+        files[f"onnx {kind}"] = quantize_onnx(files["onnx fp32"], dst, kind)
+        files[f"ort {kind}"] = to_ort_format(dst)
+    gguf_dir = folder / "gguf"
+    gguf_dir.mkdir(parents=True, exist_ok=True)
+    files["gguf F16"] = export_gguf(model, loaded.gguf, tokenizer, gguf_dir / "model-F16.gguf")
+    for kind in (q for q in quant if q in GGUF_QUANTS):
+        files[f"gguf {kind}"] = quantize_gguf(files["gguf F16"], gguf_dir / f"model-{kind}.gguf", kind)
+    return files
+
+
+def export_original(ctx: Context) -> dict[str, Path]:
+    """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint."""
+    key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}"
+    folder = cache_dir() / "exports" / key
+    index = folder / "files.json"
+    if index.exists():
+        print("   original exports reused from cache")
+        return {k: Path(v) for k, v in json.loads(index.read_text()).items()}
+    with written(folder) as partial:
+        files = export_all(ctx, ctx.loaded.model, ctx.loaded.tokenizer, partial)
+    files = {k: folder / p.relative_to(partial) for k, p in files.items()}
+    index.write_text(json.dumps({k: str(v) for k, v in files.items()}))
+    return files

@@ -1,0 +1,65 @@
+"""The export's checks, original against pruned: quality per language in PyTorch and in each
+runtime, language fidelity, speed, and text beyond the corpus."""
+
+import torch
+
+from ..cuts.plan import Cuts
+from ..options import GGUF_QUANTS, N_DROPPED_EVAL, Context
+from .evaluate import score_languages, torch_scorer
+
+
+def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
+    kept = ctx.options.langs
+    dropped = [lang for lang in ctx.options.analysis_langs if lang not in kept][:N_DROPPED_EVAL]
+    return kept, dropped
+
+
+def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dict) -> dict:
+    from .verify import measure_exports
+
+    kept, dropped = eval_languages(ctx)
+    original = ctx.loaded.tokenizer
+    tokenizers = {"before": original, "after": tokenizer}
+    gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
+    results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
+                              ctx.options.reps, ctx.options.threads)
+    results["quality"] = {
+        "pytorch fp32": {side: _torch_quality(model, tokenizers[side], ctx.corpus, kept + dropped)
+                         for side, model in (("before", ctx.loaded.model), ("after", pruned))},
+        **results["quality"],
+    }
+    key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
+    results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
+    if cuts.tokens:
+        from ..cuts.vocab import tokenization_agreement
+
+        results["tokenization"] = {
+            lang: tokenization_agreement(original, tokenizer, cuts.tokens, ctx.corpus.texts[lang]["evaluation"])
+            for lang in kept
+        }
+    return results
+
+
+def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[str], before: dict, after: dict,
+                   key: str) -> dict:
+    """Quality (and, with a trimmed vocabulary, tokenization) on text the selection never read."""
+    from ..data.outside_text import KINDS, outside_corpora
+    from .verify import outside_quality
+
+    corpora = outside_corpora(kept, dropped)
+    out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
+           "quality": outside_quality(corpora, tokenizers, key, before, after)}
+    if cuts.tokens:
+        from ..cuts.vocab import tokenization_agreement
+
+        out["tokenization"] = {source: {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], cuts.tokens,
+                                                                     corpus.texts[lang]["evaluation"])
+                                        for lang in kept if lang in corpus.languages}
+                               for source, corpus in corpora.items()}
+    return out
+
+
+def _torch_quality(model, tokenizer, corpus, langs) -> dict:
+    torch.set_num_threads(2)
+    scores = score_languages(torch_scorer(model), tokenizer, corpus, "evaluation", langs)
+    return {lang: {"perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte, "tokens": s.tokens} for lang, s in scores.items()}

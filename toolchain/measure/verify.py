@@ -1,0 +1,248 @@
+"""Measure exported models in the real runtimes: quality per language, language fidelity, speed.
+
+Quality and fidelity run in this process. Speed and peak memory run each measurement in a fresh
+worker process (`python -m toolchain.verify speed ...`), so one model's memory or warm caches
+never leak into another's figures; repetitions interleave original and pruned.
+"""
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.corpus import Corpus, encode
+from .evaluate import score_languages
+
+
+@dataclass(frozen=True)
+class Artifact:
+    runtime: str  # "onnxruntime" or "llama.cpp"
+    variant: str  # "fp32", "int8", "int4", "F16", "Q8_0", "Q4_K_M"
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.runtime} {self.variant}"
+
+
+# -- runtimes behind one interface ----------------------------------------------------------
+def scorer(artifact: Artifact):
+    if artifact.runtime == "llama.cpp":
+        from .llamacpp import llama_scorer, open_gguf
+
+        return llama_scorer(open_gguf(artifact.path))
+    from .onnxrt import open_session, ort_scorer
+
+    return ort_scorer(open_session(artifact.path))
+
+
+def greedy(artifact: Artifact):
+    """generate(ids, n_new) -> new ids, greedy, with the runtime's KV cache."""
+    if artifact.runtime == "llama.cpp":
+        from .llamacpp import greedy as llama_greedy
+        from .llamacpp import open_gguf
+
+        llm = open_gguf(artifact.path, n_ctx=1024, logits_all=False)
+        return lambda ids, n_new: llama_greedy(llm, ids, n_new)
+    from .onnxrt import generate, open_session
+
+    session = open_session(artifact.path)
+    return lambda ids, n_new: generate(session, ids, n_new)
+
+
+# -- quality ---------------------------------------------------------------------------------
+def quality(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str]) -> dict[str, dict]:
+    """Perplexity and bits per byte per language on the evaluation split."""
+    scores = score_languages(scorer(artifact), tokenizer, corpus, "evaluation", langs)
+    return {
+        lang: {"perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte, "tokens": s.tokens}
+        for lang, s in scores.items()
+    }
+
+
+def fidelity_prompts(corpus: Corpus, lang: str, words: int = 10) -> list[str]:
+    """The opening words of each evaluation article's body (after its title line)."""
+    prompts = []
+    for doc in corpus.texts[lang]["evaluation"]:
+        body = doc.split("\n", 1)[-1]
+        prompts.append(" ".join(body.split()[:words]) if " " in body else body[: words * 2])
+    return prompts
+
+
+def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_new: int = 24) -> dict[str, dict]:
+    """Share of greedy continuations identified (py3langid) as the prompt's language."""
+    import py3langid
+
+    generate = greedy(artifact)
+    out = {}
+    for lang in langs:
+        samples = []
+        for prompt in fidelity_prompts(corpus, lang):
+            text = tokenizer.decode(generate(encode(tokenizer, prompt), n_new), skip_special_tokens=True)
+            samples.append({"prompt": prompt, "continuation": text, "language": py3langid.classify(text)[0]})
+        out[lang] = {"share": sum(s["language"] == lang for s in samples) / len(samples), "samples": samples}
+    return out
+
+
+# -- speed -----------------------------------------------------------------------------------
+DECODE_TOKENS = 64  # greedy tokens timed after the prompt, per run
+
+
+def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: int) -> dict:
+    """Prefill and decode tokens/s and peak RSS, measured in a fresh process."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"runtime": artifact.runtime, "path": str(artifact.path), "prompt": prompt,
+                   "n_decode": n_decode, "threads": threads}, f)
+    result = subprocess.run([sys.executable, "-m", "toolchain.measure.verify", f.name], capture_output=True, text=True)
+    Path(f.name).unlink()
+    if result.returncode:
+        raise RuntimeError(f"speed worker failed for {artifact.label}: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompts: dict[str, list[int]], n_decode: int = DECODE_TOKENS,
+          threads: tuple[int, ...] = (1, 2), reps: int = 3, progress=None) -> dict:
+    """{label: {threads: {before/after medians and after/before ratios}}}, repetitions interleaved.
+
+    prompts: the same text as each side's tokenizer encodes it (a trimmed vocabulary has its own ids)."""
+    runs = {(label, t, side): [] for label in pairs for t in threads for side in ("before", "after")}
+    for _ in range(reps):
+        for label, (before, after) in pairs.items():
+            for t in threads:
+                for side, artifact in (("before", before), ("after", after)):
+                    runs[(label, t, side)].append(speed_once(artifact, prompts[side], n_decode, t))
+                    if progress:
+                        progress.update(1)
+    table = {}
+    for label in pairs:
+        for t in threads:
+            row = {}
+            for side in ("before", "after"):
+                for key in ("prefill_tps", "decode_tps", "peak_rss_mb"):
+                    row[f"{key}_{side}"] = statistics.median(r[key] for r in runs[(label, t, side)])
+            for key in ("prefill_tps", "decode_tps"):
+                row[f"{key}_ratio"] = row[f"{key}_after"] / row[f"{key}_before"]
+            table.setdefault(label, {})[t] = row
+    return table
+
+
+# -- everything, for a set of exports ----------------------------------------------------------
+def artifact(key: str, files: dict) -> Artifact:
+    """'gguf Q4_K_M' or 'onnx fp32' in an export's file index -> the artifact to run."""
+    runtime = "llama.cpp" if key.startswith("gguf") else "onnxruntime"
+    return Artifact(runtime, key.split()[1], Path(files[key]))
+
+
+def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
+                    gguf_quants: list[str], reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
+    """Quality (kept and dropped languages), fidelity and speed, original against pruned.
+
+    tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
+    trimmed; bits per byte stay comparable). Quality in ONNX Runtime (fp32) and llama.cpp (F16 and
+    each GGUF quantization); fidelity and speed in ONNX Runtime (fp32) and llama.cpp at the last
+    (smallest) quantization."""
+    from tqdm import tqdm
+
+    gguf_quants = [f"gguf {q}" for q in gguf_quants]
+    quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
+    speed_runs = ["onnx fp32"] + gguf_quants[-1:]
+    results = {"languages": {"kept": kept, "dropped": dropped}, "quality": {}, "fidelity": {}}
+    sides = (("before", before), ("after", after))
+    with tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
+        for key in quality_runs:
+            for side, files in sides:
+                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tokenizers[side], corpus,
+                                                                  kept + dropped)
+                bar.update(1)
+    with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
+        for key in speed_runs:
+            for side, files in sides:
+                results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tokenizers[side], corpus, kept)
+                bar.update(1)
+    prompts = speed_prompts(tokenizers, corpus, kept[0])
+    pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
+    with tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
+        results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
+    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": DECODE_TOKENS,
+                              "reps": reps}
+    results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
+    return results
+
+
+def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict) -> dict:
+    """{source: {side: {lang: quality}}} on text from outside the corpus (`outside_text`), in one runtime.
+
+    Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
+    what a trimmed vocabulary costs beyond the corpus it was chosen from."""
+    from tqdm import tqdm
+
+    out = {}
+    with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
+        for source, corpus in corpora.items():
+            for side, files in (("before", before), ("after", after)):
+                out.setdefault(source, {})[side] = quality(artifact(key, files), tokenizers[side], corpus, corpus.languages)
+                bar.update(1)
+    return out
+
+
+def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = 256) -> dict[str, list[int]]:
+    """The text of the original's first n tokens, encoded by each side's tokenizer."""
+    before = tokenizers["before"]
+    ids = encode(before, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
+    text = before.decode(ids, skip_special_tokens=True)
+    return {side: encode(tok, text) for side, tok in tokenizers.items()}
+
+
+def file_size(path: Path) -> int:
+    """Bytes of a model file, with its external-data file for ONNX."""
+    path = Path(path)
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over from
+    the parent across fork and exec, so a worker would report its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def _worker(job: dict) -> dict:
+    prompt, n_decode, threads = job["prompt"], job["n_decode"], job["threads"]
+    if job["runtime"] == "llama.cpp":
+        from .llamacpp import timed_generation
+
+        prefill_s, decode_s = timed_generation(job["path"], prompt, n_decode, threads)
+    else:
+        from .onnxrt import Decoder, open_session
+
+        decoder = Decoder(open_session(job["path"], threads=threads), max_len=len(prompt) + n_decode + 1)
+        prefill_s, decode_s = _timed_ort(decoder, prompt, n_decode)
+    return {"prefill_tps": len(prompt) / prefill_s, "decode_tps": n_decode / decode_s, "peak_rss_mb": peak_rss_mb()}
+
+
+def _timed_ort(decoder, prompt: list[int], n_decode: int) -> tuple[float, float]:
+    import numpy as np
+
+    from .onnxrt import empty_past
+
+    decoder.step(np.asarray([prompt[:8]], dtype=np.int64), 0, empty_past(decoder.session))  # warm-up
+    start = time.perf_counter()
+    logits, past = decoder.step(np.asarray([prompt], dtype=np.int64), 0, empty_past(decoder.session))
+    prefill = time.perf_counter() - start
+    token, position = int(logits.argmax()), len(prompt)
+    start = time.perf_counter()
+    for _ in range(n_decode):
+        logits, past = decoder.step(np.asarray([[token]], dtype=np.int64), position, past)
+        token, position = int(logits.argmax()), position + 1
+    return prefill, time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    print(json.dumps(_worker(json.loads(Path(sys.argv[1]).read_text()))))

@@ -1,0 +1,155 @@
+"""Load a model, offline, as a float32 transformers model with a tokenizer that matches llama.cpp.
+
+Sources: a recipe name (recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
+model directory of a supported family. Nothing is ever downloaded.
+A GGUF's dequantized weights and tokenizer are cached under .cache/hf/, keyed by the file's hash.
+"""
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from ..errors import UserError  # noqa: E402
+from .families import Family, family_of, family_of_gguf  # noqa: E402
+from ..paths import cache_dir, written  # noqa: E402
+from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
+
+
+@dataclass
+class LoadedModel:
+    model: object  # transformers PreTrainedModel, float32, eval mode
+    tokenizer: object  # transformers PreTrainedTokenizerFast
+    family: Family
+    name: str
+    source: Path  # the GGUF file or model directory
+    fingerprint: str
+
+    @property
+    def gguf(self) -> Path | None:
+        return self.source if self.source.suffix == ".gguf" else None
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash, computed once per process for a file that has not changed."""
+    stat = Path(path).stat()
+    return _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+def resolve(source: str | Path | Recipe) -> tuple[str, Path, Recipe | None]:
+    """A recipe name, a GGUF path or a directory -> (name, local path, recipe or None)."""
+    if isinstance(source, Recipe):
+        return source.name, source.source_path(), source
+    text = str(source)
+    if text in available_recipes():
+        recipe = load_recipe(text)
+        return recipe.name, recipe.source_path(), recipe
+    path = Path(text).expanduser()
+    if path.exists():
+        return path.stem if path.is_file() else path.name, path, None
+    if text.endswith(".gguf") or "/" not in text or text.startswith((".", "/", "~")):
+        raise UserError(
+            f"{text!r} is neither a recipe ({', '.join(available_recipes())}) nor an existing file or directory"
+        )
+    raise UserError(
+        f"{text!r} looks like a model hub id, and this tool works offline: download it first "
+        "(for example `huggingface-cli download` on a connected machine) and pass its local directory"
+    )
+
+
+def load(source: str | Path | Recipe) -> LoadedModel:
+    name, path, recipe = resolve(source)
+    if path.is_dir():
+        loaded = _load_hf_dir(path, name)
+    elif path.suffix == ".gguf":
+        loaded = _load_gguf(path, name)
+    else:
+        raise UserError(f"{path} is not a GGUF file or a Hugging Face model directory")
+    if recipe and recipe.family is not loaded.family:
+        raise UserError(f"recipe {recipe.name} says family {recipe.family.name}, the model is {loaded.family.name}")
+    return loaded
+
+
+def _load_hf_dir(path: Path, name: str) -> LoadedModel:
+    config_path = path / "config.json"
+    if not config_path.exists():
+        raise UserError(f"{path} has no config.json: not a Hugging Face model directory")
+    try:
+        family = family_of(json.loads(config_path.read_text()).get("model_type"))
+    except UserError as err:
+        raise UserError(f"{path}: {err}")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise UserError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", local_files_only=True).eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: no usable tokenizer ({err})")
+    fingerprint = _dir_fingerprint(path)
+    return LoadedModel(model, tokenizer, family, name, path, fingerprint)
+
+
+def _dir_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            stat = f.stat()
+            digest.update(f"{f.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def _gguf_architecture(path: Path) -> str:
+    from gguf import GGUFReader, Keys
+
+    try:
+        reader = GGUFReader(str(path))
+    except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
+        raise UserError(f"{path} is not a readable GGUF file ({err})")
+    return reader.fields[Keys.General.ARCHITECTURE].contents()
+
+
+def _load_gguf(path: Path, name: str) -> LoadedModel:
+    arch = _gguf_architecture(path)
+    try:
+        family = family_of_gguf(arch)
+    except UserError as err:
+        raise UserError(f"{path}: {err}")
+    fingerprint = file_sha256(path)[:16]
+    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}"
+    if not (cached / "config.json").exists():
+        _dequantize_to(path, cached)
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    model = AutoModelForCausalLM.from_pretrained(cached, dtype="float32", local_files_only=True).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(cached, local_files_only=True)
+    return LoadedModel(model, tokenizer, family, name, path, fingerprint)
+
+
+def _dequantize_to(path: Path, target: Path) -> None:
+    """Dequantize a GGUF with transformers and save it, with our llama.cpp-exact tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    from .tokenizer import tokenizer_from_gguf
+
+    print(f"Dequantizing {path.name} to float32 (once; cached in {target})")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
+    tokenizer = tokenizer_from_gguf(path)
+    with written(target) as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)

@@ -1,0 +1,57 @@
+"""Model presets: one TOML file per model in recipes/ says where it comes from and how it exports."""
+
+import tomllib
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.util import find_spec
+from pathlib import Path
+
+from ..errors import UserError
+from .families import FAMILIES, Family
+from ..paths import cache_dir, recipes_dir
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    family: Family  # what the model must be; its GGUF architectures and layouts
+    package: str | None = None  # a Python package that ships the GGUF
+    file: str | None = None  # the GGUF's file name in that package
+    assemble: bool = False  # the package ships chunks that its assemble() joins
+    path: str | None = None  # or a local GGUF file / Hugging Face directory
+
+    def source_path(self) -> Path:
+        """The local GGUF file or model directory this recipe names."""
+        if self.path:
+            return Path(self.path).expanduser()
+        spec = find_spec(self.package)
+        if spec is None or spec.origin is None:
+            raise UserError(f"recipe {self.name}: package {self.package!r} is not installed: run `make setup`")
+        if self.assemble:  # the package's assemble() joins its chunks and checks the hash
+            return Path(import_module(self.package).assemble(cache_dir() / "models" / self.file))
+        path = Path(spec.origin).parent / self.file  # found without importing the package's code
+        if not path.exists():
+            raise UserError(f"recipe {self.name}: {path} is missing; reinstall with `make setup`")
+        return path
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.toml"))
+
+
+def load_recipe(name: str) -> Recipe:
+    path = recipes_dir() / f"{name}.toml"
+    if not path.exists():
+        raise UserError(f"no recipe {name!r} (available: {', '.join(available_recipes())})")
+    data = tomllib.loads(path.read_text())
+    source = data.get("source", {})
+    if data.get("family") not in FAMILIES:
+        raise UserError(f"recipe {name}: family {data.get('family')!r} is not one of {', '.join(FAMILIES)}")
+    return Recipe(
+        name=data.get("name", name),
+        family=FAMILIES[data["family"]],
+        package=source.get("package"),
+        file=source.get("file"),
+        assemble=source.get("assemble", False),
+        path=source.get("path"),
+    )

@@ -1,0 +1,98 @@
+"""What an export is asked for (`ExportOptions`, checked before any heavy work) and what its stages
+hand on to each other (`Context`)."""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .data.corpus import available_languages
+from .data.languages import DEFAULT_ANALYSIS, parse_codes
+from .errors import UserError
+from .export.export_gguf import QUANT_KINDS
+from .model.families import LAYOUTS
+from .model.load import LoadedModel, resolve
+
+GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
+ONNX_QUANTS = ("int8", "int4")
+DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
+N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
+NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
+# FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
+# uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
+FFN_STEP = {"uniform": 64, "free": 32}
+
+
+@dataclass
+class ExportOptions:
+    langs: list[str]
+    model: str = "gemma3-270m"
+    heads: float | None = None  # fraction of attention heads to drop
+    ffn: float | None = None  # fraction of FFN neurons to drop
+    tol: float | None = None  # or, for heads and FFN without a fraction: the largest cut keeping
+    #                           every kept language's calibration perplexity within +tol
+    vocab: bool | int = True  # trim the vocabulary to the tokens the kept languages use (an int: at most that many)
+    refit: bool = True  # refit o_proj to the kept heads by least squares (cuts/refit.py)
+    layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
+    quant: list[str] = field(default_factory=lambda: list(GGUF_QUANTS))
+    corpus: str | None = None
+    analysis_langs: list[str] = field(default_factory=lambda: list(DEFAULT_ANALYSIS))
+    out: Path | None = None
+    reps: int = 3
+    threads: tuple[int, ...] = (1, 2)
+    settings: dict = field(default_factory=dict)  # overrides of analyze.Settings
+
+
+@dataclass
+class Context:
+    """What the stages hand on: plain values, built up step by step."""
+
+    options: ExportOptions
+    loaded: LoadedModel
+    corpus: object
+    layout: str
+    timings: dict = field(default_factory=dict)
+
+
+def check_options(options: ExportOptions) -> tuple[str, str]:
+    """Fail fast on bad input, before any heavy work: (model name, layout)."""
+    available = available_languages(options.corpus)
+    options.langs = parse_codes(options.langs, available)
+    options.analysis_langs = parse_codes(options.analysis_langs, available)
+    for name, value in (("HEADS", options.heads), ("FFN", options.ffn)):
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"{name}={value}: the fraction to drop must be in [0, 1)")
+    if options.tol is not None and not 0 < options.tol < 1:
+        raise UserError(f"TOL={options.tol}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
+    if options.heads is None and options.ffn is None and options.tol is None:
+        options.tol = DEFAULT_TOL
+    if not (options.heads or options.ffn or options.tol or options.vocab):
+        raise UserError("nothing to cut: give HEADS, FFN or TOL, or leave VOCAB on")
+    bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
+    if bad:
+        raise UserError(f"unknown QUANT {bad}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+    name, _, recipe = resolve(options.model)
+    layouts = recipe.family.layouts if recipe else LAYOUTS
+    layout = options.layout or ("uniform" if "uniform" in layouts else layouts[0])
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown LAYOUT={layout} (free, uniform)")
+    if layout not in layouts:
+        raise UserError(
+            f"LAYOUT={layout}: the GGUF architecture of {name} loads only {', '.join(layouts)} layouts "
+            f"(llama.cpp's {recipe.family.gguf_arch} graph takes one head count and one FFN width for all layers)"
+        )
+    return name, layout
+
+
+def cuts_heads(options: ExportOptions) -> bool:
+    return bool(options.heads) or (options.heads is None and options.tol is not None)
+
+
+def cuts_ffn(options: ExportOptions) -> bool:
+    return bool(options.ffn) or (options.ffn is None and options.tol is not None)
+
+
+def all_languages(options: ExportOptions) -> list[str]:
+    return list(dict.fromkeys(options.langs + options.analysis_langs))
+
+
+def options_json(options: ExportOptions) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
