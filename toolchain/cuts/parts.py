@@ -33,7 +33,8 @@ class Selection:
 
     @property
     def drop(self) -> list[tuple[int, int]]:
-        return [(layer, i) for layer, n in enumerate(self.sizes) for i in range(n) if i not in set(self.keep[layer])]
+        kept = [set(k) for k in self.keep]
+        return [(layer, i) for layer, n in enumerate(self.sizes) for i in range(n) if i not in kept[layer]]
 
     @property
     def per_layer(self) -> list[int]:
