@@ -10,9 +10,9 @@ from toolchain.analysis.analyze import (
     METHODS, Analysis, CandidateLosses, Settings, activation_frequency, analyze, analyze_cached, masking_deltas,
     mean_loss, token_losses,
 )
-from toolchain.cuts.parts import HEADS, mask_from_drop
 from toolchain.data.corpus import udhr_corpus
 from toolchain.model.families import FAMILIES
+from toolchain.model.parts import HEADS, mask_from_drop
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests.tiny import TINY, tiny_model, tiny_tokenizer
-from toolchain.cuts.parts import HEADS
 from toolchain.errors import UserError
 from toolchain.export.export_gguf import export_gguf, quantize_gguf
 from toolchain.measure.llamacpp import open_gguf, tokenize, vocab_only
+from toolchain.model.parts import HEADS
 
 TEXT = "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience"
 # tiny models: 3 layers of 4 query heads in 2 KV groups
@@ -332,7 +332,7 @@ def perplexity_shift(scores, reference) -> float:
 def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
     from toolchain.data.corpus import udhr_corpus
     from toolchain.data.corpus import encode
-    from toolchain.measure.evaluate import score_languages, torch_scorer
+    from toolchain.data.evaluate import score_languages, torch_scorer
     from toolchain.measure.llamacpp import llama_scorer
 
     keep = [[h for h in range(4) if h != layer % 4] for layer in range(18)]

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.cuts.heads import kv_head_counts
-from toolchain.cuts.parts import HEADS
 from toolchain.data.corpus import encode
+from toolchain.data.evaluate import torch_scorer
 from toolchain.export.export_onnx import export_onnx, quantize_onnx, to_ort_format
-from toolchain.measure.evaluate import torch_scorer
 from toolchain.measure.onnxrt import empty_past, generate, open_session, ort_scorer, run
 from toolchain.model import families
+from toolchain.model.heads import kv_head_counts
+from toolchain.model.parts import HEADS
 
 FAMILIES = list(families.FAMILIES)
 # layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all

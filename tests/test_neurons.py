@@ -9,10 +9,10 @@ import torch
 from tests.test_rewrite import logits_prefill_and_decode, max_diff
 from tests.tiny import tiny_model, tiny_tokenizer
 from toolchain.analysis.neurons import NeuronStats, neuron_scores, neuron_stats_cached, select_neurons
-from toolchain.cuts.parts import NEURONS, mask_from_keep
 from toolchain.data.corpus import Corpus, load_corpus
 from toolchain.errors import UserError
 from toolchain.model import families
+from toolchain.model.parts import NEURONS, mask_from_keep
 
 FAMILIES = list(families.FAMILIES)
 
@@ -211,7 +211,7 @@ def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
 @pytest.mark.real
 @pytest.mark.slow
 def test_pruned_equals_masked_on_gemma_and_scores_beat_random(gemma):
-    from toolchain.measure.evaluate import score_languages, torch_scorer
+    from toolchain.data.evaluate import score_languages, torch_scorer
 
     model, tokenizer = gemma.model, gemma.tokenizer
     widths = NEURONS.sizes(model)

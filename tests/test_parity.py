@@ -3,7 +3,7 @@
 import pytest
 
 from toolchain.data.corpus import udhr_corpus
-from toolchain.measure.evaluate import score_languages, torch_scorer
+from toolchain.data.evaluate import score_languages, torch_scorer
 from toolchain.measure.llamacpp import llama_scorer, open_gguf
 
 LANGS = ["en", "de", "fr", "ru", "zh", "ja", "ar", "hi"]

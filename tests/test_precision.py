@@ -61,7 +61,7 @@ def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fre
     from tests.tiny import tiny_tokenizer
     from toolchain.analysis.analyze import Settings
     from toolchain.data.corpus import udhr_corpus
-    from toolchain.analysis.masking_check import compare_masking, render, top_overlap
+    from toolchain.measure.masking_check import compare_masking, render, top_overlap
 
     monkeypatch.setenv(ENV, forced)
     settings = Settings(("en", "de", "ru"), masking_tokens=48, candidate_top=16)

@@ -7,9 +7,9 @@ import torch
 
 from tests.test_rewrite import DROP, FAMILIES, max_diff
 from tests.tiny import tiny_model
-from toolchain.cuts.parts import HEADS, mask_from_drop
 from toolchain.cuts.refit import head_grams, refit_columns, refit_heads, refitted_heads
 from toolchain.cuts.rewrite import keep_from_drop
+from toolchain.model.parts import HEADS, mask_from_drop
 
 
 def test_refit_recovers_an_exact_linear_dependence():
@@ -52,9 +52,9 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     """One head per layer (18 of 72: the least a uniform GGUF can drop); losses on the evaluation
     split, which the refit never sees."""
     from toolchain.analysis.analyze import language_losses
+    from toolchain.cuts.refit import refit_grams
     from toolchain.data.corpus import load_corpus
     from toolchain.data.corpus import encode
-    from toolchain.cuts.refit import refit_grams
 
     model, tokenizer = gemma.model, gemma.tokenizer
     corpus = load_corpus(["en", "de", "fr", "ru", "zh"], None)

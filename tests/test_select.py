@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from toolchain.cuts.parts import kv_heads_kept
 from toolchain.errors import UserError
+from toolchain.model.parts import kv_heads_kept
 from toolchain.cuts.select import (
     budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, search, select_heads,
 )

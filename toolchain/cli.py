@@ -84,8 +84,8 @@ def cmd_analyze(args) -> None:
     from .analysis.analyze import Settings, analyze, analyze_cached
     from .data.corpus import load_corpus
     from .model.load import load
-    from .paths import export_dir
     from .options import all_languages, check_options
+    from .paths import export_dir
     from .report.plots import heatmap
 
     options = _export_options(args)
@@ -108,14 +108,14 @@ def cmd_analyze(args) -> None:
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     print(f"Wrote {out}/analysis.json and heatmap.png")
     if args.compare_masking:
-        from .analysis.masking_check import compare_masking, render
+        from .measure.masking_check import compare_masking, render
 
         table = render(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
         (out / "masking-check.md").write_text(table)
         print(table)
     if args.against_random:
         from .cuts.refit import refit_grams
-        from .analysis.selectivity import render, selectivity
+        from .measure.selectivity import render, selectivity
 
         budgets = _int_list(args.against_random, "--against-random")
         grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs) if options.refit else None

@@ -7,18 +7,13 @@ from pathlib import Path
 from .data.corpus import available_languages
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
 from .errors import UserError
-from .export.export_gguf import QUANT_KINDS
+from .export.files import GGUF_QUANTS, ONNX_QUANTS
 from .model.families import LAYOUTS
 from .model.load import LoadedModel, resolve
 
-GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
-ONNX_QUANTS = ("int8", "int4")
 DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
-# FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
-# uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
-FFN_STEP = {"uniform": 64, "free": 32}
 
 
 @dataclass

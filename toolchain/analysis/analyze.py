@@ -28,8 +28,8 @@ import torch
 from tqdm import tqdm
 
 from ..data.corpus import Corpus, calibration_ids
-from ..cuts.parts import HEADS, mask_from_drop
-from ..cuts.heads import mask_hook
+from ..model.heads import mask_hook
+from ..model.parts import HEADS, mask_from_drop
 from ..paths import cache_dir, written
 from .precision import output_layer_precision
 

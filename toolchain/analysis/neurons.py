@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from ..data.corpus import Corpus, calibration_ids
-from ..cuts.parts import NEURONS, Selection
 from ..errors import UserError
+from ..model.parts import NEURONS, Selection
 from ..paths import cache_dir, written
 
 METHOD_VERSION = 1  # bump when the statistics change meaning (invalidates caches)

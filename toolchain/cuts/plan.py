@@ -1,4 +1,5 @@
 """Which heads, FFN neurons and tokens go (`run_selection`), and the smaller model that results (`apply_cuts`).
+`ctx` is the export's `options.Context` (options, loaded model, corpus, layout).
 
 FFN neurons first, then heads: each by its fraction, or the largest cut within TOL (`select.search`),
 measured by calibration perplexity together with what is already cut; then the vocabulary.
@@ -10,13 +11,16 @@ from dataclasses import dataclass, replace
 
 from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids
+from ..data.evaluate import Chunk, score_chunks, torch_scorer
 from ..errors import UserError
-from ..measure.evaluate import Chunk, score_chunks, torch_scorer
+from ..model.heads import kv_head_counts
 from ..model.load import LoadedModel
-from ..options import FFN_STEP, Context
-from .heads import kv_head_counts
-from .parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
+from ..model.parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
 from .select import budget_heads, candidate_budgets, drop_costs, search, select_heads
+
+# FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
+# uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
+FFN_STEP = {"uniform": 64, "free": 32}
 
 
 @dataclass
@@ -31,7 +35,7 @@ class Cuts:
     search: dict | None = None  # the tolerance search: baseline and every probe
 
 
-def run_selection(ctx: Context, analysis: Analysis | None, stats, grams=None) -> Cuts:
+def run_selection(ctx, analysis: Analysis | None, stats, grams=None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
     measured together with what is already cut, and refit when `grams` are given), then the vocabulary."""
     options, cuts = ctx.options, Cuts()
@@ -59,7 +63,7 @@ def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
     return ok
 
 
-def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> Selection | None:
+def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
     from ..analysis.neurons import neuron_scores, select_neurons
 
     scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
@@ -69,7 +73,7 @@ def select_ffn(ctx: Context, stats, cuts: Cuts, measure) -> Selection | None:
                   lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", fraction=fraction))
 
 
-def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
+def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
     model, options = ctx.loaded.model, ctx.options
     costs = drop_costs(analysis, options.langs)
     n_kv = kv_head_counts(model)[0]
@@ -83,7 +87,7 @@ def select_head_cut(ctx: Context, analysis: Analysis, cuts: Cuts, measure) -> Se
                   lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", heads=n_drop))
 
 
-def select_vocab(ctx: Context):
+def select_vocab(ctx):
     """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
     from .vocab import frequent_words, predicted_usage, select_tokens, trimmed_vocab
 
@@ -109,7 +113,7 @@ def source_vocab(loaded: LoadedModel):
     return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
 
 
-def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
+def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
     """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked
     (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
 
@@ -134,11 +138,11 @@ def calibration_perplexity(ctx: Context, grams=None, n_tokens: int = 1024):
     return measure
 
 
-def apply_cuts(ctx: Context, cuts: Cuts, grams=None):
+def apply_cuts(ctx, cuts: Cuts, grams=None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
     o_proj refit to the kept heads when `grams` are given."""
-    from .refit import refit_heads
     from ..model.tokenizer import tokenizer_from_vocab
+    from .refit import refit_heads
     from .vocab import trim_embeddings
 
     model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer

@@ -1,6 +1,6 @@
 """A pruned model as files, and back: save it, and rebuild it without the original model.
 
-The cuts themselves are physical (`cuts.Part.prune`: fewer rows and columns, not zeroed weights).
+The cuts themselves are physical (`model.parts.Part.prune`: fewer rows and columns, not zeroed weights).
 A pruned model's config records the original indices it keeps (`kept_heads`, `kept_neurons`, and
 `kept_tokens` for a trimmed vocabulary), from which `load_pruned` rebuilds its shapes.
 """
@@ -8,8 +8,8 @@ A pruned model's config records the original indices it keeps (`kept_heads`, `ke
 from collections.abc import Sequence
 from pathlib import Path
 
-from .parts import pruned_from_config
 from ..errors import UserError
+from ..model.parts import pruned_from_config
 
 
 def keep_from_drop(counts: Sequence[int], drop: Sequence[tuple[int, int]]) -> list[list[int]]:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import numpy as np
 
 from ..analysis.analyze import Analysis
-from .parts import Selection
 from ..errors import UserError
+from ..model.parts import Selection
 
 SPECIFICITY_WEIGHT = 0.25
 

@@ -47,8 +47,8 @@ from functools import lru_cache
 
 import torch
 
-from .parts import _rows
 from ..data.languages import LANGUAGES
+from ..model.parts import _rows
 from ..model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, tokenizer_from_vocab
 
 TOKENS_PER_LANGUAGE = 65536  # default vocabulary size: this many tokens per kept language
@@ -208,7 +208,7 @@ def predicted_usage(model, tokenizer, corpus, langs, tokens: int = 1024, stride:
     and the languages weigh equally. The model spreads probability over the words that could come
     next in that language, so this ranks its vocabulary well beyond the words the text uses.
     """
-    from ..measure.evaluate import chunks
+    from ..data.evaluate import chunks
 
     head = model.get_output_embeddings()
     cap = getattr(model.config, "final_logit_softcapping", None)

@@ -15,8 +15,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import UserError
-from .languages import LANGUAGES, parse_codes
 from ..paths import cache_dir
+from .languages import LANGUAGES, parse_codes
 
 SPLITS = ("calibration", "evaluation")
 EVAL_EVERY = 5

@@ -17,9 +17,9 @@ import re
 import shlex
 from pathlib import Path
 
-from .corpus import Corpus
 from ..errors import UserError
 from ..paths import cache_dir
+from .corpus import Corpus
 
 CHARS = 8000  # characters per kept language and source
 DROPPED_CHARS = 2000  # characters per dropped language and source

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cuts.parts import HEADS
 from ..errors import UserError
 from ..model.families import GGUF_ARCHS, Family, family_of
-from ..cuts.heads import kv_head_counts
-from ..paths import written
+from ..model.heads import kv_head_counts
+from ..model.parts import HEADS
 from ..model.tokenizer import GGUFVocab, vocab_from_hf_tokenizer
+from ..paths import written
 
 QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 

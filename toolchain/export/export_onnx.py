@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from ..cuts.parts import HEADS
-from ..cuts.heads import head_dim, kv_head_counts
+from ..model.heads import head_dim, kv_head_counts
+from ..model.parts import HEADS
 
 OPSET = 18
 ONNX_FILE = "model.onnx"

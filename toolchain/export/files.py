@@ -4,12 +4,16 @@ The original model's files, the "before" of every comparison, are cached by its 
 import json
 from pathlib import Path
 
-from ..options import GGUF_QUANTS, ONNX_QUANTS, Context
 from ..paths import cache_dir, written
+from .export_gguf import QUANT_KINDS
+
+GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
+ONNX_QUANTS = ("int8", "int4")
 
 
-def export_all(ctx: Context, model, tokenizer, folder: Path) -> dict[str, Path]:
-    """ONNX (+ quantized copies asked for, + ORT format) and GGUF F16 (+ quantized) into folder."""
+def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:
+    """ONNX (+ quantized copies asked for, + ORT format) and GGUF F16 (+ quantized) into folder.
+    ctx: the export's `options.Context`."""
     from .export_gguf import export_gguf, quantize_gguf
     from .export_onnx import export_onnx, quantize_onnx, to_ort_format
 
@@ -27,7 +31,7 @@ def export_all(ctx: Context, model, tokenizer, folder: Path) -> dict[str, Path]:
     return files
 
 
-def export_original(ctx: Context) -> dict[str, Path]:
+def export_original(ctx) -> dict[str, Path]:
     """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint."""
     key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}"
     folder = cache_dir() / "exports" / key

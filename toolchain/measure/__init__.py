@@ -1,3 +1,4 @@
-"""Measurements in the real runtimes: perplexity the same way everywhere (`evaluate`), ONNX Runtime
-(`onnxrt`) and llama.cpp (`llamacpp`) behind one scorer, quality, fidelity and speed (`verify`), the
-export's checks original against pruned (`checks`), and re-measuring an export (`bench`)."""
+"""Measurements: ONNX Runtime (`onnxrt`) and llama.cpp (`llamacpp`) behind one scorer, quality,
+fidelity and speed in them (`verify`), the export's checks original against pruned (`checks`),
+re-measuring an export (`bench`), and the benchmarks of the analysis and the selection
+(`masking_check`: candidate against exact masking; `selectivity`: selected against random heads)."""

@@ -4,8 +4,8 @@ runtime, language fidelity, speed, and text beyond the corpus."""
 import torch
 
 from ..cuts.plan import Cuts
+from ..data.evaluate import score_languages, torch_scorer
 from ..options import GGUF_QUANTS, N_DROPPED_EVAL, Context
-from .evaluate import score_languages, torch_scorer
 
 
 def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:

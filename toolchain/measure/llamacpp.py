@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import MAX_TOKENS, nll_from_logits
+from ..data.evaluate import MAX_TOKENS, nll_from_logits
 
 
 def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import nll_from_logits
+from ..data.evaluate import nll_from_logits
 
 
 def open_session(path: str | Path, threads: int | None = None):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.corpus import Corpus, encode
-from .evaluate import score_languages
+from ..data.evaluate import score_languages
 
 
 @dataclass(frozen=True)

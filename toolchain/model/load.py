@@ -16,8 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from ..errors import UserError  # noqa: E402
-from .families import Family, family_of, family_of_gguf  # noqa: E402
 from ..paths import cache_dir, written  # noqa: E402
+from .families import Family, family_of, family_of_gguf  # noqa: E402
 from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
 
 

@@ -7,8 +7,8 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import UserError
-from .families import FAMILIES, Family
 from ..paths import cache_dir, recipes_dir
+from .families import FAMILIES, Family
 
 
 @dataclass(frozen=True)

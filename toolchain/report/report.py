@@ -6,7 +6,6 @@ import statistics
 from pathlib import Path
 
 
-
 PARTS = {"attn_": "attention projections", "ffn_": "FFN"}
 
 
@@ -143,7 +142,6 @@ def _outside_text(report: dict) -> list[str]:
                             "documents tokenized alike"], rows)]
 
 
-
 def markdown_table(header: list[str], rows: list) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
@@ -187,7 +185,7 @@ def _fidelity_rows(results: dict) -> list:
 
 def structure(model) -> dict:
     """Attention heads, FFN neurons and vocabulary size of a model, per layer where they vary."""
-    from ..cuts.parts import HEADS, NEURONS
+    from ..model.parts import HEADS, NEURONS
 
     return {"heads_per_layer": HEADS.sizes(model), "ffn_per_layer": NEURONS.sizes(model),
             "vocabulary": int(model.get_input_embeddings().weight.shape[0]),

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .analyze import Settings, masking_chunks, masking_deltas, spearman
+from ..analysis.analyze import Settings, masking_chunks, masking_deltas, spearman
+from ..analysis.precision import output_layer_precision
 from ..data.corpus import Corpus
-from ..cuts.parts import HEADS
-from .precision import output_layer_precision
+from ..model.parts import HEADS
 from ..report.report import markdown_table
 
 TOP = 8

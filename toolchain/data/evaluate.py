@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.corpus import Corpus, encode
+from .corpus import Corpus, encode
 
 MAX_TOKENS = 512
 

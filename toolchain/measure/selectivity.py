@@ -13,14 +13,14 @@ import math
 import numpy as np
 from tqdm import tqdm
 
-from .analyze import Analysis, language_losses
+from ..analysis.analyze import Analysis, language_losses
+from ..cuts.refit import refitted_heads
+from ..cuts.select import drop_costs, random_selection, select_heads
 from ..data.corpus import Corpus
 from ..data.corpus import encode
-from ..cuts.parts import HEADS
-from ..cuts.heads import kv_head_counts
-from ..cuts.refit import refitted_heads
+from ..model.heads import kv_head_counts
+from ..model.parts import HEADS
 from ..report.report import markdown_table
-from ..cuts.select import drop_costs, random_selection, select_heads
 
 LAYOUT = "free"  # any count per layer: the comparison runs in PyTorch, not in a GGUF graph
 
