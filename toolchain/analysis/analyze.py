@@ -28,7 +28,6 @@ import torch
 from tqdm import tqdm
 
 from ..data.corpus import Corpus, calibration_ids
-from ..model.heads import mask_hook
 from ..model.parts import HEADS, mask_from_drop
 from ..paths import cache_dir, written
 from .precision import output_layer_precision
@@ -351,16 +350,12 @@ def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: s
         for layer, n in enumerate(counts):
             if layers is not None and layer not in layers:
                 continue
-            attn = HEADS.modules(model)[layer]
             for head in range(n):
-                mask = torch.ones(n)
-                mask[head] = 0
-                hook = attn.o_proj.register_forward_pre_hook(mask_hook(mask, attn.head_dim))
-                try:
-                    with layers_from(model, layer):
-                        hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
-                finally:
-                    hook.remove()
+                mask = [None] * len(counts)
+                mask[layer] = torch.ones(n)
+                mask[layer][head] = 0
+                with HEADS.masked(model, mask), layers_from(model, layer):  # hooks first, on every layer
+                    hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
                 deltas[:, layer, head] = (per_language(losses(hidden.last_hidden_state[:, :-1])) - base).numpy()
                 if progress:
                     progress.update(1)

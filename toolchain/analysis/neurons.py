@@ -1,6 +1,6 @@
 """What FFN neurons are worth per language, and which go under a layout.
 
-Addressing, masking and pruning are the cut interface's (`cuts.NEURONS`: neuron j is row j of
+Addressing, masking and pruning are the cut interface's (`model.parts.NEURONS`: neuron j is row j of
 gate_proj and up_proj and column j of down_proj). Per language, on calibration text, each neuron gets
 - its activation frequency: the share of tokens with act(gate_proj(x))_j > 0 (LAPE, "Unraveling
   Babel"), and the LAPE entropy of those frequencies across languages (low: language-specific);

@@ -10,7 +10,7 @@ least-squares fit on calibration text moves that part into the kept heads' colum
 
 where G = E[x x^T] is the second moment of the o_proj input on calibration text and x_K, x_R are
 the kept and dropped heads' slices of it. Only the kept columns change; the pruned model keeps
-the shape that `rewrite.prune_heads` gives it.
+the shape that `HEADS.prune` gives it.
 """
 
 from collections.abc import Sequence
@@ -67,7 +67,7 @@ def refit_columns(weight: torch.Tensor, gram: torch.Tensor, keep: torch.Tensor, 
 def refit_heads(model, drop: Sequence[tuple[int, int]], grams: Sequence[torch.Tensor]) -> None:
     """In place: each layer's o_proj columns of kept heads absorb what its dropped heads carried.
 
-    Call before `prune_heads` (which then removes the dropped columns), or with the heads masked."""
+    Call before `HEADS.prune` (which then removes the dropped columns), or with the heads masked."""
     for layer, attn in enumerate(HEADS.modules(model)):
         dropped = sorted(h for l, h in drop if l == layer)
         if not dropped:

@@ -29,8 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import gguf
 import numpy as np
 import torch
+from gguf import GGUFReader, GGUFValueType, Keys
 
 from ..errors import UserError
 from ..model.families import GGUF_ARCHS, Family, family_of
@@ -42,36 +44,22 @@ from ..paths import written
 QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
 
 
-def _shape_keys(arch: str) -> set[str]:
-    """Keys describing the network's shape, always written from the model: a source GGUF's values
-    are not copied for these (they may no longer hold), nor for its rope scaling."""
-    from gguf import Keys
-
-    llm, attention, rope = Keys.LLM, Keys.Attention, Keys.Rope
-    keys = [llm.CONTEXT_LENGTH, llm.EMBEDDING_LENGTH, llm.BLOCK_COUNT, llm.FEED_FORWARD_LENGTH, llm.VOCAB_SIZE,
-            llm.FINAL_LOGIT_SOFTCAPPING, attention.HEAD_COUNT, attention.HEAD_COUNT_KV, attention.KEY_LENGTH,
-            attention.VALUE_LENGTH, attention.LAYERNORM_RMS_EPS, attention.SLIDING_WINDOW, rope.FREQ_BASE,
-            rope.DIMENSION_COUNT]
-    keys += [value for name, value in vars(rope).items() if name.startswith("SCALING_")]
-    return {key.format(arch=arch) for key in keys}
-
-
-def _file_keys() -> set[str]:
-    """general.* keys that describe the file rather than the model: never copied."""
-    from gguf import Keys
-
-    general = Keys.General
-    return {general.ARCHITECTURE, general.FILE_TYPE, general.QUANTIZATION_VERSION, general.ALIGNMENT, general.SIZE_LABEL}
-
-
-def _vocab_keys() -> dict[str, str]:
-    """The tokenizer keys written from the vocabulary itself (ids depend on which tokens are kept):
-    key -> GGUFVocab attribute (None for the lists)."""
-    from gguf import Keys
-
-    t = Keys.Tokenizer
-    return {t.LIST: None, t.TOKEN_TYPE: None, t.SCORES: None, t.MERGES: None,
-            t.BOS_ID: "bos_id", t.EOS_ID: "eos_id", t.UNK_ID: "unk_id", t.PAD_ID: "pad_id"}
+# Keys describing the network's shape, always written from the model: a source GGUF's values are
+# not copied for these (they may no longer hold), nor for its rope scaling. Templates over {arch}.
+_SHAPE_KEYS = (
+    Keys.LLM.CONTEXT_LENGTH, Keys.LLM.EMBEDDING_LENGTH, Keys.LLM.BLOCK_COUNT, Keys.LLM.FEED_FORWARD_LENGTH,
+    Keys.LLM.VOCAB_SIZE, Keys.LLM.FINAL_LOGIT_SOFTCAPPING, Keys.Attention.HEAD_COUNT, Keys.Attention.HEAD_COUNT_KV,
+    Keys.Attention.KEY_LENGTH, Keys.Attention.VALUE_LENGTH, Keys.Attention.LAYERNORM_RMS_EPS,
+    Keys.Attention.SLIDING_WINDOW, Keys.Rope.FREQ_BASE, Keys.Rope.DIMENSION_COUNT,
+    *(value for name, value in vars(Keys.Rope).items() if name.startswith("SCALING_")),
+)
+# general.* keys that describe the file rather than the model: never copied.
+_FILE_KEYS = {Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE, Keys.General.QUANTIZATION_VERSION,
+              Keys.General.ALIGNMENT, Keys.General.SIZE_LABEL}
+# Tokenizer keys written from the vocabulary itself (ids depend on which tokens are kept), never copied.
+_VOCAB_IDS = {Keys.Tokenizer.BOS_ID: "bos_id", Keys.Tokenizer.EOS_ID: "eos_id", Keys.Tokenizer.UNK_ID: "unk_id",
+              Keys.Tokenizer.PAD_ID: "pad_id"}
+_VOCAB_KEYS = {Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.SCORES, Keys.Tokenizer.MERGES, *_VOCAB_IDS}
 
 
 def layer_shapes(model) -> tuple[list[int], list[int], list[int]]:
@@ -115,8 +103,6 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
     arch: the llama.cpp architecture; by default the family's own when every layer has the same
     shapes, else its per-layer one (`deci` for Llama).
     """
-    import gguf
-
     family = family_of(model.config.model_type)
     heads, kv, ffn = layer_shapes(model)
     head_dim = model.model.layers[0].self_attn.head_dim
@@ -142,7 +128,7 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
 
     with written(Path(out_path)) as partial:
         writer = gguf.GGUFWriter(partial, arch)
-        _write_general(writer, model, named=gguf.Keys.General.NAME in fields)
+        _write_general(writer, model, named=Keys.General.NAME in fields)
         _write_shapes(writer, model, family, arch, heads, kv, ffn)
         _write_vocab(writer, vocab, settings=source_gguf is None)
         _copy_source_fields(writer, fields, family, arch, renumber)
@@ -157,8 +143,6 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
 
 def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
     """A GGUF's metadata as key -> (value, type, array item type); strings stay raw bytes."""
-    from gguf import GGUFReader, GGUFValueType as T
-
     try:
         reader = GGUFReader(str(path))
     except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
@@ -168,16 +152,16 @@ def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
         if key.startswith("GGUF.") or not field.types:
             continue
         kind = field.types[0]
-        if kind == T.ARRAY:
+        if kind == GGUFValueType.ARRAY:
             item = field.types[-1]
             if len(field.types) > 2:
                 continue  # nested arrays: no tokenizer or general key uses them
-            if item == T.STRING:
+            if item == GGUFValueType.STRING:
                 value = [bytes(field.parts[i]) for i in field.data]
             else:
                 value = np.concatenate([field.parts[i] for i in field.data]).tolist() if field.data else []
             out[key] = (value, kind, item)
-        elif kind == T.STRING:
+        elif kind == GGUFValueType.STRING:
             out[key] = (bytes(field.parts[field.data[0]]), kind, None)
         else:
             out[key] = (field.parts[field.data[0]][0].item(), kind, None)
@@ -185,8 +169,6 @@ def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
 
 
 def _source_vocab(fields: dict, source: Path) -> GGUFVocab:
-    from gguf import Keys
-
     if Keys.Tokenizer.LIST not in fields:
         raise UserError(f"{source} has no tokenizer ({Keys.Tokenizer.LIST})")
 
@@ -205,10 +187,8 @@ def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumbe
     """The source GGUF's tokenizer, general and architecture keys that still hold and that the
     model's own were not written for, renamed for `arch`; with a trimmed vocabulary, token ids
     renumbered (a key naming a dropped token is left out)."""
-    from gguf import Keys
-
     source_arch = fields.get(Keys.General.ARCHITECTURE, (b"",))[0].decode()
-    skip = _file_keys() | set(_vocab_keys()) | _shape_keys(source_arch)
+    skip = _FILE_KEYS | _VOCAB_KEYS | {key.format(arch=source_arch) for key in _SHAPE_KEYS}
     for key, (value, kind, item) in fields.items():
         if key in skip:
             continue
@@ -245,8 +225,8 @@ def _write_vocab(writer, vocab: GGUFVocab, settings: bool) -> None:
         writer.add_token_scores([float(s) for s in vocab.scores])
     if vocab.merges is not None:
         writer.add_token_merges(vocab.merges)
-    for key, attr in _vocab_keys().items():
-        if attr and getattr(vocab, attr) is not None:
+    for key, attr in _VOCAB_IDS.items():
+        if getattr(vocab, attr) is not None:
             writer.add_uint32(key, int(getattr(vocab, attr)))
     if settings:
         writer.add_tokenizer_model(vocab.model)
@@ -262,8 +242,6 @@ def _write_vocab(writer, vocab: GGUFVocab, settings: bool) -> None:
 def _write_general(writer, model, named: bool) -> None:
     """File type F16, quantization version, a size label for the pruned parameter count, and a
     name unless the source GGUF has one."""
-    import gguf
-
     writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_size_label(gguf.size_label(sum(p.numel() for p in model.parameters()), 0, 0, 0))
@@ -273,8 +251,6 @@ def _write_general(writer, model, named: bool) -> None:
 
 def _write_shapes(writer, model, family: Family, arch: str, heads, kv, ffn) -> None:
     """The architecture keys llama.cpp reads for this model's shapes and attention settings."""
-    import gguf
-
     config = model.config
     head_dim = model.model.layers[0].self_attn.head_dim
     per_layer = GGUF_ARCHS[arch].per_layer
@@ -313,8 +289,6 @@ def _rope_scaling(config, family: Family) -> str | None:
 
 def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.ndarray]]:
     """(GGUF name, array) for every weight: F16 matrices, F32 vectors, in llama.cpp's conventions."""
-    import gguf
-
     by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
     names = gguf.get_tensor_name_map(by_name[arch], model.config.num_hidden_layers)
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight

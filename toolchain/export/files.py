@@ -23,8 +23,7 @@ def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:
         dst = folder / f"onnx-{kind}" / "model.onnx"
         files[f"onnx {kind}"] = quantize_onnx(files["onnx fp32"], dst, kind)
         files[f"ort {kind}"] = to_ort_format(dst)
-    gguf_dir = folder / "gguf"
-    gguf_dir.mkdir(parents=True, exist_ok=True)
+    gguf_dir = folder / "gguf"  # the writers make their folders
     files["gguf F16"] = export_gguf(model, loaded.gguf, tokenizer, gguf_dir / "model-F16.gguf")
     for kind in (q for q in quant if q in GGUF_QUANTS):
         files[f"gguf {kind}"] = quantize_gguf(files["gguf F16"], gguf_dir / f"model-{kind}.gguf", kind)

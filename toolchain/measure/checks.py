@@ -4,7 +4,7 @@ runtime, language fidelity, speed, and text beyond the corpus."""
 import torch
 
 from ..cuts.plan import Cuts
-from ..data.evaluate import score_languages, torch_scorer
+from ..data.evaluate import torch_scorer
 from ..options import GGUF_QUANTS, N_DROPPED_EVAL, Context
 
 
@@ -15,28 +15,23 @@ def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
 
 
 def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dict) -> dict:
-    from .verify import measure_exports
+    from .verify import measure_exports, quality
 
     kept, dropped = eval_languages(ctx)
-    original = ctx.loaded.tokenizer
-    tokenizers = {"before": original, "after": tokenizer}
+    tokenizers = {"before": ctx.loaded.tokenizer, "after": tokenizer}
     gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
     results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
                               ctx.options.reps, ctx.options.threads)
+    torch.set_num_threads(2)
     results["quality"] = {
-        "pytorch fp32": {side: _torch_quality(model, tokenizers[side], ctx.corpus, kept + dropped)
+        "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept + dropped)
                          for side, model in (("before", ctx.loaded.model), ("after", pruned))},
         **results["quality"],
     }
     key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
     results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
     if cuts.tokens:
-        from ..cuts.vocab import tokenization_agreement
-
-        results["tokenization"] = {
-            lang: tokenization_agreement(original, tokenizer, cuts.tokens, ctx.corpus.texts[lang]["evaluation"])
-            for lang in kept
-        }
+        results["tokenization"] = _agreement(tokenizers, cuts.tokens, ctx.corpus, kept)
     return results
 
 
@@ -50,16 +45,13 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
            "quality": outside_quality(corpora, tokenizers, key, before, after)}
     if cuts.tokens:
-        from ..cuts.vocab import tokenization_agreement
-
-        out["tokenization"] = {source: {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], cuts.tokens,
-                                                                     corpus.texts[lang]["evaluation"])
-                                        for lang in kept if lang in corpus.languages}
-                               for source, corpus in corpora.items()}
+        out["tokenization"] = {source: _agreement(tokenizers, cuts.tokens, corpus, kept) for source, corpus in corpora.items()}
     return out
 
 
-def _torch_quality(model, tokenizer, corpus, langs) -> dict:
-    torch.set_num_threads(2)
-    scores = score_languages(torch_scorer(model), tokenizer, corpus, "evaluation", langs)
-    return {lang: {"perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte, "tokens": s.tokens} for lang, s in scores.items()}
+def _agreement(tokenizers: dict, tokens: list[int], corpus, langs: list[str]) -> dict:
+    """Per language the corpus has: how the trimmed tokenizer agrees with the original on its evaluation text."""
+    from ..cuts.vocab import tokenization_agreement
+
+    return {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], tokens, corpus.texts[lang]["evaluation"])
+            for lang in langs if lang in corpus.languages}

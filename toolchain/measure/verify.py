@@ -55,9 +55,10 @@ def greedy(artifact: Artifact):
 
 
 # -- quality ---------------------------------------------------------------------------------
-def quality(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str]) -> dict[str, dict]:
-    """Perplexity and bits per byte per language on the evaluation split."""
-    scores = score_languages(scorer(artifact), tokenizer, corpus, "evaluation", langs)
+def quality(score, tokenizer, corpus: Corpus, langs: list[str]) -> dict[str, dict]:
+    """Perplexity and bits per byte per language on the evaluation split, by `score(ids) -> nll sum`
+    (`scorer(artifact)` for a runtime, `evaluate.torch_scorer(model)` for PyTorch)."""
+    scores = score_languages(score, tokenizer, corpus, "evaluation", langs)
     return {
         lang: {"perplexity": s.perplexity, "bits_per_byte": s.bits_per_byte, "tokens": s.tokens}
         for lang, s in scores.items()
@@ -155,7 +156,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     with tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
-                results["quality"].setdefault(key, {})[side] = quality(artifact(key, files), tokenizers[side], corpus,
+                results["quality"].setdefault(key, {})[side] = quality(scorer(artifact(key, files)), tokenizers[side], corpus,
                                                                   kept + dropped)
                 bar.update(1)
     with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
@@ -184,7 +185,7 @@ def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, befo
     with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for source, corpus in corpora.items():
             for side, files in (("before", before), ("after", after)):
-                out.setdefault(source, {})[side] = quality(artifact(key, files), tokenizers[side], corpus, corpus.languages)
+                out.setdefault(source, {})[side] = quality(scorer(artifact(key, files)), tokenizers[side], corpus, corpus.languages)
                 bar.update(1)
     return out
 

@@ -6,7 +6,7 @@ architectures the GGUF export writes are a table too, as gguf-py keeps its own.
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..errors import UserError
 
@@ -75,12 +75,15 @@ class Family:
     rope_scalings: tuple[str, ...] = ("linear",)  # rope scaling kinds the GGUF export writes
     check_gguf: Callable | None = None  # check_gguf(config): refuse settings the llama.cpp graph hard-codes
     gguf_metadata: Callable | None = None  # gguf_metadata(writer, config): keys only this family's graph reads
-    gguf_archs: tuple[str, ...] = field(init=False)  # the two above
-    layouts: tuple[str, ...] = field(init=False)  # "uniform" counts for all layers, "free" per-layer counts
 
-    def __post_init__(self):
-        object.__setattr__(self, "gguf_archs", tuple(a for a in (self.gguf_arch, self.free_gguf_arch) if a))
-        object.__setattr__(self, "layouts", ("uniform", "free") if self.free_gguf_arch else ("uniform",))
+    @property
+    def gguf_archs(self) -> tuple[str, ...]:
+        return tuple(a for a in (self.gguf_arch, self.free_gguf_arch) if a)
+
+    @property
+    def layouts(self) -> tuple[str, ...]:
+        """"uniform" (one count for all layers) always; "free" (per-layer counts) with a per-layer architecture."""
+        return ("uniform", "free") if self.free_gguf_arch else ("uniform",)
 
 
 FAMILIES = {

@@ -5,7 +5,7 @@ Both have one shape. Unit i of a layer is a slice of rows of the projections tha
 of the projection that consumes it (`o_proj`, `down_proj`). So one forward pre-hook on the
 consumer reads or scales units (`Part.hooked`, `Part.masked`), pruning takes rows and columns
 (`Part.prune`), and the pruned model's config records the original indices it keeps
-(`kept_heads`, `kept_neurons`), from which `restore` rebuilds its shapes.
+(`kept_heads`, `kept_neurons`), from which `pruned_from_config` rebuilds its shapes.
 
 What each unit is worth (`analyze` for heads, `neurons` for FFN neurons) and which go under a
 layout (`select`) stay apart from this. The vocabulary is a cut too, but not per layer, and it
@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
-from .hooks import input_hooks
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Selection:
     keep: list[list[int]]
     sizes: list[int]  # units per layer before the cut
     layout: str
-    cost: float = 0.0  # the selection's own measure of what it gives up (lower: cheaper)
+    cost: float | None = None  # what the selection gives up by its own measure, where it has one (heads)
 
     @property
     def drop(self) -> list[tuple[int, int]]:
@@ -77,9 +76,14 @@ class Part:
         return input_hooks([self.consumer(m) for m in modules], on_input)
 
     @contextmanager
-    def masked(self, model, mask: Sequence[torch.Tensor]):
-        """Scale each unit's output by mask[layer][unit] (0 removes it; a requires-grad mask differentiates)."""
-        with self.hooked(model, lambda layer, x: x * mask[layer].to(x.dtype)[:, None]):
+    def masked(self, model, mask: Sequence[torch.Tensor | None]):
+        """Scale each unit's output by mask[layer][unit] (0 removes it; a requires-grad mask
+        differentiates); a layer whose mask is None runs as it is."""
+
+        def scale(layer: int, x: torch.Tensor) -> torch.Tensor | None:
+            return None if mask[layer] is None else x * mask[layer].to(x.dtype)[:, None]
+
+        with self.hooked(model, scale):
             yield
 
     def prune(self, model, keep: Sequence[Sequence[int]]):
@@ -100,6 +104,25 @@ class Part:
         previous = getattr(model.config, self.config_key, None) or [list(range(n)) for n in sizes]
         setattr(model.config, self.config_key, [[previous[layer][i] for i in sorted(k)] for layer, k in enumerate(keep)])
         return model
+
+
+@contextmanager
+def input_hooks(modules: Sequence[torch.nn.Module], fn: Callable[[int, torch.Tensor], torch.Tensor | None]):
+    """Call fn(i, x) with the first input x of modules[i] before it runs; a returned tensor replaces x."""
+
+    def make_hook(i: int):
+        def hook(_module, args):
+            out = fn(i, args[0])
+            return None if out is None else (out, *args[1:])
+
+        return hook
+
+    handles = [module.register_forward_pre_hook(make_hook(i)) for i, module in enumerate(modules)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def mask_from_keep(sizes: Sequence[int], keep: Sequence[Sequence[int]]) -> list[torch.Tensor]:

@@ -136,8 +136,7 @@ def _outside_text(report: dict) -> list[str]:
                          f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
     return ["## Beyond the corpus",
             f"Text that no selection reads (about {CHARS} characters per kept language and source, {DROPPED_CHARS} per "
-            f"dropped one, drawn evenly over "
-            f"each package), from {sources}; in {outside['file']}.",
+            f"dropped one, drawn evenly over each package), from {sources}; in {outside['file']}.",
             markdown_table(["source", "language", "tokens before", "after", "change", "bpb before", "bpb after", "change",
                             "documents tokenized alike"], rows)]
 
