@@ -19,7 +19,7 @@ OUTSIDE := .cache/outside/.unpacked
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-vocab languages clean
 
 setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -71,6 +71,11 @@ bench-masking:
 BUDGETS ?= 2,4,9,18
 bench-selection:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
+
+# The vocabulary trim at several sizes: file size, decode speed-up, agreement and bits per byte beyond the corpus.
+SIZES ?= 16384,32768,65536,default
+bench-vocab:
+	$(PY) -m toolchain.cli bench-vocab --langs $(LANGS) --model $(MODEL) --sizes $(SIZES)
 
 test:
 	$(PY) -m pytest

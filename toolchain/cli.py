@@ -132,6 +132,23 @@ def cmd_bench(args) -> None:
         _print_summary(rows)
 
 
+def cmd_bench_vocab(args) -> None:
+    from .data.corpus import load_corpus
+    from .measure.vocab_frontier import write_frontier
+    from .model.load import load
+    from .options import Context, check_options
+    from .paths import frontier_dir
+
+    options = _export_options(args)
+    name, layout = check_options(options)
+    sizes = [None if s == "default" else _int_list(s, "--sizes")[0] for s in _split(args.sizes)]
+    threads = tuple(_int_list(args.threads, "--threads"))
+    ctx = Context(options, load(options.model), load_corpus(options.langs, options.corpus), layout)
+    out = Path(args.out or frontier_dir(name, options.langs))
+    print(write_frontier(ctx, sizes, out, threads, args.reps).read_text())
+    print(f"Wrote {out}/vocab-frontier.md and .json")
+
+
 def _int_list(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in _split(text)]
@@ -188,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="re-measure existing exports against their originals")
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-vocab", help="the vocabulary trim at several sizes: size, decode speed-up, agreement "
+                       "and bits per byte beyond the corpus (vocab-frontier.md)")
+    _add_export_arguments(p)
+    p.add_argument("--sizes", default="16384,32768,65536,default", help="vocabulary sizes in tokens, or default")
+    p.add_argument("--threads", default="2", help="threads for the decode speed-up, e.g. 1,2")
+    p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
+    p.set_defaults(func=cmd_bench_vocab)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")

@@ -18,6 +18,11 @@ def export_dir() -> Path:
     return Path(os.environ.get("LANGPRUNE_EXPORTS", REPO_ROOT / "exported"))
 
 
+def frontier_dir(model_name: str, langs: list[str]) -> Path:
+    """Where `make bench-vocab` writes the vocabulary frontier of a model and kept languages."""
+    return export_dir() / f"vocab-frontier-{model_name}-{'-'.join(langs)}"
+
+
 def recipes_dir() -> Path:
     return Path(os.environ.get("LANGPRUNE_RECIPES", REPO_ROOT / "recipes"))
 

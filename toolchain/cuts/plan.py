@@ -89,16 +89,26 @@ def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection |
 
 def select_vocab(ctx):
     """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
-    from .vocab import frequent_words, predicted_usage, select_tokens, trimmed_vocab
+    size = None if ctx.options.vocab is True else ctx.options.vocab
+    return trim_vocab(*vocab_evidence(ctx), ctx.corpus, ctx.options.langs, size)
 
-    loaded, langs, size = ctx.loaded, ctx.options.langs, ctx.options.vocab
-    size = None if size is True else size
-    vocab = source_vocab(loaded)
+
+def vocab_evidence(ctx):
+    """(the source vocabulary, the model's predicted usage of each token on the kept languages' text)."""
+    from .vocab import frequent_words, predicted_usage
+
+    loaded, langs = ctx.loaded, ctx.options.langs
     for lang in (lang for lang in langs if not frequent_words(lang, 1)):
         print(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
               "model's own predictions only, and may not hold on other text")
-    usage = predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)  # ranks tokens beyond the corpus
-    selection = select_tokens(vocab, ctx.corpus, langs, size, usage)
+    return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
+
+
+def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None):
+    """`select_vocab` for one size (None: the default), from `vocab_evidence`."""
+    from .vocab import select_tokens, trimmed_vocab
+
+    selection = select_tokens(vocab, corpus, langs, size, usage)
     if size is not None and len(selection.kept) > size:
         raise UserError(f"VOCAB={size}: the kept languages need at least {len(selection.kept)} tokens (their corpus's "
                         "tokens, their scripts' characters, bytes and control tokens); raise VOCAB or say VOCAB=on")

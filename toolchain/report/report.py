@@ -3,6 +3,7 @@
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 
 
@@ -202,7 +203,8 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "structure": {"before": structure(ctx.loaded.model), "after": structure(pruned)},
         "heads": {"kept_heads": cuts.heads.keep, "dropped": cuts.heads.drop} if cuts.heads else None,
         "ffn": {"kept_neurons": cuts.neurons.keep} if cuts.neurons else None,
-        "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
+        "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts,
+                  "frontier": _frontier(ctx.loaded.name, ctx.options.langs)} if cuts.tokens else None,
         "tolerance_search": cuts.search,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
                                   "languages": analysis.languages, "precision": analysis.precision},
@@ -214,6 +216,29 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
     }
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (folder / "report.md").write_text(render(report))
+
+
+def _frontier(model_name: str, langs: list[str]) -> dict | None:
+    """The vocabulary frontier `make bench-vocab` measured for this model and these languages, if any."""
+    from ..paths import frontier_dir
+
+    path = frontier_dir(model_name, langs) / "vocab-frontier.md"
+    if not path.exists():
+        return None
+    return {"file": str(path), "measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
+            "table": path.read_text().split("\n\n", 1)[-1]}
+
+
+def _frontier_text(report: dict) -> list[str]:
+    if not report.get("vocab"):
+        return []
+    frontier = report["vocab"].get("frontier")
+    if not frontier:
+        return ["## Vocabulary size frontier", "Not measured for this model and these languages: `make bench-vocab "
+                f"LANGS={','.join(report['languages']['kept'])}` exports the trim at several sizes and measures file "
+                "size, decode speed-up, and tokens and bits per byte beyond the corpus; the next export's report shows it."]
+    return ["## Vocabulary size frontier", f"From `make bench-vocab` ({frontier['file']}, {frontier['measured']}):",
+            frontier["table"]]
 
 
 def _weight_rows(ceil: dict) -> list:
@@ -303,6 +328,7 @@ def render(report: dict) -> str:
         markdown_table(["weights read per token", "MB before", "MB after", "share after", "types after"],
                        _weight_rows(ceil)),
         *_outside_text(report),
+        *_frontier_text(report),
         "## Quality per language",
         markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"], _quality_rows(report)),
         "## Language fidelity (greedy continuations identified as the prompt's language)",
