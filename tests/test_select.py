@@ -74,8 +74,9 @@ def test_tolerance_search_finds_the_largest_passing_budget_with_few_probes():
 
     budgets = candidate_budgets(costs(), 1, "free")
     assert budgets[largest_passing(budgets, passes)] == 5
-    assert len(probed) <= 5 and 5 in probed  # the answer was measured
-    assert largest_passing([6, 12, 18], passes) is None
+    assert len(probed) <= 6 and 5 in probed and probed[0] == budgets[0]  # the smallest first; the answer was measured
+    probed.clear()
+    assert largest_passing([6, 12, 18], passes) is None and probed == [6]  # the smallest fails: one probe
     assert largest_passing([1, 2], lambda n: True) == 1
 
 

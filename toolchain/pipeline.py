@@ -5,7 +5,6 @@ into a temporary folder beside the destination that takes its place at the end (
 so a failed or interrupted export leaves nothing half-written and never replaces a good export.
 """
 
-import time
 from pathlib import Path
 
 from .analysis.analyze import Analysis, Settings, analyze_cached
@@ -16,6 +15,7 @@ from .export.files import export_all, export_original
 from .measure.checks import verify
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
+from .timing import timed
 from .paths import export_dir, written
 
 
@@ -51,11 +51,9 @@ def _export_into(ctx: Context, work: Path) -> None:
 
 
 def step(ctx: Context, name: str, fn):
-    start = time.perf_counter()
     print(f"== {name}")
-    out = fn()
-    ctx.timings[name] = round(time.perf_counter() - start, 1)
-    return out
+    with timed(ctx.timings, name):
+        return fn()
 
 
 # -- analyze -----------------------------------------------------------------------------------

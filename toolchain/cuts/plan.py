@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..model.heads import kv_head_counts
 from ..model.load import LoadedModel
 from ..model.parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
+from ..timing import timed
 from .select import budget_heads, candidate_budgets, drop_costs, search, select_heads
 
 # FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
@@ -38,16 +39,20 @@ class Cuts:
 def run_selection(ctx, analysis: Analysis | None, stats, grams=None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
     measured together with what is already cut, and refit when `grams` are given), then the vocabulary."""
-    options, cuts = ctx.options, Cuts()
+    options, cuts, seconds = ctx.options, Cuts(), ctx.timings
     measure = calibration_perplexity(ctx, grams)
     if options.tol is not None:
-        cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
+        with timed(seconds, "select: baseline"):
+            cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
     if stats is not None:
-        cuts.neurons = select_ffn(ctx, stats, cuts, measure)
+        with timed(seconds, "select: FFN"):
+            cuts.neurons = select_ffn(ctx, stats, cuts, measure)
     if analysis is not None:
-        cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
+        with timed(seconds, "select: heads"):
+            cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
-        cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx)
+        with timed(seconds, "select: vocabulary"):
+            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
     return cuts

@@ -129,9 +129,13 @@ def search(select: Callable[[object], Selection], fixed=None, candidates: list =
 def largest_passing(candidates: list, passes: Callable[[object], bool]) -> int | None:
     """Index of the largest candidate that passes (a real measurement each), or None.
 
-    Binary search over ascending candidates: quality falls as the cut grows (nearly always), so
-    about log2(n) probes suffice; the answer is always a candidate that was measured passing."""
-    lo, hi, best = 0, len(candidates) - 1, None
+    Quality falls as the cut grows (nearly always), so: the smallest first (if even it fails,
+    nothing larger passes: one probe, the usual outcome for a small model at a tight TOL), then a
+    binary search over the rest, about log2(n) probes; the answer is always a candidate that was
+    measured passing."""
+    if not candidates or not passes(candidates[0]):
+        return None
+    lo, hi, best = 1, len(candidates) - 1, 0
     while lo <= hi:
         mid = (lo + hi) // 2
         if passes(candidates[mid]):

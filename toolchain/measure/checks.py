@@ -6,6 +6,7 @@ import torch
 from ..cuts.plan import Cuts
 from ..data.evaluate import torch_scorer
 from ..options import GGUF_QUANTS, N_DROPPED_EVAL, Context
+from ..timing import timed
 
 
 def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
@@ -23,15 +24,19 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
     results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
                               ctx.options.reps, ctx.options.threads)
     torch.set_num_threads(2)
-    results["quality"] = {
-        "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept + dropped)
-                         for side, model in (("before", ctx.loaded.model), ("after", pruned))},
-        **results["quality"],
-    }
+    seconds = results["seconds"]
+    with timed(seconds, "quality pytorch"):
+        results["quality"] = {
+            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept + dropped)
+                             for side, model in (("before", ctx.loaded.model), ("after", pruned))},
+            **results["quality"],
+        }
     key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
-    results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
+    with timed(seconds, "beyond the corpus"):
+        results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
     if cuts.tokens:
         results["tokenization"] = _agreement(tokenizers, cuts.tokens, ctx.corpus, kept)
+    ctx.timings.update({f"verify: {name}": s for name, s in seconds.items()})
     return results
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
+from ..timing import timed
 
 
 @dataclass(frozen=True)
@@ -151,22 +152,22 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     gguf_quants = [f"gguf {q}" for q in gguf_quants]
     quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
     speed_runs = ["onnx fp32"] + gguf_quants[-1:]
-    results = {"languages": {"kept": kept, "dropped": dropped}, "quality": {}, "fidelity": {}}
-    sides = (("before", before), ("after", after))
-    with tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
+    results = {"languages": {"kept": kept, "dropped": dropped}, "quality": {}, "fidelity": {}, "seconds": {}}
+    sides, seconds = (("before", before), ("after", after)), results["seconds"]
+    with timed(seconds, "quality"), tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
                 results["quality"].setdefault(key, {})[side] = quality(scorer(artifact(key, files)), tokenizers[side], corpus,
                                                                   kept + dropped)
                 bar.update(1)
-    with tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
+    with timed(seconds, "fidelity"), tqdm(total=2 * len(speed_runs), desc="language fidelity", unit="model") as bar:
         for key in speed_runs:
             for side, files in sides:
                 results["fidelity"].setdefault(key, {})[side] = fidelity(artifact(key, files), tokenizers[side], corpus, kept)
                 bar.update(1)
     prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
-    with tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
+    with timed(seconds, "speed"), tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": DECODE_TOKENS,
                               "reps": reps}
