@@ -23,7 +23,7 @@ from ..paths import cache_dir
 from .corpus import Corpus
 
 CHARS = 8000  # characters per kept language and source
-DROPPED_CHARS = 2000  # characters per dropped language and source
+DROPPED_CHARS = 1000  # characters per dropped language and source
 DOC_CHARS = 800  # at most this much of one manual page; fortunes are joined up to this size
 
 # source -> language -> (package, folder inside it)

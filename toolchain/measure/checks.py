@@ -27,7 +27,7 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
     seconds = results["seconds"]
     with timed(seconds, "quality pytorch"):
         results["quality"] = {
-            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept + dropped)
+            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept)
                              for side, model in (("before", ctx.loaded.model), ("after", pruned))},
             **results["quality"],
         }
