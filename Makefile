@@ -73,7 +73,7 @@ bench-selection:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
 
 # The vocabulary trim at several sizes: file size, decode speed-up, agreement and bits per byte beyond the corpus.
-SIZES ?= 16384,32768,65536,default
+SIZES ?= 32768,65536,98304,114688,default
 bench-vocab:
 	$(PY) -m toolchain.cli bench-vocab --langs $(LANGS) --model $(MODEL) --sizes $(SIZES)
 

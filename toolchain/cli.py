@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-vocab", help="the vocabulary trim at several sizes: size, decode speed-up, agreement "
                        "and bits per byte beyond the corpus (vocab-frontier.md)")
     _add_export_arguments(p)
-    p.add_argument("--sizes", default="16384,32768,65536,default", help="vocabulary sizes in tokens, or default")
+    p.add_argument("--sizes", default="32768,65536,98304,114688,default", help="vocabulary sizes in tokens, or default")
     p.add_argument("--threads", default="2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_vocab)
