@@ -9,11 +9,12 @@ import pytest
 from tests.tiny import save_tiny
 from toolchain.data.corpus import load_corpus
 from toolchain.errors import UserError
-from toolchain.measure.vocab_frontier import changes, write_frontier
+from toolchain.measure.vocab_frontier import write_frontier
 from toolchain.model.load import load
 from toolchain.options import Context, ExportOptions, check_options
 from toolchain.paths import frontier_dir
 from toolchain.pipeline import run_export
+from toolchain.report.frontier import frontier_changes
 
 KEPT = ["en", "de"]
 
@@ -34,7 +35,7 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     original, trimmed = result["rows"]
     assert original["tokens"] == n_vocab > trimmed["tokens"] and trimmed["size"] == "default"
     assert trimmed["file_bytes"] < original["file_bytes"] and trimmed["decode_speedup"]["1"] > 0
-    change = changes(trimmed, original)
+    change = frontier_changes(trimmed, original)
     assert set(change["outside"]) == {"fortunes", "manpages"}
     for source, by_lang in change["outside"].items():
         assert set(by_lang) == set(KEPT)

@@ -15,8 +15,8 @@ from .export.files import export_all, export_original
 from .measure.checks import verify
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
-from .timing import timed
 from .paths import export_dir, written
+from .timing import timed
 
 
 def run_export(options: ExportOptions) -> Path:

@@ -9,7 +9,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
 from .corpus import Corpus, encode
 
 MAX_TOKENS = 512

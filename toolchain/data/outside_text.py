@@ -8,7 +8,7 @@ Per language, documents are drawn evenly over the whole package (every k-th fort
 in sorted order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
 A dropped language gets `DROPPED_CHARS`: it only has to show the loss, and in another script a
 trimmed vocabulary spells it in several times the tokens, which llama.cpp scores at full price
-(en,de export: Russian 3.6-5.2x, Japanese 3.8x, Chinese 2.9x).
+(en,de export, Q4_K_M: Russian 4.6-5.1x, Chinese 2.7-3.8x, Japanese 3.4x).
 Only the export's verification reads them; the software translation catalogs (gettext) that
 issue #22's first figures came from are not used anywhere.
 """

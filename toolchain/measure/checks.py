@@ -24,18 +24,17 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
     results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
                               ctx.options.reps, ctx.options.threads)
     torch.set_num_threads(2)
-    seconds = results["seconds"]
+    seconds = results.pop("seconds")
     with timed(seconds, "quality pytorch"):
         results["quality"] = {
             "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept)
                              for side, model in (("before", ctx.loaded.model), ("after", pruned))},
             **results["quality"],
         }
-    key = f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
     with timed(seconds, "beyond the corpus"):
-        results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, key)
+        results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"])
     if cuts.tokens:
-        results["tokenization"] = _agreement(tokenizers, cuts.tokens, ctx.corpus, kept)
+        results["tokenization"] = agreement(tokenizers, cuts.tokens, ctx.corpus, kept)
     ctx.timings.update({f"verify: {name}": s for name, s in seconds.items()})
     return results
 
@@ -50,11 +49,11 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
            "quality": outside_quality(corpora, tokenizers, key, before, after)}
     if cuts.tokens:
-        out["tokenization"] = {source: _agreement(tokenizers, cuts.tokens, corpus, kept) for source, corpus in corpora.items()}
+        out["tokenization"] = {source: agreement(tokenizers, cuts.tokens, corpus, kept) for source, corpus in corpora.items()}
     return out
 
 
-def _agreement(tokenizers: dict, tokens: list[int], corpus, langs: list[str]) -> dict:
+def agreement(tokenizers: dict, tokens: list[int], corpus, langs: list[str]) -> dict:
     """Per language the corpus has: how the trimmed tokenizer agrees with the original on its evaluation text."""
     from ..cuts.vocab import tokenization_agreement
 

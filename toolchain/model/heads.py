@@ -9,4 +9,3 @@ def head_dim(model) -> int:
 
 def kv_head_counts(model) -> list[int]:
     return [attn.k_proj.out_features // attn.head_dim for attn in HEADS.modules(model)]
-

@@ -3,7 +3,6 @@
 import json
 import math
 import statistics
-import time
 from pathlib import Path
 
 
@@ -98,11 +97,15 @@ def goal_rows(report: dict) -> list[tuple[str, str, str, str]]:
     return [(what, goal, reached, "yes" if met else "no") for what, goal, reached, met in rows]
 
 
+def changes(before: dict, after: dict) -> tuple[float, float]:
+    """(token count change, bits per byte change) of one text's quality figures, after against before."""
+    return after["tokens"] / before["tokens"] - 1, after["bits_per_byte"] / before["bits_per_byte"] - 1
+
+
 def _outside_changes(report: dict, source: str, lang: str) -> tuple[float, float]:
-    """(token count change, bits per byte change) of the export against the original on one text."""
+    """`changes` of the export against the original on one text beyond the corpus."""
     q = report["outside"]["quality"][source]
-    b, a = q["before"][lang], q["after"][lang]
-    return a["tokens"] / b["tokens"] - 1, a["bits_per_byte"] / b["bits_per_byte"] - 1
+    return changes(q["before"][lang], q["after"][lang])
 
 
 def _outside_goal_rows(report: dict) -> list:
@@ -197,7 +200,7 @@ def structure(model) -> dict:
 def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after: dict, results: dict) -> None:
     from ..options import options_json
 
-    gguf_key = next(k for k in reversed(list(after)) if k.startswith("gguf"))
+    gguf_key = results["deployed"]
     report = {
         "model": {"name": ctx.loaded.name, "source": str(ctx.loaded.source), "fingerprint": ctx.loaded.fingerprint},
         "options": options_json(ctx.options),
@@ -224,14 +227,13 @@ def _frontier(model_name: str, langs: list[str]) -> dict | None:
     """The vocabulary frontier `make bench-vocab` measured for this model and these languages, if any."""
     from ..paths import frontier_dir
 
-    path = frontier_dir(model_name, langs) / "vocab-frontier.md"
-    if not path.exists():
-        return None
-    return {"file": str(path), "measured": time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime)),
-            "table": path.read_text().split("\n\n", 1)[-1]}
+    path = frontier_dir(model_name, langs) / "vocab-frontier.json"
+    return {"file": str(path), **json.loads(path.read_text())} if path.exists() else None
 
 
 def _frontier_text(report: dict) -> list[str]:
+    from .frontier import render_frontier
+
     if not report.get("vocab"):
         return []
     frontier = report["vocab"].get("frontier")
@@ -240,7 +242,7 @@ def _frontier_text(report: dict) -> list[str]:
                 f"LANGS={','.join(report['languages']['kept'])}` exports the trim at several sizes and measures file "
                 "size, decode speed-up, and tokens and bits per byte beyond the corpus; the next export's report shows it."]
     return ["## Vocabulary size frontier", f"From `make bench-vocab` ({frontier['file']}, {frontier['measured']}):",
-            frontier["table"]]
+            render_frontier(frontier)]
 
 
 def _weight_rows(ceil: dict) -> list:
