@@ -2,6 +2,7 @@
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -67,3 +68,38 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     for lang in corpus.languages:  # measured: the refit leaves 21-37% of the masked rise
         assert masked[lang] - base[lang] > 0.2, lang  # the cut does hurt
         assert refitted[lang] - base[lang] < 0.5 * (masked[lang] - base[lang]), lang
+
+
+def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monkeypatch):
+    """`pipeline.run_calibration`: neuron statistics and refit grams from one shared forward pass
+    equal each computed on its own (and the grams alone, with the statistics cached)."""
+    from tests.tiny import save_tiny
+    from toolchain.analysis.neurons import neuron_stats
+    from toolchain.cuts.refit import CHUNK_TOKENS, refit_grams
+    from toolchain.data.corpus import load_corpus
+    from toolchain.model.load import load
+    from toolchain.options import NEURON_TOKENS, Context, ExportOptions, check_options
+    from toolchain.pipeline import run_calibration
+
+    options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), analysis_langs=["en", "de", "fr"])
+    _, layout = check_options(options)
+    loaded = load(options.model)
+    ctx = Context(options, loaded, load_corpus(["en", "de", "fr"]), layout)
+    langs, model, tokenizer = ["en", "de", "fr"], loaded.model, loaded.tokenizer
+    monkeypatch.setenv("LANGPRUNE_CACHE", str(tmp_path / "cache"))  # the statistics' cache (the corpus is read)
+
+    with monkeypatch.context() as patch:  # a second pass for the grams would fail
+        patch.setattr("toolchain.cuts.refit.refit_grams", lambda *a, **k: pytest.fail("a second forward pass"))
+        stats, grams = run_calibration(ctx, neurons=True, refit=True)
+    alone = neuron_stats(model, tokenizer, ctx.corpus, langs, NEURON_TOKENS, CHUNK_TOKENS)
+    assert np.array_equal(stats.frequency, alone.frequency) and np.array_equal(stats.contribution, alone.contribution)
+    expected = refit_grams(model, tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)
+    assert len(grams) == len(expected) == 3
+    assert all(torch.equal(g, e) for g, e in zip(grams, expected))
+    assert float(grams[0].diagonal().min()) > 0
+
+    cached_stats, grams_again = run_calibration(ctx, neurons=True, refit=True)  # statistics from cache: grams alone
+    assert np.array_equal(cached_stats.frequency, stats.frequency)
+    assert all(torch.equal(g, e) for g, e in zip(grams_again, expected))
+    assert run_calibration(ctx, neurons=False, refit=True)[0] is None
+    assert run_calibration(ctx, neurons=True, refit=False)[1] is None
