@@ -32,10 +32,11 @@ from typing import Any
 import gguf
 import numpy as np
 import torch
-from gguf import GGUFReader, GGUFValueType, Keys
+from gguf import GGUFValueType, Keys
 
 from ..errors import UserError
 from ..model.families import GGUF_ARCHS, Family, family_of
+from ..model.gguf_file import read_header
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS
 from ..model.tokenizer import GGUFVocab, vocab_from_hf_tokenizer
@@ -142,30 +143,10 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
 
 
 def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
-    """A GGUF's metadata as key -> (value, type, array item type); strings stay raw bytes."""
-    try:
-        reader = GGUFReader(str(path))
-    except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
-        raise UserError(f"{path} is not a readable GGUF file ({err})")
-    out = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or not field.types:
-            continue
-        kind = field.types[0]
-        if kind == GGUFValueType.ARRAY:
-            item = field.types[-1]
-            if len(field.types) > 2:
-                continue  # nested arrays: no tokenizer or general key uses them
-            if item == GGUFValueType.STRING:
-                value = [bytes(field.parts[i]) for i in field.data]
-            else:
-                value = np.concatenate([field.parts[i] for i in field.data]).tolist() if field.data else []
-            out[key] = (value, kind, item)
-        elif kind == GGUFValueType.STRING:
-            out[key] = (bytes(field.parts[field.data[0]]), kind, None)
-        else:
-            out[key] = (field.parts[field.data[0]][0].item(), kind, None)
-    return out
+    """A GGUF's metadata as key -> (value, type, array item type); strings stay raw bytes (nested
+    arrays left out: no tokenizer or general key uses them)."""
+    fields = read_header(path).fields
+    return {key: field for key, field in fields.items() if field[2] != GGUFValueType.ARRAY}
 
 
 def _source_vocab(fields: dict, source: Path) -> GGUFVocab:

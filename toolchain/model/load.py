@@ -115,13 +115,11 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 def _gguf_architecture(path: Path) -> str:
-    from gguf import GGUFReader, Keys
+    from gguf import Keys
 
-    try:
-        reader = GGUFReader(str(path))
-    except Exception as err:  # gguf raises ValueError, struct.error, ... on a damaged file
-        raise UserError(f"{path} is not a readable GGUF file ({err})")
-    return reader.fields[Keys.General.ARCHITECTURE].contents()
+    from .gguf_file import read_header
+
+    return read_header(path).get(Keys.General.ARCHITECTURE, "")
 
 
 def _load_gguf(path: Path, name: str) -> LoadedModel:

@@ -80,19 +80,11 @@ class GGUFVocab:
             chat_template=get(t.CHAT_TEMPLATE, None),
         )
 
-    @classmethod
-    def from_reader(cls, reader) -> "GGUFVocab":
-        def get(key, default=None):
-            field = reader.fields.get(key)
-            return default if field is None else field.contents()
-
-        return cls.from_metadata(get)
-
 
 def read_vocab(gguf_path: str | Path) -> GGUFVocab:
-    from gguf import GGUFReader
+    from .gguf_file import read_header
 
-    return GGUFVocab.from_reader(GGUFReader(str(gguf_path)))
+    return GGUFVocab.from_metadata(read_header(gguf_path).get)
 
 
 def _spm_merges(tokens: list[str], types: list[int], scores: list[float]) -> list[tuple[str, str]]:

@@ -21,16 +21,16 @@ def weights_read_per_token(gguf_path: Path) -> dict[str, dict]:
 
     Every tensor counts, except the input embedding table when a separate output matrix exists
     (a lookup reads one row of it); a tied table is read whole, as the output layer."""
-    from gguf import GGUFReader
+    from ..model.gguf_file import read_header
 
-    tensors = GGUFReader(str(gguf_path)).tensors
+    tensors = read_header(gguf_path).tensors
     if any(t.name == "output.weight" for t in tensors):
         tensors = [t for t in tensors if t.name != "token_embd.weight"]
     parts: dict[str, dict] = {}
     for t in tensors:
         part = parts.setdefault(_part(t.name), {"bytes": 0, "types": set()})
-        part["bytes"] += int(t.n_bytes)
-        part["types"].add(t.tensor_type.name)
+        part["bytes"] += t.n_bytes
+        part["types"].add(t.type.name)
     return {name: {"bytes": p["bytes"], "types": sorted(p["types"])} for name, p in parts.items()}
 
 
