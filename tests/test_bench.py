@@ -15,6 +15,16 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
                             analysis_langs=["en", "de", "fr", "es", "ru", "it", "nl", "pl"])
     folder = run_export(options)
     exported = {p.relative_to(folder): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+    report = json.loads((folder / "report.json").read_text())
+    for lang in report["languages"]["dropped"]:  # dropped languages: in the deployed file, on 3 evaluation documents
+        assert report["quality"]["gguf Q4_K_M"]["before"][lang]["tokens"] < report["quality"]["gguf Q4_K_M"]["before"]["en"]["tokens"]
+    assert report["languages"]["dropped_documents"] == 3 and "on the first 3 of those documents" in (folder / "report.md").read_text()
+    outside = report["outside"]  # text beyond the corpus: kept languages scored, dropped ones counted
+    assert set(outside["quality"]["fortunes"]["after"]) == {"en", "de"}
+    counted = outside["dropped_tokens"]["fortunes"]
+    assert set(counted["before"]) == set(counted["after"]) == {"es", "ru", "it"}  # the dropped ones fortunes has
+    assert all(n > 0 for side in counted.values() for n in side.values())
+    assert "Kept languages scored, dropped ones counted in tokens" in (folder / "report.md").read_text()
 
     [(benched, rows)] = list(bench())
     assert benched == folder

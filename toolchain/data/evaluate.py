@@ -77,6 +77,11 @@ def nll_from_logits(logits, ids: list[int]) -> float:
     return float((torch.logsumexp(logits, dim=-1).double() - logits.gather(1, target)[:, 0].double()).sum())
 
 
+def scored_tokens(tokenizer, documents: list[str], max_tokens: int = MAX_TOKENS) -> int:
+    """How many tokens `score_chunks` scores in these documents, without scoring them."""
+    return sum(len(chunk.ids) - 1 for chunk in chunks(tokenizer, documents, max_tokens))
+
+
 def score_chunks(scorer: Callable[[list[int]], float], items: list[Chunk]) -> Score:
     total = Score(0.0, 0, 0)
     for chunk in items:

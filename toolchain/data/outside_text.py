@@ -6,9 +6,8 @@ versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<
 - `manpages`: manual pages (commands, system calls, file formats), roff markup stripped.
 Per language, documents are drawn evenly over the whole package (every k-th fortune or page,
 in sorted order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
-A dropped language gets `DROPPED_CHARS`: it only has to show the loss, and in another script a
-trimmed vocabulary spells it in several times the tokens, which llama.cpp scores at full price
-(en,de export, Q4_K_M: Russian 4.6-5.1x, Chinese 2.7-3.8x, Japanese 3.4x).
+The export scores the kept languages' text and counts the dropped languages' tokens
+(`verify.outside_quality`).
 Only the export's verification reads them; the software translation catalogs (gettext) that
 issue #22's first figures came from are not used anywhere.
 """
@@ -22,8 +21,7 @@ from ..errors import UserError
 from ..paths import cache_dir
 from .corpus import Corpus
 
-CHARS = 8000  # characters per kept language and source
-DROPPED_CHARS = 1000  # characters per dropped language and source
+CHARS = 8000  # characters per language and source
 DOC_CHARS = 800  # at most this much of one manual page; fortunes are joined up to this size
 
 # source -> language -> (package, folder inside it)
@@ -53,19 +51,19 @@ def outside_dir() -> Path:
     return cache_dir() / "outside"
 
 
-def outside_corpora(kept: list[str], dropped: list[str] = ()) -> dict[str, Corpus]:
+def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
     """{source: Corpus} with an "evaluation" split for each language the source has."""
     out = {}
     for source, by_lang in SOURCES.items():
         texts = {}
-        for lang in [*kept, *dropped]:
+        for lang in langs:
             if lang in by_lang:
                 package, folder = by_lang[lang]
                 root = outside_dir() / package / folder
                 if not root.is_dir():
                     raise UserError(f"{root} is missing: run `make setup` (it unpacks Debian's {package})")
                 docs = _fortunes(root) if source == "fortunes" else _manpages(root)
-                texts[lang] = {"evaluation": _spread(docs, CHARS if lang in kept else DROPPED_CHARS)}
+                texts[lang] = {"evaluation": _spread(docs, CHARS)}
         out[source] = Corpus(texts, f"debian:{source}")
     return out
 

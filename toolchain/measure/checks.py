@@ -41,13 +41,15 @@ def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dic
 
 def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[str], before: dict, after: dict,
                    key: str) -> dict:
-    """Quality (and, with a trimmed vocabulary, tokenization) on text the selection never read."""
+    """Quality of the kept languages (and, with a trimmed vocabulary, their tokenization) and the
+    dropped languages' token counts, on text the selection never read."""
     from ..data.outside_text import KINDS, outside_corpora
     from .verify import outside_quality
 
-    corpora = outside_corpora(kept, dropped)
+    corpora = outside_corpora(kept + dropped)
+    quality, dropped_tokens = outside_quality(corpora, tokenizers, key, before, after, kept)
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
-           "quality": outside_quality(corpora, tokenizers, key, before, after)}
+           "quality": quality, "dropped_tokens": dropped_tokens}
     if cuts.tokens:
         out["tokenization"] = {source: agreement(tokenizers, cuts.tokens, corpus, kept) for source, corpus in corpora.items()}
     return out

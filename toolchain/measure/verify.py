@@ -91,6 +91,7 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 
 
 # -- speed -----------------------------------------------------------------------------------
+DROPPED_DOCUMENTS = 3  # evaluation documents scored per dropped language (UDHR: articles 5, 10 and 15 of the 6)
 DECODE_TOKENS = 32  # greedy tokens timed after the prompt, per run
 
 
@@ -151,9 +152,11 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
     trimmed; bits per byte stay comparable). Quality of the kept languages in ONNX Runtime (fp32)
     and llama.cpp (F16 and each GGUF quantization); of the dropped ones in the deployed file
-    (`deployed_file`) only: scoring is output-layer bound, and a trimmed vocabulary spells a language
-    of another script in 4-7x the tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x,
-    ru 6.6x; the quality runs took 193 s with every language in every runtime, 74 s so). Fidelity
+    (`deployed_file`) only, on their first DROPPED_DOCUMENTS evaluation documents: scoring is
+    output-layer bound, and a trimmed vocabulary spells a language of another script in 4-7x the
+    tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
+    took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
+    of which 42 s were the dropped languages on all 6 documents). Fidelity
     in the deployed file (the most quantized model, where a language's continuations are most at
     risk; ONNX fp32 computes what PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32)
     and the deployed file."""
@@ -163,15 +166,19 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     gguf_quants = [f"gguf {q}" for q in gguf_quants]
     quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
     speed_runs = ["onnx fp32"] + gguf_quants[-1:]
-    results = {"languages": {"kept": kept, "dropped": dropped}, "deployed": deployed, "quality": {}, "fidelity": {},
+    results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS}, "deployed": deployed, "quality": {}, "fidelity": {},
                "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]
+    dropped_text = Corpus({lang: {"evaluation": corpus.texts[lang]["evaluation"][:DROPPED_DOCUMENTS]} for lang in dropped},
+                          corpus.source)
     with timed(seconds, "quality"), tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
-            langs = kept + dropped if key == deployed else kept
             for side, files in sides:
-                results["quality"].setdefault(key, {})[side] = quality(scorer(artifact(key, files)), tokenizers[side], corpus,
-                                                                  langs)
+                score = scorer(artifact(key, files))
+                runs = quality(score, tokenizers[side], corpus, kept)
+                if key == deployed:
+                    runs |= quality(score, tokenizers[side], dropped_text, dropped)
+                results["quality"].setdefault(key, {})[side] = runs
                 bar.update(1)
     with timed(seconds, "fidelity"), tqdm(total=2, desc="language fidelity", unit="model") as bar:
         for side, files in sides:
@@ -188,21 +195,32 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     return results
 
 
-def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict) -> dict:
-    """{source: {side: {lang: quality}}} on text from outside the corpus (`outside_text`), in one runtime.
+def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict,
+                    kept: list[str]) -> tuple[dict, dict]:
+    """On text from outside the corpus (`outside_text`), in one runtime: ({source: {side: {kept lang:
+    quality}}}, {source: {side: {dropped lang: tokens}}}).
 
     Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
-    what a trimmed vocabulary costs beyond the corpus it was chosen from."""
+    what a trimmed vocabulary costs beyond the corpus it was chosen from. The dropped languages are
+    counted, not scored: their loss is on the evaluation split, and a trimmed vocabulary spells
+    another script in 3-5x the tokens, each paying the output layer (scoring them took 61 of this
+    check's 152 s, cold, AVX2 caps)."""
     from tqdm import tqdm
 
-    out = {source: {} for source in corpora}
+    from ..data.evaluate import scored_tokens
+
+    quality_out = {source: {} for source in corpora}
+    tokens_out = {source: {} for source in corpora}
     with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for side, files in (("before", before), ("after", after)):
             score = scorer(artifact(key, files))  # each file opened once for every source
             for source, corpus in corpora.items():
-                out[source][side] = quality(score, tokenizers[side], corpus, corpus.languages)
+                langs = [lang for lang in corpus.languages if lang in kept]
+                quality_out[source][side] = quality(score, tokenizers[side], corpus, langs)
+                tokens_out[source][side] = {lang: scored_tokens(tokenizers[side], corpus.texts[lang]["evaluation"])
+                                            for lang in corpus.languages if lang not in kept}
                 bar.update(1)
-    return out
+    return quality_out, tokens_out
 
 
 def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = 256) -> dict[str, list[int]]:

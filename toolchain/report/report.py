@@ -124,12 +124,11 @@ def _outside_goal_rows(report: dict) -> list:
 
 
 def _outside_text(report: dict) -> list[str]:
-    from ..data.outside_text import CHARS, DROPPED_CHARS
+    from ..data.outside_text import CHARS
 
     outside = report.get("outside")
     if not outside:
         return []
-    kept = report["languages"]["kept"]
     sources = "; ".join(f"`{s}` ({v['kind']}, Debian packages)" for s, v in outside["sources"].items())
     rows = []
     for source, quality in outside["quality"].items():
@@ -137,12 +136,16 @@ def _outside_text(report: dict) -> list[str]:
             tokens, bpb = _outside_changes(report, source, lang)
             b, a = quality["before"][lang], quality["after"][lang]
             alike = outside.get("tokenization", {}).get(source, {}).get(lang)
-            rows.append((source, lang + (" (kept)" if lang in kept else ""), b["tokens"], a["tokens"], f"{tokens:+.2%}",
-                         f"{b['bits_per_byte']:.4f}", f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}",
-                         f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
+            rows.append((source, f"{lang} (kept)", b["tokens"], a["tokens"], f"{tokens:+.2%}", f"{b['bits_per_byte']:.4f}",
+                         f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}", f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
+        counted = outside["dropped_tokens"][source]
+        for lang, before in counted["before"].items():
+            after = counted["after"][lang]
+            rows.append((source, lang, before, after, f"{after / before - 1:+.2%}", "", "", "", ""))
     return ["## Beyond the corpus",
-            f"Text that no selection reads (about {CHARS} characters per kept language and source, {DROPPED_CHARS} per "
-            f"dropped one, drawn evenly over each package), from {sources}; in {outside['file']}.",
+            f"Text that no selection reads (about {CHARS} characters per language and source, drawn evenly over each "
+            f"package), from {sources}; in {outside['file']}. Kept languages scored, dropped ones counted in tokens "
+            "(their loss is on the evaluation split above).",
             markdown_table(["source", "language", "tokens before", "after", "change", "bpb before", "bpb after", "change",
                             "documents tokenized alike"], rows)]
 
@@ -318,8 +321,9 @@ def render(report: dict) -> str:
         f"Layout `{report['layout']}`. Kept languages: {', '.join(kept)}; dropped languages evaluated: "
         f"{', '.join(report['languages']['dropped'])}. Perplexity and bits per byte on the evaluation split "
         "(articles 5, 10, 15, 20, 25, 30 of the UDHR), which the analysis never sees. Bits per byte compare "
-        "across vocabularies; perplexity does not once the vocabulary is trimmed. Dropped languages are scored in "
-        "the deployed file only (the last GGUF quantization), kept ones in every runtime.",
+        "across vocabularies; perplexity does not once the vocabulary is trimmed. Kept languages are scored in "
+        f"every runtime, dropped ones in the deployed file only (the last GGUF quantization) and on the first "
+        f"{report['languages']['dropped_documents']} of those documents.",
         "## Summary (after / before)",
         markdown_table(["", "before", "after", "ratio"], summary(report)),
         "## Against the goal (issue #7: Q4_K_M in llama.cpp)",
