@@ -207,6 +207,21 @@ def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
         assert tokenize(vocab_only(source), text, add_bos=False) == ids_of(original, text), text
 
 
+def test_word_forms_split_over_cores_as_in_one(monkeypatch):
+    """SentencePiece word forms are merged in forked workers where there are cores: the same sets, in order."""
+    from toolchain.cuts import vocab as vocab_module
+
+    groups = [[" abc", "abc"], ["cd", " ab"], ["abcd dd"], ["жж", " ж"]] * 300
+    merger = vocab_module._Merger(spm_vocab())
+    monkeypatch.setattr(vocab_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    pooled = list(merger.each_formed(iter(groups)))
+    monkeypatch.setattr(vocab_module.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    alone = list(merger.each_formed(iter(groups)))
+    index = {t: i for i, t in enumerate(merger.vocab.tokens)}
+    assert pooled == alone and len(alone) == len(groups)
+    assert alone[0] == {index[t] for t in ("a", "b", "c", "ab", "abc", "▁", "▁ab", "▁abc")}
+
+
 # --- the real default model ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,10 @@ import difflib
 import heapq
 import itertools
 import math
+import multiprocessing
+import os
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -284,9 +287,15 @@ class _Merger:
     def each_formed(self, groups, batch: int = 1024):
         """For each list of texts, every token formed tokenizing each text alone (a leading space
         stays a space, no prefix added), the merge paths included. Lazy, in batches."""
-        if self.spm:
-            for texts in groups:
-                yield set().union(*(self._spm_formed(t, fragments=False) for t in texts))
+        if self.spm:  # pure Python, 1.2M texts for en,de: split over the cores (20 s -> 11 s on 2)
+            global _WORKER_MERGER
+            _WORKER_MERGER = self  # inherited by the forked workers, not pickled per task
+            cores = len(os.sched_getaffinity(0)) if sys.platform == "linux" else 1  # fork: Linux only
+            if cores == 1:
+                yield from map(_spm_group, groups)
+                return
+            with multiprocessing.get_context("fork").Pool(cores) as pool:
+                yield from pool.imap(_spm_group, groups, chunksize=512)
             return
         tokenizer, groups = tokenizer_from_vocab(self.vocab), iter(groups)
         while chunk := list(itertools.islice(groups, batch)):
@@ -323,6 +332,14 @@ class _Merger:
                 part = ("▁" if self.vocab.add_space_prefix and fragments else "") + part.replace(" ", "▁")
                 formed |= {self.index[s] for s in _spm_merge(part, self.index, self.vocab.scores) if s in self.index}
         return formed
+
+
+_WORKER_MERGER: "_Merger | None" = None
+
+
+def _spm_group(texts: list[str]) -> set[int]:
+    """`_Merger.each_formed` of one group of texts, SentencePiece, with the merger of the pool's parent."""
+    return set().union(*(_WORKER_MERGER._spm_formed(t, fragments=False) for t in texts))
 
 
 def _spm_merge(text: str, index: dict[str, int], scores: list[float]) -> set[str]:
