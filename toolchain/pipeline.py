@@ -24,8 +24,11 @@ def run_export(options: ExportOptions) -> Path:
     final = Path(options.out or export_dir() / f"{name}-{'-'.join(options.langs)}")
     with written(final) as work:
         work.mkdir()
-        print(f"Loading {options.model} ...")
-        ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
+        print(f"== load {options.model}")
+        timings = {}
+        with timed(timings, "load"):
+            loaded, corpus = load(options.model), load_corpus(all_languages(options), options.corpus)
+        ctx = Context(options, loaded, corpus, layout, timings)
         _export_into(ctx, work)
     return final
 
