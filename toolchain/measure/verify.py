@@ -92,6 +92,7 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 
 # -- speed -----------------------------------------------------------------------------------
 DROPPED_DOCUMENTS = 3  # evaluation documents scored per dropped language (UDHR: articles 5, 10 and 15 of the 6)
+PROMPT_TOKENS = 128  # prompt tokens (the original's) prefilled per run
 DECODE_TOKENS = 32  # greedy tokens timed after the prompt, per run
 
 
@@ -223,7 +224,7 @@ def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, befo
     return quality_out, tokens_out
 
 
-def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = 256) -> dict[str, list[int]]:
+def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = PROMPT_TOKENS) -> dict[str, list[int]]:
     """The text of the original's first n tokens, encoded by each side's tokenizer."""
     before = tokenizers["before"]
     ids = encode(before, corpus.text(lang, "evaluation") + "\n\n" + corpus.text(lang, "calibration"))[:n]
