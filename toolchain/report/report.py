@@ -143,7 +143,7 @@ def _outside_text(report: dict) -> list[str]:
             after = counted["after"][lang]
             rows.append((source, lang, before, after, f"{after / before - 1:+.2%}", "", "", "", ""))
     return ["## Beyond the corpus",
-            f"Text that no selection reads (about {CHARS} characters per language and source, drawn evenly over each "
+            f"Text that no selection reads (about {CHARS:,} characters per language and source, drawn evenly over each "
             f"package), from {sources}; in {outside['file']}. Kept languages scored, dropped ones counted in tokens "
             "(their loss is on the evaluation split above).",
             markdown_table(["source", "language", "tokens before", "after", "change", "bpb before", "bpb after", "change",
