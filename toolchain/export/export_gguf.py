@@ -27,7 +27,6 @@ import ctypes
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import gguf
 import numpy as np
@@ -39,7 +38,7 @@ from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS
-from ..model.tokenizer import GGUFVocab, vocab_from_hf_tokenizer
+from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
 from ..paths import written
 
 QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
@@ -114,9 +113,10 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
     n_vocab = model.get_input_embeddings().weight.shape[0]
 
     kept = getattr(model.config, "kept_tokens", None)
-    fields = _read_fields(Path(source_gguf)) if source_gguf is not None else {}
-    if source_gguf is not None:
-        vocab = _source_vocab(fields, source_gguf)
+    header = read_header(source_gguf) if source_gguf is not None else None
+    fields = header.fields if header else {}
+    if header:
+        vocab = read_vocab(source_gguf, header)
         what = f"{source_gguf} has {len(vocab.tokens)} tokens"
     else:  # padded to the embedding's rows, unless it is the untrimmed tokenizer of a trimmed model
         vocab = vocab_from_hf_tokenizer(tokenizer, None if kept else n_vocab)
@@ -142,28 +142,6 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
     return Path(out_path)
 
 
-def _read_fields(path: Path) -> dict[str, tuple[Any, Any, Any]]:
-    """A GGUF's metadata as key -> (value, type, array item type); strings stay raw bytes (nested
-    arrays left out: no tokenizer or general key uses them)."""
-    fields = read_header(path).fields
-    return {key: field for key, field in fields.items() if field[2] != GGUFValueType.ARRAY}
-
-
-def _source_vocab(fields: dict, source: Path) -> GGUFVocab:
-    if Keys.Tokenizer.LIST not in fields:
-        raise UserError(f"{source} has no tokenizer ({Keys.Tokenizer.LIST})")
-
-    def get(key, default=None):
-        if key not in fields:
-            return default
-        value = fields[key][0]
-        if isinstance(value, list):
-            return [v.decode() if isinstance(v, bytes) else v for v in value]
-        return value.decode() if isinstance(value, bytes) else value
-
-    return GGUFVocab.from_metadata(get)
-
-
 def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumber: dict[int, int] | None) -> None:
     """The source GGUF's tokenizer, general and architecture keys that still hold and that the
     model's own were not written for, renamed for `arch`; with a trimmed vocabulary, token ids
@@ -171,7 +149,7 @@ def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumbe
     source_arch = fields.get(Keys.General.ARCHITECTURE, (b"",))[0].decode()
     skip = _FILE_KEYS | _VOCAB_KEYS | {key.format(arch=source_arch) for key in _SHAPE_KEYS}
     for key, (value, kind, item) in fields.items():
-        if key in skip:
+        if key in skip or item == GGUFValueType.ARRAY:  # nested arrays: no tokenizer or general key uses them
             continue
         if key.startswith(source_arch + "."):
             if source_arch not in family.gguf_archs:

@@ -81,10 +81,16 @@ class GGUFVocab:
         )
 
 
-def read_vocab(gguf_path: str | Path) -> GGUFVocab:
+def read_vocab(gguf_path: str | Path, header=None) -> GGUFVocab:
+    """The vocabulary of a GGUF file, from its `gguf_file.read_header` (read here unless given)."""
+    from gguf import Keys
+
     from .gguf_file import read_header
 
-    return GGUFVocab.from_metadata(read_header(gguf_path).get)
+    header = header or read_header(gguf_path)
+    if Keys.Tokenizer.LIST not in header.fields:
+        raise UserError(f"{gguf_path} has no tokenizer ({Keys.Tokenizer.LIST})")
+    return GGUFVocab.from_metadata(header.get)
 
 
 def _spm_merges(tokens: list[str], types: list[int], scores: list[float]) -> list[tuple[str, str]]:
