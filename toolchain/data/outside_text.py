@@ -7,7 +7,7 @@ versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<
 Per language, documents are drawn evenly over the whole package (every k-th fortune or page,
 in sorted order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
 The export scores the kept languages' text and counts the dropped languages' tokens
-(`verify.outside_quality`).
+(`checks.verify_outside`).
 Only the export's verification reads them; the software translation catalogs (gettext) that
 issue #22's first figures came from are not used anywhere.
 """

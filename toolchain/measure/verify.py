@@ -157,18 +157,17 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     output-layer bound, and a trimmed vocabulary spells a language of another script in 4-7x the
     tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
-    of which 42 s were the dropped languages on all 6 documents). Fidelity
-    in the deployed file (the most quantized model, where a language's continuations are most at
-    risk; ONNX fp32 computes what PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32)
-    and the deployed file."""
+    of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
+    most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
+    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file."""
     from tqdm import tqdm
 
     deployed = deployed_file(gguf_quants)
     gguf_quants = [f"gguf {q}" for q in gguf_quants]
     quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
     speed_runs = ["onnx fp32"] + gguf_quants[-1:]
-    results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS}, "deployed": deployed, "quality": {}, "fidelity": {},
-               "seconds": {}}
+    results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
+               "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]
     dropped_text = Corpus({lang: {"evaluation": corpus.texts[lang]["evaluation"][:DROPPED_DOCUMENTS]} for lang in dropped},
                           corpus.source)
@@ -197,31 +196,23 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
 
 
 def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict,
-                    kept: list[str]) -> tuple[dict, dict]:
-    """On text from outside the corpus (`outside_text`), in one runtime: ({source: {side: {kept lang:
-    quality}}}, {source: {side: {dropped lang: tokens}}}).
+                    langs: list[str]) -> dict:
+    """{source: {side: {lang: quality}}} for `langs` on text from outside the corpus (`outside_text`),
+    in one runtime.
 
     Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
-    what a trimmed vocabulary costs beyond the corpus it was chosen from. The dropped languages are
-    counted, not scored: their loss is on the evaluation split, and a trimmed vocabulary spells
-    another script in 3-5x the tokens, each paying the output layer (scoring them took 61 of this
-    check's 152 s, cold, AVX2 caps)."""
+    what a trimmed vocabulary costs beyond the corpus it was chosen from."""
     from tqdm import tqdm
 
-    from ..data.evaluate import scored_tokens
-
-    quality_out = {source: {} for source in corpora}
-    tokens_out = {source: {} for source in corpora}
+    out = {source: {} for source in corpora}
     with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for side, files in (("before", before), ("after", after)):
             score = scorer(artifact(key, files))  # each file opened once for every source
             for source, corpus in corpora.items():
-                langs = [lang for lang in corpus.languages if lang in kept]
-                quality_out[source][side] = quality(score, tokenizers[side], corpus, langs)
-                tokens_out[source][side] = {lang: scored_tokens(tokenizers[side], corpus.texts[lang]["evaluation"])
-                                            for lang in corpus.languages if lang not in kept}
+                scored = [lang for lang in corpus.languages if lang in langs]
+                out[source][side] = quality(score, tokenizers[side], corpus, scored)
                 bar.update(1)
-    return quality_out, tokens_out
+    return out
 
 
 def speed_prompts(tokenizers: dict, corpus: Corpus, lang: str, n: int = PROMPT_TOKENS) -> dict[str, list[int]]:
