@@ -154,8 +154,8 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     trimmed; bits per byte stay comparable). Quality of the kept languages in ONNX Runtime (fp32)
     and llama.cpp (F16 and each GGUF quantization); of the dropped ones in the deployed file
     (`deployed_file`) only, on their first DROPPED_DOCUMENTS evaluation documents: scoring is
-    output-layer bound, and a trimmed vocabulary spells a language of another script in 4-7x the
-    tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
+    output-layer bound, and a trimmed vocabulary spells a language of another script in 3.9-6.6x
+    the tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
     of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
