@@ -83,7 +83,7 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     from .cuts.refit import CHUNK_TOKENS, GramCollector, refit_grams
 
     loaded, langs = ctx.loaded, all_languages(ctx.options)
-    stats, collector = None, GramCollector() if refit else None
+    stats, collector, cached = None, GramCollector() if refit else None, True
     if neurons:
         with (collector.hooked(loaded.model) if refit else nullcontext()), \
                 tqdm(total=len(langs) * NEURON_TOKENS, desc="FFN neuron statistics", unit="tok") as bar:
@@ -92,6 +92,6 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
         print("   neuron statistics reused from cache" if cached else "   neuron statistics computed")
     if not refit:
         return stats, None
-    if collector.tokens:  # the statistics' pass ran
+    if not cached:  # the statistics' pass ran, and collected the grams too
         return stats, collector.grams()
     return stats, refit_grams(loaded.model, loaded.tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)
