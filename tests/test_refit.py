@@ -1,4 +1,5 @@
-"""The o_proj refit: least squares that moves what dropped heads carried into the kept heads' columns."""
+"""The refit: least squares that moves what dropped units carried (heads into o_proj, FFN neurons into
+down_proj) into the kept units' columns."""
 
 import copy
 
@@ -8,9 +9,9 @@ import torch
 
 from tests.test_rewrite import DROP, FAMILIES, max_diff
 from tests.tiny import tiny_model
-from toolchain.cuts.refit import head_grams, refit_columns, refit_heads, refitted_heads
+from toolchain.cuts.refit import part_grams, refit, refit_columns, refitted
 from toolchain.cuts.rewrite import keep_from_drop
-from toolchain.model.parts import HEADS, mask_from_drop
+from toolchain.model.parts import HEADS, NEURONS, mask_from_drop
 
 
 def test_refit_recovers_an_exact_linear_dependence():
@@ -25,27 +26,46 @@ def test_refit_recovers_an_exact_linear_dependence():
     assert float((x_kept @ weight[:, keep].T - x @ weight.T).abs().max()) > 0.5  # dropping alone loses it
 
 
-def _logits(model, ids, drop=()):
-    with torch.no_grad(), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)):
+NEURON_DROP = [(layer, n) for layer in range(3) for n in range(layer, 96, 4)]  # a quarter of each layer's 96
+
+
+def _logits(model, ids, part=HEADS, drop=()):
+    with torch.no_grad(), part.masked(model, mask_from_drop(part.sizes(model), drop)):
         return model(ids).logits
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_refit_brings_the_pruned_model_closer_to_the_original(family):
+@pytest.mark.parametrize("part, drop", [(HEADS, DROP), (NEURONS, NEURON_DROP)], ids=["heads", "neurons"])
+def test_refit_brings_the_pruned_model_closer_to_the_original(family, part, drop):
     model = tiny_model(family)
+    if part is NEURONS:  # a random FFN's neurons are nearly independent: make the dropped ones half-predictable
+        for layer, n in drop:
+            mlp = model.model.layers[layer].mlp
+            mlp.gate_proj.weight.data[n] = mlp.gate_proj.weight.data[n + 1]
+            mlp.up_proj.weight.data[n] = 2 * mlp.up_proj.weight.data[n + 1] + 0.5 * mlp.up_proj.weight.data[n]
     calibration, held_out = torch.randint(0, 320, (16, 32)), torch.randint(0, 320, (4, 32))
-    grams = head_grams(model, calibration.tolist())
-    original, masked = _logits(model, held_out), _logits(model, held_out, DROP)
-    with refitted_heads(model, DROP, grams):
-        refitted = _logits(model, held_out, DROP)
+    grams = part_grams(model, calibration.tolist(), (part,))[part]
+    original, masked = _logits(model, held_out), _logits(model, held_out, part, drop)
+    with refitted(model, part, drop, grams):
+        refitted_logits = _logits(model, held_out, part, drop)
     error = lambda logits: float((logits - original).pow(2).mean())  # noqa: E731
-    assert error(refitted) < 0.8 * error(masked)
-    assert max_diff([_logits(model, held_out, DROP)], [masked]) == 0  # the block restored the weights
+    assert error(refitted_logits) < 0.8 * error(masked)
+    assert max_diff([_logits(model, held_out, part, drop)], [masked]) == 0  # the block restored the weights
 
     pruned = copy.deepcopy(model)
-    refit_heads(pruned, DROP, grams)
-    HEADS.prune(pruned, keep_from_drop(HEADS.sizes(model), DROP))
-    assert max_diff([_logits(pruned, held_out)], [refitted]) <= 1e-4  # refit, then prune: the same model
+    refit(pruned, part, drop, grams)
+    part.prune(pruned, keep_from_drop(part.sizes(model), drop))
+    assert max_diff([_logits(pruned, held_out)], [refitted_logits]) <= 1e-4  # refit, then prune: the same model
+
+
+def test_one_pass_collects_both_parts_grams():
+    """Heads' and neurons' grams from one pass equal each part's alone."""
+    model, chunks = tiny_model("llama"), torch.randint(0, 320, (4, 24)).tolist()
+    both = part_grams(model, chunks, (HEADS, NEURONS))
+    for part in (HEADS, NEURONS):
+        alone = part_grams(model, chunks, (part,))[part]
+        assert [g.shape[0] for g in alone] == [64 if part is HEADS else 96] * 3
+        assert all(torch.equal(a, b) for a, b in zip(both[part], alone))
 
 
 @pytest.mark.real
@@ -59,15 +79,15 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
 
     model, tokenizer = gemma.model, gemma.tokenizer
     corpus = load_corpus(["en", "de", "fr", "ru", "zh"], None)
-    grams = refit_grams(model, tokenizer, corpus, corpus.languages)
+    grams = refit_grams(model, tokenizer, corpus, corpus.languages)[HEADS]
     held_out = {lang: encode(tokenizer, corpus.text(lang, "evaluation"))[:257] for lang in corpus.languages}
     drop = [(layer, (layer * 3) % 4) for layer in range(18)]
     base, masked = language_losses(model, held_out), language_losses(model, held_out, drop)
-    with refitted_heads(model, drop, grams):
-        refitted = language_losses(model, held_out, drop)
+    with refitted(model, HEADS, drop, grams):
+        refitted_losses = language_losses(model, held_out, drop)
     for lang in corpus.languages:  # measured: the refit leaves 21-37% of the masked rise
         assert masked[lang] - base[lang] > 0.2, lang  # the cut does hurt
-        assert refitted[lang] - base[lang] < 0.5 * (masked[lang] - base[lang]), lang
+        assert refitted_losses[lang] - base[lang] < 0.5 * (masked[lang] - base[lang]), lang
 
 
 def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monkeypatch):
@@ -93,7 +113,7 @@ def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monk
         stats, grams = run_calibration(ctx, neurons=True, refit=True)
     alone = neuron_stats(model, tokenizer, ctx.corpus, langs, NEURON_TOKENS, CHUNK_TOKENS)
     assert np.array_equal(stats.frequency, alone.frequency) and np.array_equal(stats.contribution, alone.contribution)
-    expected = refit_grams(model, tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)
+    expected = refit_grams(model, tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)[HEADS]
     assert len(grams) == len(expected) == 3
     assert all(torch.equal(g, e) for g, e in zip(grams, expected))
     assert float(grams[0].diagonal().min()) > 0

@@ -115,10 +115,11 @@ def cmd_analyze(args) -> None:
         print(table)
     if args.against_random:
         from .cuts.refit import refit_grams
+        from .model.parts import HEADS
         from .measure.selectivity import render, selectivity
 
         budgets = _int_list(args.against_random, "--against-random")
-        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs) if options.refit else None
+        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs)[HEADS] if options.refit else None
         table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams))
         (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
         print(table)

@@ -81,6 +81,7 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
 
     from .analysis.neurons import neuron_stats_cached
     from .cuts.refit import CHUNK_TOKENS, GramCollector, refit_grams
+    from .model.parts import HEADS
 
     loaded, langs = ctx.loaded, all_languages(ctx.options)
     stats, collector, cached = None, GramCollector() if refit else None, True
@@ -93,5 +94,5 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     if not refit:
         return stats, None
     if not cached:  # the statistics' pass ran, and collected the grams too
-        return stats, collector.grams()
-    return stats, refit_grams(loaded.model, loaded.tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)
+        return stats, collector.grams()[HEADS]
+    return stats, refit_grams(loaded.model, loaded.tokenizer, ctx.corpus, langs, n_tokens=NEURON_TOKENS)[HEADS]

@@ -5,7 +5,6 @@ FFN neurons first, then heads: each by its fraction, or the largest cut within T
 measured by calibration perplexity together with what is already cut; then the vocabulary.
 """
 
-import contextlib
 import copy
 from dataclasses import dataclass, replace
 
@@ -134,7 +133,7 @@ def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
 
     The refit's fit saw these tokens too (with every other language's); the report's quality
     figures come from the evaluation split, which neither saw."""
-    from .refit import refitted_heads
+    from .refit import refitted
 
     model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
     chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
@@ -142,8 +141,7 @@ def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
     def measure(cuts: Cuts) -> dict[str, float]:
         drop = cuts.heads.drop if cuts.heads else []
         keep = cuts.neurons.keep if cuts.neurons else [list(range(w)) for w in NEURONS.sizes(model)]
-        refit = refitted_heads(model, drop, grams) if grams and drop else contextlib.nullcontext()
-        with refit, HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)), \
+        with refitted(model, HEADS, drop, grams), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)), \
                 NEURONS.masked(model, mask_from_keep(NEURONS.sizes(model), keep)):
             return {
                 lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
@@ -157,13 +155,13 @@ def apply_cuts(ctx, cuts: Cuts, grams=None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
     o_proj refit to the kept heads when `grams` are given."""
     from ..model.tokenizer import tokenizer_from_vocab
-    from .refit import refit_heads
+    from .refit import refit
     from .vocab import trim_embeddings
 
     model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
     if cuts.heads:
         if grams:
-            refit_heads(model, cuts.heads.drop, grams)
+            refit(model, HEADS, cuts.heads.drop, grams)
         HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
         NEURONS.prune(model, cuts.neurons.keep)

@@ -7,14 +7,13 @@ selection hurts the dropped languages more than the kept ones, and the kept ones
 With `grams`, each cut is measured a second time with o_proj refit to the kept heads (`refit`).
 """
 
-import contextlib
 import math
 
 import numpy as np
 from tqdm import tqdm
 
 from ..analysis.analyze import Analysis, language_losses
-from ..cuts.refit import refitted_heads
+from ..cuts.refit import refitted
 from ..cuts.select import drop_costs, random_selection, select_heads
 from ..data.corpus import Corpus
 from ..data.corpus import encode
@@ -39,7 +38,7 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
     cuts = [(n, name, drop, refit) for n, name, drop in picks for refit in ((False, True) if grams else (False,))]
     runs = []
     for n, name, drop, refit in tqdm(cuts, desc="selected and random heads", unit="cut"):
-        with refitted_heads(model, drop, grams) if refit else contextlib.nullcontext():
+        with refitted(model, HEADS, drop, grams if refit else None):
             loss = language_losses(model, held, drop)
         runs.append({"heads": n, "selection": name + (" + refit" if refit else ""),
                      "rise": {lang: loss[lang] - base[lang] for lang in held}})
