@@ -115,8 +115,8 @@ def cmd_analyze(args) -> None:
         print(table)
     if args.against_random:
         from .cuts.refit import refit_grams
-        from .model.parts import HEADS
         from .measure.selectivity import render, selectivity
+        from .model.parts import HEADS
 
         budgets = _int_list(args.against_random, "--against-random")
         grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs)[HEADS] if options.refit else None

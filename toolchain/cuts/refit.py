@@ -6,7 +6,7 @@ the same keys and values (Gemma 3 270M: one KV head for four query heads), its F
 same normalized input. So part of a dropped unit's output is a linear function of the kept units'
 outputs, and a least-squares fit on calibration text moves that part into the kept units' columns
 of the consumer (the "mask tuning" of Kwon et al. 2022, "A Fast Post-Training Pruning Framework
-for Transformers"; for FFN neurons, FLAP's and SliceGPT's reconstruction of the layer output):
+for Transformers"):
 
     x_R ~ A x_K,   A = G_RK (G_KK + ridge * mean(diag G_KK) * I)^-1,   W_K <- W_K + W_R A
 
@@ -21,9 +21,8 @@ byte against the original (evaluation split / Debian fortunes / Debian manual pa
   1/8:          masked +27.9 +7.9 / +19.0 +13.4 / +16.9 +16.6, refit +22.2 +5.0 / +19.2 +13.9 / +18.0 +18.3
   1/2:          masked +87.8 +47.2 / +61.2 +46.1 / +59.6 +52.0, refit +54.2 +29.0 / +60.4 +41.3 / +53.0 +51.6
 It recovers part of the cut on the UDHR's evaluation split, and little or nothing (worse at small
-cuts) on text of another kind: the fit learns the corpus, not the languages. Fit on en+de alone it
-is worse still beyond the corpus. (2048 inputs a layer against 12k calibration tokens; heads have
-1024 inputs and strongly shared keys and values.)
+cuts) on text of another kind: the fit learns the corpus, not the languages. Fit on en+de alone:
+1/32 +8.9 +1.0 / +6.8 +3.8 / +6.2 +6.9, 1/8 +22.3 +4.0 / +20.6 +14.1 / +19.8 +18.6, no better.
 """
 
 from collections.abc import Sequence
@@ -60,8 +59,8 @@ class GramCollector:
     """Per part and layer, E[x x^T] of the consumer's input (all units' outputs side by side), over
     every forward run inside `hooked` (so another pass over the same text can collect it too).
 
-    Each chunk's product is taken in float32 (4x faster than float64 on a CPU; a chunk is at most
-    a few hundred tokens) and summed in float64."""
+    Each chunk's product is taken in float32 and summed in float64 (a 512-token chunk: 5.7 ms
+    instead of 14.0 for 1024 inputs, 32 instead of 55 for 2048, 2 cores, natively and AVX2-capped alike)."""
 
     def __init__(self, parts: Sequence[Part] = (HEADS,)):
         self.sums: dict[Part, dict[int, torch.Tensor]] = {part: {} for part in parts}
@@ -114,7 +113,7 @@ def refit(model, part: Part, drop: Sequence[tuple[int, int]], grams: Sequence[to
         if not dropped:
             continue
         size, weight = part.unit_size(module), part.consumer(module).weight.data
-        kept = [u for u in range(weight.shape[1] // size) if u not in set(dropped)]
+        kept = sorted(set(range(weight.shape[1] // size)) - set(dropped))
         keep, gone = unit_index(kept, size), unit_index(dropped, size)
         weight[:, keep] = refit_columns(weight, grams[layer], keep, gone)
 
