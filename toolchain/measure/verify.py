@@ -169,8 +169,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]
-    dropped_text = Corpus({lang: {"evaluation": corpus.texts[lang]["evaluation"][:DROPPED_DOCUMENTS]} for lang in dropped},
-                          corpus.source)
+    dropped_text = dropped_documents(corpus, dropped)
     with timed(seconds, "quality"), tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
@@ -193,6 +192,12 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                               "reps": reps}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     return results
+
+
+def dropped_documents(corpus: Corpus, dropped: list[str]) -> Corpus:
+    """The dropped languages' first DROPPED_DOCUMENTS evaluation documents: what they are scored on."""
+    return Corpus({lang: {"evaluation": corpus.texts[lang]["evaluation"][:DROPPED_DOCUMENTS]} for lang in dropped},
+                  corpus.source)
 
 
 def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict,

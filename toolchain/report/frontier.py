@@ -1,46 +1,74 @@
-"""The vocabulary frontier's table (`make bench-vocab`, measured by `measure/vocab_frontier.py`):
-one row per vocabulary size, against the original, in its own file and in the next export's report."""
+"""The cuts' frontier table (`make bench-frontier`, measured by `measure/frontier.py`): one row per
+level of cutting, against the original, in its own file and in the next export's report."""
+
+from statistics import mean
 
 from .report import GOALS, changes, markdown_table
 
+# issue #15's goal for Gemma 3 270M, LANGS=en,de, Q4_K_M in llama.cpp
+FRONTIER_GOAL = {"decode_ratio": 2.5, "size_ratio": 0.33, "kept_bpb_rise": 0.05}
+
 
 def frontier_changes(row: dict, original: dict) -> dict:
-    """One size against the original: {"outside": {source: {lang: (tokens, bits per byte)}},
-    "evaluation": {lang: bits per byte}}, relative changes (`report.changes`)."""
+    """One level against the original, relative changes (`report.changes`): {"outside": {source:
+    {lang: (tokens, bits per byte)}}, "evaluation": {lang: bits per byte}, "dropped": {lang: bits per byte}}."""
     return {"outside": {source: {lang: changes(original["outside"][source][lang], q) for lang, q in by_lang.items()}
                         for source, by_lang in row["outside"].items()},
-            "evaluation": {lang: changes(original["evaluation"][lang], q)[1] for lang, q in row["evaluation"].items()}}
+            **{split: {lang: changes(original[split][lang], q)[1] for lang, q in row[split].items()}
+               for split in ("evaluation", "dropped")}}
 
 
-def holds(row: dict, original: dict) -> bool:
-    """Every kept language on every source within +0.5% tokens and +1% bits per byte."""
+def vocab_holds(row: dict, original: dict) -> bool:
+    """Every kept language on every source beyond the corpus within +0.5% tokens and +1% bits per byte."""
     return all(tokens <= GOALS["outside_token_rise"] and bpb <= GOALS["outside_bpb_rise"]
                for by_lang in frontier_changes(row, original)["outside"].values() for tokens, bpb in by_lang.values())
 
 
+def meets_goal(row: dict, original: dict) -> bool:
+    """Issue #15's goal: decode >= 2.5x at every thread count, file <= 33%, kept languages' bits per
+    byte within +5% on the evaluation split and on every source beyond the corpus."""
+    change = frontier_changes(row, original)
+    bpb = [*change["evaluation"].values(), *(b for by_lang in change["outside"].values() for _, b in by_lang.values())]
+    return (min(row["decode_speedup"].values()) >= FRONTIER_GOAL["decode_ratio"]
+            and row["file_bytes"] / original["file_bytes"] <= FRONTIER_GOAL["size_ratio"]
+            and max(bpb) <= FRONTIER_GOAL["kept_bpb_rise"])
+
+
 def render_frontier(result: dict) -> str:
-    """A markdown table, one row per size, smallest first, the original last."""
-    original, rows = result["rows"][0], sorted(result["rows"][1:], key=lambda r: r["tokens"])
-    langs, sources = result["langs"], list(result["sources"])
-    threads = result["threads"]
-    header = ["tokens", f"{result['quant']} MiB", *(f"decode x, {t} thr" for t in threads),
-              *(f"{lang} bpb, evaluation" for lang in langs),
-              *(f"{lang} {source}: tokens / bpb / same tokens" for source in sources for lang in langs),
-              f"within +{GOALS['outside_token_rise']:.1%} tokens, +{GOALS['outside_bpb_rise']:.0%} bpb"]
+    """A markdown table, one row per level in the order measured, the original last."""
+    original, rows = result["rows"][0], result["rows"][1:]
+    langs, sources, threads = result["langs"], list(result["sources"]), result["threads"]
+    header = ["cut", "heads / FFN neurons / tokens", f"{result['quant']} MiB", *(f"decode x, {t} thr" for t in threads),
+              *(f"{lang} bpb: evaluation / {' / '.join(sources)}" for lang in langs),
+              *(f"{lang} {source}: tokens / same tokens" for source in sources for lang in langs),
+              "dropped bpb, evaluation: mean (range)",
+              f"beyond the corpus within +{GOALS['outside_token_rise']:.1%} tokens, +{GOALS['outside_bpb_rise']:.0%} bpb",
+              f"goal: >= {FRONTIER_GOAL['decode_ratio']}x, <= {FRONTIER_GOAL['size_ratio']:.0%}, "
+              f"<= +{FRONTIER_GOAL['kept_bpb_rise']:.0%} bpb"]
     body = []
     for row in rows:
         change = frontier_changes(row, original)
-        body.append([f"{row['tokens']:,}" + (" (default)" if row["size"] == "default" else ""),
-                     f"{row['file_bytes'] / 2**20:.0f} ({row['file_bytes'] / original['file_bytes']:.0%})",
+        dropped = list(change["dropped"].values())
+        body.append([f"`{row['cut']}`", _shape(row), f"{row['file_bytes'] / 2**20:.0f} ({row['file_bytes'] / original['file_bytes']:.0%})",
                      *(f"{row['decode_speedup'][str(t)]:.2f}" for t in threads),
-                     *(f"{change['evaluation'][lang]:+.2%}" for lang in langs),
-                     *(f"{change['outside'][s][lang][0]:+.2%} / {change['outside'][s][lang][1]:+.2%} / "
-                       f"{row['agreement'][s][lang]:.1%}" if lang in change["outside"][s] else "" for s in sources for lang in langs),
-                     "yes" if holds(row, original) else "no"])
-    body.append([f"{original['tokens']:,} (original)", f"{original['file_bytes'] / 2**20:.0f} (100%)",
-                 *("1.00" for _ in threads), *("" for _ in langs), *("" for _ in sources for _ in langs), ""])
+                     *(" / ".join([f"{change['evaluation'][lang]:+.1%}",
+                                   *(f"{change['outside'][s][lang][1]:+.1%}" if lang in change["outside"][s] else "-"
+                                     for s in sources)]) for lang in langs),
+                     *(f"{change['outside'][s][lang][0]:+.2%} / {row['agreement'][s][lang]:.1%}"
+                       if "agreement" in row and lang in change["outside"][s] else "" for s in sources for lang in langs),
+                     f"{mean(dropped):+.0%} ({min(dropped):+.0%} to {max(dropped):+.0%})" if dropped else "",
+                     "yes" if vocab_holds(row, original) else "no", "yes" if meets_goal(row, original) else "no"])
+    body.append(["original", _shape(original), f"{original['file_bytes'] / 2**20:.0f} (100%)", *("1.00" for _ in threads),
+                 *("" for _ in header[3 + len(threads):])])
     named = "; ".join(f"{s}: {v['kind']} ({v['package']})" for s, v in result["sources"].items())
-    return (f"llama.cpp, {result['quant']}, each size against the original (decode speed-up: median of {result['reps']} "
-            f"interleaved runs). Changes are relative to the original; \"same tokens\": the share of the original's "
-            f"tokens the trimmed tokenizer reproduces. Text beyond the corpus, never read by the selection: {named}.\n\n"
+    return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: median of {result['reps']} "
+            f"interleaved runs), {result['layout']} layout. A level is the export's own selection at fixed sizes: `vocab` "
+            "the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj refit unless `norefit`. "
+            "Bits per byte and token counts are changes against the original; \"same tokens\": the share of the "
+            f"original's tokens the trimmed tokenizer reproduces; dropped languages ({', '.join(result['dropped'])}): "
+            f"their first evaluation documents. Text beyond the corpus, never read by a selection: {named}.\n\n"
             + markdown_table(header, body) + "\n")
+
+
+def _shape(row: dict) -> str:
+    return f"{row['heads']} / {row['neurons']:,} / {row['tokens']:,}"

@@ -211,8 +211,8 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "structure": {"before": structure(ctx.loaded.model), "after": structure(pruned)},
         "heads": {"kept_heads": cuts.heads.keep, "dropped": cuts.heads.drop} if cuts.heads else None,
         "ffn": {"kept_neurons": cuts.neurons.keep} if cuts.neurons else None,
-        "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts,
-                  "frontier": _frontier(ctx.loaded.name, ctx.options.langs)} if cuts.tokens else None,
+        "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
+        "frontier": _frontier(ctx.loaded.name, ctx.options.langs),
         "tolerance_search": cuts.search,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
                                   "languages": analysis.languages, "precision": analysis.precision},
@@ -227,24 +227,23 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
 
 
 def _frontier(model_name: str, langs: list[str]) -> dict | None:
-    """The vocabulary frontier `make bench-vocab` measured for this model and these languages, if any."""
+    """The frontier `make bench-frontier` measured for this model and these languages, if any."""
     from ..paths import frontier_dir
 
-    path = frontier_dir(model_name, langs) / "vocab-frontier.json"
+    path = frontier_dir(model_name, langs) / "frontier.json"
     return {"file": str(path), **json.loads(path.read_text())} if path.exists() else None
 
 
 def _frontier_text(report: dict) -> list[str]:
     from .frontier import render_frontier
 
-    if not report.get("vocab"):
-        return []
-    frontier = report["vocab"].get("frontier")
+    frontier = report.get("frontier")
     if not frontier:
-        return ["## Vocabulary size frontier", "Not measured for this model and these languages: `make bench-vocab "
-                f"LANGS={','.join(report['languages']['kept'])}` exports the trim at several sizes and measures file "
-                "size, decode speed-up, and tokens and bits per byte beyond the corpus; the next export's report shows it."]
-    return ["## Vocabulary size frontier", f"From `make bench-vocab` ({frontier['file']}, {frontier['measured']}):",
+        return ["## Frontier", "Not measured for this model and these languages: `make bench-frontier "
+                f"LANGS={','.join(report['languages']['kept'])}` exports the cuts at several levels and measures file "
+                "size, decode speed-up and bits per byte, on the evaluation split and beyond the corpus, of each; "
+                "the next export's report shows it."]
+    return ["## Frontier", f"From `make bench-frontier` ({frontier['file']}, {frontier['measured']}):",
             render_frontier(frontier)]
 
 

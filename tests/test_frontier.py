@@ -1,0 +1,75 @@
+"""`make bench-frontier`: the cuts at several levels, measured in llama.cpp against the original,
+and shown in the next export's report (on a tiny model; the real model's frontier is in the session
+notes and in `exported/` after `make bench-frontier`)."""
+
+import json
+
+import pytest
+
+from tests.tiny import save_tiny
+from toolchain.data.corpus import load_corpus
+from toolchain.errors import UserError
+from toolchain.measure.frontier import Level, parse_level, write_frontier
+from toolchain.model.load import load
+from toolchain.options import Context, ExportOptions, all_languages, check_options
+from toolchain.paths import frontier_dir
+from toolchain.pipeline import run_export
+from toolchain.report.frontier import frontier_changes
+
+KEPT = ["en", "de"]
+
+
+def test_levels_parse_and_bad_ones_fail_clearly():
+    assert parse_level("vocab=65536+heads=0.25+norefit") == Level("vocab=65536+heads=0.25+norefit", 65536, 0.25, None, False)
+    assert parse_level("vocab") == Level("vocab", vocab=True)
+    assert parse_level("ffn=0.125") == Level("ffn=0.125", ffn=0.125)
+    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1"):
+        with pytest.raises(UserError, match="is not one of vocab"):
+            parse_level(bad)
+    with pytest.raises(UserError, match="cuts nothing"):
+        parse_level("norefit")
+
+
+def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("LANGPRUNE_EXPORTS", str(tmp_path / "exported"))
+    options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp_path / "llama")), heads=0.25, layout="free",
+                            reps=1, analysis_langs=KEPT + ["fr", "ru"], quant=["Q4_K_M"])
+    name, layout = check_options(options)
+    loaded = load(options.model)
+    ctx = Context(options, loaded, load_corpus(all_languages(options)), layout)
+    n_vocab, n_heads = loaded.model.config.vocab_size, loaded.model.config.num_hidden_layers * loaded.model.config.num_attention_heads
+    with pytest.raises(UserError, match="VOCAB=10: the kept languages need at least"):
+        write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier", threads=(1,), reps=1)
+    assert not (tmp_path / "frontier").exists()
+
+    levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25")]
+    md = write_frontier(ctx, levels, frontier_dir(name, KEPT), threads=(1,), reps=1)
+    result = json.loads(md.with_suffix(".json").read_text())
+    original, trimmed, masked, refit, both = result["rows"]
+    assert [r["cut"] for r in result["rows"]] == ["original"] + [level.name for level in levels]
+    assert result["dropped"] == ["fr", "ru"]
+    assert original["tokens"] == n_vocab > trimmed["tokens"] == both["tokens"] and original["heads"] == n_heads
+    assert masked["tokens"] == refit["tokens"] == n_vocab and masked["heads"] == refit["heads"] < n_heads
+    assert both["neurons"] < original["neurons"] == trimmed["neurons"] == refit["neurons"]
+    for row in result["rows"][1:]:
+        assert row["file_bytes"] < original["file_bytes"] and row["decode_speedup"]["1"] > 0
+        assert ("agreement" in row) == (row["tokens"] < n_vocab), row["cut"]
+    # the same heads go with and without the refit; only the refit's o_proj changes what they compute
+    assert masked["file_bytes"] == refit["file_bytes"]
+    assert masked["evaluation"]["en"]["bits_per_byte"] != refit["evaluation"]["en"]["bits_per_byte"]
+    for row in (masked, refit):  # the tokenizer is the original's: the same tokens, scored by another model
+        change = frontier_changes(row, original)
+        assert all(tokens == 0 for by_lang in change["outside"].values() for tokens, _ in by_lang.values())
+        assert set(change["dropped"]) == {"fr", "ru"} and all(row["dropped"][lang]["tokens"] == original["dropped"][lang]["tokens"]
+                                                              for lang in ("fr", "ru"))
+    change = frontier_changes(trimmed, original)
+    assert set(change["outside"]) == {"fortunes", "manpages"}
+    for source, by_lang in change["outside"].items():
+        assert set(by_lang) == set(KEPT)
+        for lang, (tokens, _) in by_lang.items():  # the trimmed tokenizer never takes fewer tokens
+            assert tokens >= 0 and 0 < trimmed["agreement"][source][lang] <= 1, (source, lang)
+    text = md.read_text()
+    assert "`heads=0.25+norefit`" in text and f"{n_heads} / {original['neurons']:,} / {n_vocab:,}" in text
+
+    report = (run_export(options) / "report.md").read_text()
+    assert "## Frontier" in report and "`vocab+ffn=0.25`" in report

@@ -1,0 +1,147 @@
+"""The cuts' frontier (`make bench-frontier`): what each level of cutting costs and buys.
+
+A level is any mix of the export's cuts at fixed sizes, written `+`-joined: `vocab` (the default
+trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, and `norefit` (heads dropped
+without the o_proj refit: the same heads, before recovery). Each level is selected by the
+export's own `run_selection` and `apply_cuts`, written as GGUF, quantized, and measured in
+llama.cpp against the original's file of the same quantization: file size, decode speed-up
+(interleaved repetitions, each pair in fresh processes), the kept languages' bits per byte on the
+evaluation split and on text beyond the corpus (`outside_text`, which no selection reads: with a
+trimmed vocabulary also its token count and tokenization agreement), and the dropped languages'
+bits per byte on their first evaluation documents. Every level is selected before anything is
+measured, so a bad level fails at once.
+"""
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..cuts.plan import apply_cuts, run_selection, vocab_evidence
+from ..data.outside_text import KINDS, outside_corpora
+from ..errors import UserError
+from ..export.export_gguf import export_gguf, quantize_gguf
+from ..model.parts import HEADS, NEURONS
+from ..paths import written
+from ..report.frontier import render_frontier
+from .checks import agreement, eval_languages
+from .verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
+
+QUANT = "Q4_K_M"
+DEFAULT_LEVELS = "vocab,vocab=65536,vocab+heads=0.25+norefit,vocab+heads=0.25,vocab+ffn=0.125,vocab=65536+heads=0.5+ffn=0.25"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of cutting, as `ExportOptions` would ask for it with fixed fractions."""
+
+    name: str
+    vocab: bool | int = False  # True: the default trim; an int: at most that many tokens
+    heads: float | None = None
+    ffn: float | None = None
+    refit: bool = True
+
+
+def parse_level(text: str) -> Level:
+    """'vocab=65536+heads=0.25+norefit' -> Level; a clear error for anything else."""
+    fields = {}
+    for part in text.strip().split("+"):
+        key, _, value = part.strip().partition("=")
+        try:
+            if key == "vocab":
+                fields["vocab"] = True if value in ("", "default") else int(value)
+            elif key in ("heads", "ffn"):
+                fields[key] = float(value)
+                if not 0 < fields[key] < 1:
+                    raise ValueError
+            elif key == "norefit" and not value:
+                fields["refit"] = False
+            else:
+                raise KeyError
+        except (ValueError, KeyError):
+            raise UserError(f"level {text!r}: {part!r} is not one of vocab, vocab=<tokens>, heads=<fraction>, "
+                            "ffn=<fraction> (fractions in (0, 1)), norefit; join them with +, e.g. vocab+heads=0.25") from None
+    level = Level(text.strip(), **fields)
+    if not (level.vocab or level.heads or level.ffn):
+        raise UserError(f"level {text!r} cuts nothing")
+    return level
+
+
+def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: int = 3) -> dict:
+    """{"rows": [the original, then one per level]} for ctx's kept languages.
+
+    ctx: an `options.Context` whose corpus holds the analysed languages (the dropped ones are
+    measured); the original's GGUF comes from the export's cache (`export_original`)."""
+    from ..export.files import export_original
+
+    loaded = ctx.loaded
+    kept, dropped = eval_languages(ctx)
+    selected = _select(ctx, levels)
+    original = Artifact("llama.cpp", QUANT, export_original(ctx)[f"gguf {QUANT}"])
+    corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)
+
+    def measure(artifact: Artifact, tokenizer) -> dict:
+        score = scorer(artifact)
+        return {"evaluation": quality(score, tokenizer, ctx.corpus, kept),
+                "dropped": quality(score, tokenizer, dropped_text, dropped),
+                "outside": {source: quality(score, tokenizer, c, c.languages) for source, c in corpora.items()}}
+
+    rows = [{"cut": "original", **_shape(loaded.model), "file_bytes": file_size(original.path),
+             **measure(original, loaded.tokenizer)}]
+    with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
+        for i, (level, cuts, grams) in enumerate(selected):
+            print(f"== level {level.name}")
+            pruned, tokenizer = apply_cuts(ctx, cuts, grams)
+            tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
+            f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
+            after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))
+            f16.unlink()
+            speeds = speed({QUANT: (original, after)}, speed_prompts(tokenizers, ctx.corpus, kept[0]),
+                           threads=threads, reps=reps)[QUANT]
+            row = {"cut": level.name, **_shape(pruned), "file_bytes": file_size(after.path), **measure(after, tokenizer),
+                   "decode_speedup": {str(t): speeds[t]["decode_tps_ratio"] for t in threads}}
+            if cuts.tokens:
+                row["agreement"] = {source: {lang: a["share"] for lang, a in agreement(tokenizers, cuts.tokens, c, kept).items()}
+                                    for source, c in corpora.items()}
+            rows.append(row)
+            after.path.unlink()
+            del pruned
+    return {"model": loaded.name, "langs": kept, "dropped": dropped, "measured": time.strftime("%Y-%m-%d %H:%M"),
+            "quant": QUANT, "threads": list(threads), "reps": reps, "layout": ctx.layout,
+            "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()}, "rows": rows}
+
+
+def _select(ctx, levels: list[Level]) -> list[tuple]:
+    """(level, its Cuts, the refit's grams or None) for every level, before any is measured; the
+    analysis, neuron statistics, grams and vocabulary evidence are computed once for all."""
+    from ..pipeline import run_analysis, run_calibration
+
+    analysis = run_analysis(ctx) if any(level.heads for level in levels) else None
+    refit = any(level.heads and level.refit for level in levels)
+    stats, grams = run_calibration(ctx, any(level.ffn for level in levels), refit)
+    evidence = vocab_evidence(ctx) if any(level.vocab for level in levels) else None
+    selected = []
+    for level in levels:
+        options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit)
+        cuts = run_selection(replace(ctx, options=options), analysis if level.heads else None,
+                             stats if level.ffn else None, vocab=evidence)
+        selected.append((level, cuts, grams if level.refit else None))
+    return selected
+
+
+def _shape(model) -> dict:
+    """Heads, FFN neurons and vocabulary rows of a model: what a level kept."""
+    return {"heads": sum(HEADS.sizes(model)), "neurons": sum(NEURONS.sizes(model)),
+            "tokens": model.get_input_embeddings().weight.shape[0]}
+
+
+def write_frontier(ctx, levels: list[Level], folder: Path, threads=(1, 2), reps: int = 3) -> Path:
+    """Measure, then write `frontier.json` and `.md` as folder (whole, or not at all); the .md's path."""
+    result = frontier(ctx, levels, threads, reps)
+    with written(folder) as partial:
+        partial.mkdir()
+        (partial / "frontier.json").write_text(json.dumps(result, indent=1))
+        (partial / "frontier.md").write_text(f"# Frontier: {result['model']}, kept {', '.join(result['langs'])}"
+                                             f"\n\n{render_frontier(result)}")
+    return folder / "frontier.md"
