@@ -15,7 +15,7 @@ OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru for
 	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
 OUTSIDE := .cache/outside/.unpacked
 
-# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, LAYOUT, QUANT
+# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, HEAL, LAYOUT, QUANT
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
@@ -52,7 +52,7 @@ $(OUTSIDE):
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
 export:
 	$(PY) -m toolchain.cli export --langs $(LANGS) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) \
-		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) \
+		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(HEAL),--heal $(HEAL)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.

@@ -31,6 +31,7 @@ def test_export_refuses_bad_options_before_loading_anything():
         (["--langs", "en", "--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
         (["--langs", "en", "--heads", "1.0"], "must be in [0, 1)"),
         (["--langs", "en", "--tol", "0"], "the tolerance is a fraction"),
+        (["--langs", "en", "--heal", "0"], "give the minutes of recovery training"),
         (["--langs", "en", "--layout", "free"], "loads only uniform layouts"),
         (["--langs", "en", "--quant", "Q2"], "unknown QUANT"),
         (["--langs", "en", "--model", "org/some-model"], "works offline"),

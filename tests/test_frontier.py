@@ -22,8 +22,8 @@ KEPT = ["en", "de"]
 def test_levels_parse_and_bad_ones_fail_clearly():
     assert parse_level("vocab=65536+heads=0.25+norefit") == Level("vocab=65536+heads=0.25+norefit", 65536, 0.25, None, False)
     assert parse_level("vocab") == Level("vocab", vocab=True)
-    assert parse_level("ffn=0.125") == Level("ffn=0.125", ffn=0.125)
-    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1"):
+    assert parse_level("ffn=0.125+heal=5") == Level("ffn=0.125+heal=5", ffn=0.125, heal=5.0)
+    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal"):
         with pytest.raises(UserError, match="is not one of vocab"):
             parse_level(bad)
     with pytest.raises(UserError, match="cuts nothing"):
@@ -42,10 +42,10 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
         write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier", threads=(1,), reps=1)
     assert not (tmp_path / "frontier").exists()
 
-    levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25")]
+    levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25", "heads=0.25+heal=0.01")]
     md = write_frontier(ctx, levels, frontier_dir(name, KEPT), threads=(1,), reps=1)
     result = json.loads(md.with_suffix(".json").read_text())
-    original, trimmed, masked, refit, both = result["rows"]
+    original, trimmed, masked, refit, both, healed = result["rows"]
     assert [r["cut"] for r in result["rows"]] == ["original"] + [level.name for level in levels]
     assert result["dropped"] == ["fr", "ru"]
     assert original["tokens"] == n_vocab > trimmed["tokens"] == both["tokens"] and original["heads"] == n_heads
@@ -55,8 +55,9 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
         assert row["file_bytes"] < original["file_bytes"] and row["decode_speedup"]["1"] > 0
         assert ("agreement" in row) == (row["tokens"] < n_vocab), row["cut"]
     # the same heads go with and without the refit; only the refit's o_proj changes what they compute
-    assert masked["file_bytes"] == refit["file_bytes"]
-    assert masked["evaluation"]["en"]["bits_per_byte"] != refit["evaluation"]["en"]["bits_per_byte"]
+    assert masked["file_bytes"] == refit["file_bytes"] == healed["file_bytes"] and healed["heal"]["steps"] >= 1
+    assert len({row["evaluation"]["en"]["bits_per_byte"] for row in (masked, refit, healed)}) == 3
+    assert "heal" not in refit
     for row in (masked, refit):  # the tokenizer is the original's: the same tokens, scored by another model
         change = frontier_changes(row, original)
         assert all(tokens == 0 for by_lang in change["outside"].values() for tokens, _ in by_lang.values())

@@ -62,7 +62,7 @@ def _export_options(args):
     from .options import ExportOptions
 
     options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
-                            tol=args.tol, vocab=args.vocab, refit=args.refit, layout=args.layout or None, corpus=args.corpus, out=args.out)
+                            tol=args.tol, vocab=args.vocab, refit=args.refit, heal=args.heal, layout=args.layout or None, corpus=args.corpus, out=args.out)
     if args.quant:
         options.quant = _split(args.quant)
     if args.analysis_langs:
@@ -175,6 +175,8 @@ def _add_export_arguments(p) -> None:
                    "vocabulary to the kept languages' tokens (at most that many)")
     p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
                    "by least squares on calibration text")
+    p.add_argument("--heal", type=float, help="minutes of recovery training after the cuts: distil the pruned model "
+                   "from the original on kept-language text (default: none)")
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
     p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")

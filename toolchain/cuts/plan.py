@@ -33,6 +33,7 @@ class Cuts:
     vocab: object = None  # the trimmed vocabulary (tokenizer.GGUFVocab) when tokens are kept
     token_parts: dict | None = None  # kept tokens by the step that chose them (vocab.PARTS)
     search: dict | None = None  # the tolerance search: baseline and every probe
+    heal: dict | None = None  # the recovery's figures (cuts/heal.py), once `apply_cuts` ran it
 
 
 def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None) -> Cuts:
@@ -154,18 +155,23 @@ def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
 
 def apply_cuts(ctx, cuts: Cuts, grams=None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
-    o_proj refit to the kept heads when `grams` are given."""
+    o_proj refit to the kept heads when `grams` are given; distilled from the original for HEAL
+    minutes when asked (its figures in `cuts.heal`)."""
     from ..model.tokenizer import tokenizer_from_vocab
+    from .heal import distillation_text, heal
     from .refit import refit
     from .vocab import trim_embeddings
 
-    model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
+    loaded, model, tokenizer = ctx.loaded, copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
     if cuts.heads:
         if grams:
             refit(model, HEADS, cuts.heads.drop, grams)
         HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
         NEURONS.prune(model, cuts.neurons.keep)
+    if ctx.options.heal:
+        text = distillation_text(loaded.model, tokenizer, ctx.corpus, ctx.options.langs)
+        cuts.heal = heal(model, loaded.model, text, ctx.options.heal, cuts.tokens)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
         tokenizer = tokenizer_from_vocab(cuts.vocab)

@@ -1,8 +1,9 @@
 """The cuts' frontier (`make bench-frontier`): what each level of cutting costs and buys.
 
 A level is any mix of the export's cuts at fixed sizes, written `+`-joined: `vocab` (the default
-trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, and `norefit` (heads dropped
-without the o_proj refit: the same heads, before recovery). Each level is selected by the
+trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, `norefit` (heads dropped without
+the o_proj refit: the same heads, before recovery) and `heal=<minutes>` (then distilled from the
+original, `cuts/heal.py`). Each level is selected by the
 export's own `run_selection` and `apply_cuts`, written as GGUF, quantized, and measured in
 llama.cpp against the original's file of the same quantization: file size, decode speed-up
 (interleaved repetitions, each pair in fresh processes), the kept languages' bits per byte on the
@@ -29,7 +30,8 @@ from .checks import agreement, eval_languages
 from .verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
 
 QUANT = "Q4_K_M"
-DEFAULT_LEVELS = "vocab,vocab=65536,vocab+heads=0.25+norefit,vocab+heads=0.25,vocab+ffn=0.125,vocab=65536+heads=0.5+ffn=0.25"
+DEFAULT_LEVELS = ("vocab,vocab=65536,vocab+heads=0.25+norefit,vocab+heads=0.25,vocab+heads=0.25+heal=5,vocab+ffn=0.125,"
+                  "vocab=65536+heads=0.5+ffn=0.25")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Level:
     heads: float | None = None
     ffn: float | None = None
     refit: bool = True
+    heal: float | None = None  # minutes
 
 
 def parse_level(text: str) -> Level:
@@ -55,13 +58,17 @@ def parse_level(text: str) -> Level:
                 fields[key] = float(value)
                 if not 0 < fields[key] < 1:
                     raise ValueError
+            elif key == "heal":
+                fields[key] = float(value)
+                if not fields[key] > 0:
+                    raise ValueError
             elif key == "norefit" and not value:
                 fields["refit"] = False
             else:
                 raise KeyError
         except (ValueError, KeyError):
             raise UserError(f"level {text!r}: {part!r} is not one of vocab, vocab=<tokens>, heads=<fraction>, "
-                            "ffn=<fraction> (fractions in (0, 1)), norefit; join them with +, e.g. vocab+heads=0.25") from None
+                            "ffn=<fraction> (fractions in (0, 1)), norefit, heal=<minutes>; join them with +, e.g. vocab+heads=0.25") from None
     level = Level(text.strip(), **fields)
     if not (level.vocab or level.heads or level.ffn):
         raise UserError(f"level {text!r} cuts nothing")
@@ -90,9 +97,9 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     rows = [{"cut": "original", **_shape(loaded.model), "file_bytes": file_size(original.path),
              **measure(original, loaded.tokenizer)}]
     with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
-        for i, (level, cuts, grams) in enumerate(selected):
+        for i, (level, level_ctx, cuts, grams) in enumerate(selected):
             print(f"== level {level.name}")
-            pruned, tokenizer = apply_cuts(ctx, cuts, grams)
+            pruned, tokenizer = apply_cuts(level_ctx, cuts, grams)
             tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
             f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
             after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))
@@ -101,6 +108,8 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
                            threads=threads, reps=reps)[QUANT]
             row = {"cut": level.name, **_shape(pruned), "file_bytes": file_size(after.path), **measure(after, tokenizer),
                    "decode_speedup": {str(t): speeds[t]["decode_tps_ratio"] for t in threads}}
+            if cuts.heal:
+                row["heal"] = cuts.heal
             if cuts.tokens:
                 row["agreement"] = {source: {lang: a["share"] for lang, a in agreement(tokenizers, cuts.tokens, c, kept).items()}
                                     for source, c in corpora.items()}
@@ -113,7 +122,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
 
 def _select(ctx, levels: list[Level]) -> list[tuple]:
-    """(level, its Cuts, the refit's grams or None) for every level, before any is measured; the
+    """(level, its export context, its Cuts, the refit's grams or None) for every level, before any is measured; the
     analysis, neuron statistics, grams and vocabulary evidence are computed once for all."""
     from ..pipeline import run_analysis, run_calibration
 
@@ -123,10 +132,11 @@ def _select(ctx, levels: list[Level]) -> list[tuple]:
     evidence = vocab_evidence(ctx) if any(level.vocab for level in levels) else None
     selected = []
     for level in levels:
-        options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit)
-        cuts = run_selection(replace(ctx, options=options), analysis if level.heads else None,
-                             stats if level.ffn else None, vocab=evidence)
-        selected.append((level, cuts, grams if level.refit else None))
+        options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit,
+                          heal=level.heal)
+        level_ctx = replace(ctx, options=options)
+        cuts = run_selection(level_ctx, analysis if level.heads else None, stats if level.ffn else None, vocab=evidence)
+        selected.append((level, level_ctx, cuts, grams if level.refit else None))
     return selected
 
 

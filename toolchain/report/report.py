@@ -214,6 +214,7 @@ def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after:
         "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
         "frontier": _frontier(ctx.loaded.name, ctx.options.langs),
         "tolerance_search": cuts.search,
+        "heal": cuts.heal,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
                                   "languages": analysis.languages, "precision": analysis.precision},
         "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])},
@@ -284,6 +285,11 @@ def _cuts_text(report: dict) -> list[str]:
         parts.append("Removed heads (layer, head): " + ", ".join(f"({l},{h})" for l, h in report["heads"]["dropped"])
                      # exports made before the option existed were not refit
                      + (" (o_proj refit to the kept heads)" if report["options"].get("refit") else ""))
+    if report.get("heal"):
+        h = report["heal"]
+        parts.append(f"Recovery (HEAL={report['options']['heal']}): distilled from the original for {h['seconds']:.0f} s, "
+                     f"{h['steps']} steps over {h['tokens']:,} tokens of kept-language text; KL to the original "
+                     f"{h['kl_first']:.4f} -> {h['kl_last']:.4f} nats a token (first and last pass, on that text).")
     if report["analysis"]:
         parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in report["analysis"]["agreement"].items())]
