@@ -19,7 +19,7 @@ OUTSIDE := .cache/outside/.unpacked
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
-.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier mobile-check languages clean
 
 setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -76,6 +76,11 @@ bench-selection:
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
 bench-frontier:
 	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS))
+
+# On-device checks of existing exports (EXPORTS=folders; default: every export): ONNX Runtime Mobile's
+# ORT format, reduced-build operator config and usability check, greedy parity; added to each report.
+mobile-check:
+	$(PY) -m toolchain.cli mobile-check $(EXPORTS)
 
 test:
 	$(PY) -m pytest

@@ -99,3 +99,16 @@ def test_report_numbers_are_measured_and_sane(export):
         for side in ("before", "after"):
             assert set(runs[side]) == set(kept) and all(0 <= runs[side][lang]["share"] <= 1 for lang in kept)
 
+
+
+def test_mobile_check_on_the_real_export(export):
+    """`make mobile-check` on the default export: its 4-bit ONNX model in ORT format for ONNX Runtime Mobile."""
+    folder, _ = export
+    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ort = json.loads((folder / "report.json").read_text())["mobile"]["ort"]
+    # a 4-bit copy: well under a third of the float32 ONNX model's bytes
+    assert ort["ort_bytes"] < (folder / "onnx" / "model.onnx.data").stat().st_size / 3
+    assert any("MatMulNBits" in line for line in ort["operators"])
+    assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"en", "de"}
+    assert "## On-device" in (folder / "report.md").read_text()

@@ -150,6 +150,16 @@ def cmd_bench_frontier(args) -> None:
     print(f"Wrote {out}/frontier.md and .json")
 
 
+def cmd_mobile_check(args) -> None:
+    from .measure.bench import export_folders
+    from .measure.mobile import mobile_check
+
+    for folder in export_folders(args.exports):
+        ort = mobile_check(folder)["ort"]
+        print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
+              f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; report.md updated")
+
+
 def _int_list(text: str, what: str) -> list[int]:
     try:
         return [int(x) for x in _split(text)]
@@ -217,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)
+
+    p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile); adds to their report")
+    p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
+    p.set_defaults(func=cmd_mobile_check)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")

@@ -199,13 +199,18 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
 
 
 def to_ort_format(src: str | Path) -> Path:
-    """An ORT-format copy (ONNX Runtime Mobile) next to src: model.onnx -> model.ort; returns its path."""
+    """An ORT-format copy (ONNX Runtime Mobile) next to src: model.onnx -> model.ort, with the
+    `required_operators_and_types.config` a reduced ONNX Runtime build for it is made from; returns
+    the .ort's path."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     src = Path(src)
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        convert_onnx_models_to_ort(src, output_dir=Path(tmp), optimization_styles=[OptimizationStyle.Fixed])
+        convert_onnx_models_to_ort(src, output_dir=Path(tmp), optimization_styles=[OptimizationStyle.Fixed],
+                                   enable_type_reduction=True)
         made = next(Path(tmp).rglob(src.stem + ".ort"))
         target = src.with_suffix(".ort")
         shutil.move(made, target)
+        shutil.move(next(Path(tmp).glob("*.required_operators_and_types*.config")),
+                    src.parent / "required_operators_and_types.config")
     return target

@@ -248,6 +248,23 @@ def _frontier_text(report: dict) -> list[str]:
             render_frontier(frontier)]
 
 
+def _mobile_text(report: dict) -> list[str]:
+    mobile = report.get("mobile")
+    if not mobile:
+        return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile."]
+    ort = mobile["ort"]
+    same = ", ".join(f"{lang} {'yes' if g['same'] else 'NO'}" for lang, g in ort["greedy"].items())
+    # its verdicts (the partition details stay in report.json)
+    findings = [line.strip() for line in ort["usability"].splitlines()
+                if "should perform well" in line or "recommended" in line or "CPU EP" in line]
+    return ["## On-device",
+            f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), converted from "
+            f"`{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} operator lines of "
+            f"`{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's ({ort['greedy_tokens']} "
+            f"tokens, one prompt a kept language): {same}. ONNX Runtime's mobile usability check's verdicts:",
+            "```\n" + "\n".join(findings) + "\n```"]
+
+
 def _weight_rows(ceil: dict) -> list:
     before, after = ceil["parts"]["before"], ceil["parts"]["after"]
     return [(part, f"{before[part]['bytes'] / 1e6:.1f}", f"{p['bytes'] / 1e6:.1f}",
@@ -343,6 +360,7 @@ def render(report: dict) -> str:
                        _weight_rows(ceil)),
         *_outside_text(report),
         *_frontier_text(report),
+        *_mobile_text(report),
         "## Quality per language",
         markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"], _quality_rows(report)),
         "## Language fidelity (greedy continuations identified as the prompt's language)",

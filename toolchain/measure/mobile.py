@@ -1,0 +1,86 @@
+"""`make mobile-check`: what a phone-class target needs, checked on an existing export.
+
+ONNX Runtime Mobile runs ORT-format models in a reduced build that carries only the operators and
+types its models use. For the export's 4-bit ONNX model (made from `onnx/` when the export has
+none): the ORT-format copy, the `required_operators_and_types.config` a reduced build is made
+from, ONNX Runtime's own mobile usability check (`check_onnx_model_mobile_usability`: which
+execution providers may help), and greedy tokens of the ORT-format model against the ONNX one, in
+ONNX Runtime here. The result goes into the export's report.json and report.md ("On-device").
+"""
+
+import io
+import json
+import logging
+from pathlib import Path
+
+from ..data.corpus import encode, load_corpus
+from ..errors import UserError
+
+MOBILE_QUANT = "int4"
+GREEDY_TOKENS = 16
+
+
+def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
+    """The ORT Mobile checks of one export folder (see the module's docstring)."""
+    from transformers import AutoTokenizer
+
+    from ..export.export_onnx import quantize_onnx, to_ort_format
+    from .onnxrt import generate, open_session
+    from .verify import file_size, fidelity_prompts
+
+    source = folder / "onnx" / "model.onnx"
+    onnx = folder / f"onnx-{MOBILE_QUANT}" / "model.onnx"
+    if not onnx.exists():
+        if not source.exists():
+            raise UserError(f"{folder} has no ONNX model ({source.relative_to(folder)}): export it first, e.g. "
+                            "`make export LANGS=en,de`")
+        print(f"   quantizing {source.relative_to(folder)} to {MOBILE_QUANT} for ONNX Runtime Mobile")
+        quantize_onnx(source, onnx, MOBILE_QUANT)
+    ort = to_ort_format(onnx)
+    config = ort.parent / "required_operators_and_types.config"
+    tokenizer = AutoTokenizer.from_pretrained(source.parent, local_files_only=True)
+    corpus = load_corpus(kept, corpus_folder)
+    sessions = {"onnx": open_session(onnx), "ort": open_session(ort)}
+    greedy = {}
+    for lang in kept:
+        ids = encode(tokenizer, fidelity_prompts(corpus, lang)[0])
+        runs = {kind: generate(session, ids, GREEDY_TOKENS) for kind, session in sessions.items()}
+        greedy[lang] = {"same": runs["onnx"] == runs["ort"], **runs}
+    return {"onnx": str(onnx.relative_to(folder)), "ort": str(ort.relative_to(folder)), "ort_bytes": file_size(ort),
+            "config": str(config.relative_to(folder)), "operators": operator_lines(config),
+            "usability": usability(onnx), "greedy": greedy, "greedy_tokens": GREEDY_TOKENS}
+
+
+def operator_lines(config: Path) -> list[str]:
+    """The config's `domain;opset;op{types},...` lines (comments dropped)."""
+    return [line for line in config.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def usability(onnx: Path) -> str:
+    """ONNX Runtime's mobile usability check of a model, as it logs it."""
+    from onnxruntime.tools.mobile_helpers.usability_checker import analyze_model
+
+    logger, text = logging.getLogger("langprune.usability"), io.StringIO()
+    handler = logging.StreamHandler(text)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        analyze_model(onnx, skip_optimize=False, logger=logger)
+    finally:
+        logger.removeHandler(handler)
+    return text.getvalue()
+
+
+def mobile_check(folder: Path) -> dict:
+    """Run the checks on an export and add them to its report.json and report.md."""
+    from ..report.report import render
+
+    folder = Path(folder)
+    if not (folder / "report.json").exists():
+        raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
+    report = json.loads((folder / "report.json").read_text())
+    report["mobile"] = {"ort": ort_mobile(folder, report["languages"]["kept"], report["options"].get("corpus"))}
+    (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    (folder / "report.md").write_text(render(report))
+    return report["mobile"]
