@@ -31,6 +31,7 @@ CHUNK_TOKENS = 256
 SAMPLED_TOKENS = 256  # new tokens per sampled continuation
 SAMPLES = 8  # continuations per kept language
 LEARNING_RATE = 1e-5
+TOP = 128  # the original's most likely tokens kept per position; the rest is one bucket
 TRAINED = ("o_proj.weight", "down_proj.weight", "norm.weight")
 
 
@@ -92,9 +93,6 @@ def heal(student, teacher, chunks: list[list[int]], minutes: float, tokens: list
     first, last = losses[: len(chunks)], losses[-len(chunks):]
     return {"steps": len(losses), "tokens": sum(len(ids) for ids in chunks), "seconds": time.monotonic() - start,
             "kl_first": sum(first) / len(first), "kl_last": sum(last) / len(last)}
-
-
-TOP = 128  # the teacher's most likely tokens kept per position; the rest is one bucket
 
 
 def _top(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
