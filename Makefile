@@ -72,7 +72,7 @@ BUDGETS ?= 2,4,9,18
 bench-selection:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
 
-# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, joined by +):
+# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, heal=<minutes>, joined by +):
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
 bench-frontier:
 	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS))

@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "languages' bits per byte, on the evaluation split and beyond the corpus (frontier.md)")
     _add_export_arguments(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
-                   "heads=<fraction>, ffn=<fraction>, norefit (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
+                   "heads=<fraction>, ffn=<fraction>, norefit, heal=<minutes> (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)
