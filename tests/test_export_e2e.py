@@ -112,3 +112,25 @@ def test_mobile_check_on_the_real_export(export):
     assert any("MatMulNBits" in line for line in ort["operators"])
     assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"en", "de"}
     assert "## On-device" in (folder / "report.md").read_text()
+
+
+def test_onnx_runtime_genai_generates_what_pytorch_does(export):
+    """The default export's onnx/ folder loads in ONNX Runtime GenAI; greedy continuations of a prompt in each
+    kept language equal the pruned PyTorch model's."""
+    import torch
+
+    from tests.test_export_onnx import _genai_greedy
+    from toolchain.cuts.rewrite import load_pruned
+    from toolchain.data.corpus import encode, load_corpus
+    from toolchain.measure.verify import fidelity_prompts
+
+    folder, _ = export
+    model, tokenizer = load_pruned(folder / "pytorch")
+    corpus = load_corpus(["en", "de"])
+    for lang in ("en", "de"):
+        ids = encode(tokenizer, fidelity_prompts(corpus, lang)[0])
+        context = list(ids)
+        with torch.no_grad():
+            for _ in range(12):
+                context.append(int(model(torch.tensor([context])).logits[0, -1].argmax()))
+        assert _genai_greedy(folder / "onnx", ids, 12) == context[len(ids):], lang

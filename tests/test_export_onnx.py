@@ -226,3 +226,39 @@ def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
 def _size(onnx_path) -> int:
     """Bytes of an ONNX graph and its external data."""
     return sum(p.stat().st_size for p in onnx_path.parent.glob(onnx_path.name + "*"))
+
+
+def _genai_greedy(folder, ids: list[int], n_new: int) -> list[int]:
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + n_new, do_sample=False)
+    generator = og.Generator(model, params)
+    generator.append_tokens(ids)
+    out = []
+    while not generator.is_done():
+        generator.generate_next_token()
+        out.append(int(generator.get_next_tokens()[0]))
+    return out
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_onnx_runtime_genai_generates_what_pytorch_does(family, tmp_path):
+    """The exported folder loads in ONNX Runtime GenAI (its genai_config.json), pruned to one head per KV group."""
+    model = HEADS.prune(tiny_model(family), [[0, 2]] * 3)
+    path = export_onnx(model, tiny_tokenizer(), tmp_path)
+    ids = encode(tiny_tokenizer(), SENTENCE)
+    expected, context = [], list(ids)
+    with torch.no_grad():
+        for _ in range(STEPS):
+            context.append(int(model(torch.tensor([context])).logits[0, -1].argmax()))
+            expected.append(context[-1])
+    assert _genai_greedy(path.parent, ids, STEPS) == expected == generate(open_session(path), ids, STEPS)
+
+
+def test_no_genai_config_where_layers_keep_different_kv_heads(tmp_path, capsys):
+    model = HEADS.prune(tiny_model("llama"), KEEP)  # layer 1 keeps one KV group of two
+    path = export_onnx(model, tiny_tokenizer(), tmp_path)
+    assert path.exists() and not (tmp_path / "genai_config.json").exists()
+    assert "ONNX Runtime GenAI takes one KV head count for all layers" in capsys.readouterr().out

@@ -19,6 +19,7 @@ every layer. A small wrapper traced by `torch.onnx.export` (TorchScript exporter
 
 import contextlib
 import io
+import json
 import logging
 import shutil
 import tempfile
@@ -151,7 +152,47 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
         config._attn_implementation = saved_impl
     tokenizer.save_pretrained(folder)
     config.save_pretrained(folder)
+    write_genai_config(model, tokenizer, folder)
     return target
+
+
+# ONNX Runtime GenAI's model types for the families' transformers model types
+GENAI_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma3_text": "gemma3_text"}
+
+
+def write_genai_config(model, tokenizer, folder: Path) -> Path | None:
+    """folder/genai_config.json, so that `onnxruntime_genai.Model(folder)` loads the decoder and
+    generates with it: our input/output names and KV layout ([batch, kv heads, sequence, head size]).
+    GenAI takes one KV head count for all layers: a model whose layers differ gets none, said
+    once on the console (the plain ONNX model is written all the same)."""
+    config, kv = model.config, kv_head_counts(model)
+    if len(set(kv)) > 1 or config.model_type not in GENAI_TYPES:
+        why = f"its layers keep {kv} KV heads" if len(set(kv)) > 1 else f"model type {config.model_type} is not mapped"
+        print(f"   no genai_config.json: ONNX Runtime GenAI takes one KV head count for all layers and {why}")
+        return None
+    attn = HEADS.modules(model)[0]
+    names = {"past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"}
+    genai = {
+        "model": {
+            "type": GENAI_TYPES[config.model_type], "vocab_size": model.get_input_embeddings().weight.shape[0],
+            "context_length": config.max_position_embeddings, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
+            "decoder": {
+                "filename": ONNX_FILE, "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
+                "head_size": attn.head_dim, "hidden_size": config.hidden_size, "num_hidden_layers": len(kv),
+                "num_attention_heads": attn.q_proj.out_features // attn.head_dim, "num_key_value_heads": kv[0],
+                "inputs": {"input_ids": "input_ids", "attention_mask": "attention_mask", "position_ids": "position_ids",
+                           **names},
+                "outputs": {"logits": "logits", **{k.replace("past", "present"): v.replace("past_key_values", "present")
+                                                   for k, v in names.items()}},
+            },
+        },
+        "search": {"do_sample": False, "num_beams": 1, "max_length": config.max_position_embeddings,
+                   "past_present_share_buffer": False},
+    }
+    path = Path(folder) / "genai_config.json"
+    path.write_text(json.dumps(genai, indent=1))
+    return path
 
 
 def save_with_external_data(src: str | Path, dst: str | Path) -> Path:
