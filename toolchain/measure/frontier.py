@@ -3,9 +3,8 @@
 A level is any mix of the export's cuts at fixed sizes, written `+`-joined: `vocab` (the default
 trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, `norefit` (heads dropped without
 the o_proj refit: the same heads, before recovery) and `heal=<minutes>` (then distilled from the
-original, `cuts/heal.py`). Each level is selected by the
-export's own `run_selection` and `apply_cuts`, written as GGUF, quantized, and measured in
-llama.cpp against the original's file of the same quantization: file size, decode speed-up
+original, `cuts/heal.py`). Each level is selected by the export's own `run_selection` and
+`apply_cuts`, written as GGUF, quantized, and measured in llama.cpp against the original's file of the same quantization: file size, decode speed-up
 (interleaved repetitions, each pair in fresh processes), the kept languages' bits per byte on the
 evaluation split and on text beyond the corpus (`outside_text`, which no selection reads: with a
 trimmed vocabulary also its token count and tokenization agreement), and the dropped languages'
