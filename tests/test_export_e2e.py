@@ -101,8 +101,11 @@ def test_report_numbers_are_measured_and_sane(export):
 
 
 
+@pytest.mark.arm64
 def test_mobile_check_on_the_real_export(export):
-    """`make mobile-check` on the default export: its 4-bit ONNX model in ORT format for ONNX Runtime Mobile."""
+    """`make mobile-check` on the default export: its 4-bit ONNX model in ORT format for ONNX Runtime Mobile, and
+    its GGUF files in llama.cpp cross-built for arm64, under qemu-user: the host's tokens, greedy tokens and
+    perplexity within 1% for each kept language."""
     folder, _ = export
     result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -111,7 +114,12 @@ def test_mobile_check_on_the_real_export(export):
     assert ort["ort_bytes"] < (folder / "onnx" / "model.onnx.data").stat().st_size / 3
     assert any("MatMulNBits" in line for line in ort["operators"])
     assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"en", "de"}
-    assert "## On-device" in (folder / "report.md").read_text()
+    arm = json.loads((folder / "report.json").read_text())["mobile"]["arm64"]
+    assert set(arm["files"]) == {"Q4_K_M", "Q8_0", "Q4_0"} and arm["files"]["Q4_0"]["repacked_mib"] > 0
+    for kind, checked in arm["files"].items():
+        assert set(checked["languages"]) == {"en", "de"} and checked["holds"], (kind, checked["languages"])
+    text = (folder / "report.md").read_text()
+    assert "## On-device" in text and "llama.cpp on arm64" in text
 
 
 def test_onnx_runtime_genai_generates_what_pytorch_does(export):

@@ -1,5 +1,6 @@
 """`make mobile-check` on an export (a tiny model's): ONNX Runtime Mobile's ORT format, the reduced
-build's operator config, ONNX Runtime's usability check and greedy parity, added to the report."""
+build's operator config, ONNX Runtime's usability check and greedy parity; llama.cpp cross-built for
+arm64 under qemu-user against the host; all added to the report."""
 
 import json
 import shutil
@@ -8,6 +9,7 @@ import pytest
 
 from tests.tiny import save_tiny
 from toolchain.errors import UserError
+from toolchain.measure import arm64
 from toolchain.measure.mobile import mobile_check
 from toolchain.options import ExportOptions
 from toolchain.pipeline import run_export
@@ -23,9 +25,15 @@ def export(tmp_path_factory):
     return run_export(options)
 
 
-def test_mobile_check_adds_the_ort_checks_to_the_report(export):
+@pytest.fixture(scope="module")
+def mobile(export):
     assert not (export / "onnx-int4").exists()  # made by the check from onnx/
-    ort = mobile_check(export)["ort"]
+    return mobile_check(export)
+
+
+@pytest.mark.arm64
+def test_mobile_check_adds_the_ort_and_arm64_checks_to_the_report(export, mobile):
+    ort = mobile["ort"]
     assert (export / ort["ort"]).stat().st_size == ort["ort_bytes"] > 0
     text = "\n".join(ort["operators"])
     assert any(line.startswith("com.microsoft;1;") and "MatMulNBits" in line for line in ort["operators"])
@@ -39,6 +47,40 @@ def test_mobile_check_adds_the_ort_checks_to_the_report(export):
     assert report["mobile"]["ort"]["ort"] == ort["ort"]
     text = (export / "report.md").read_text()
     assert "## On-device" in text and f"{len(ort['operators'])} operator lines" in text and "Not checked" not in text
+    assert report["mobile"]["arm64"] == mobile["arm64"] and "llama.cpp on arm64" in text and "model-Q4_0.gguf" in text
+
+
+@pytest.mark.arm64
+def test_arm64_gguf_files_match_the_host(export, mobile):
+    """Each GGUF kind, cross-built llama.cpp under qemu-user: the host's tokens, greedy tokens, perplexity."""
+    from toolchain.cuts.rewrite import load_pruned
+
+    arm = mobile["arm64"]
+    assert set(arm["files"]) == set(arm64.ARM_QUANTS)
+    for kind, checked in arm["files"].items():
+        assert (export / checked["file"]).stat().st_size == checked["bytes"] > checked["weights_read_per_token"] > 0
+        assert set(checked["languages"]) == set(KEPT), kind
+        for lang, r in checked["languages"].items():
+            assert r["tokens_same"] and abs(r["perplexity_diff"]) <= 0.01, (kind, lang)
+            assert r["perplexity_x86"] != r["perplexity_arm64"]  # two runs, not one number twice
+            # greedy tokens agree, or part where the host's top two logits are a near tie (a random tiny model's often are)
+            assert len(r["greedy_arm64"]) == arm64.GREEDY_TOKENS and r["greedy_agree"] >= 1, (kind, lang)
+            assert r["greedy_arm64"][:r["greedy_agree"]] == r["greedy_x86"][:r["greedy_agree"]]
+            assert r["greedy_same"] or r["margin_at_divergence"] < arm64.NEAR_TIE, (kind, lang)
+            assert abs(r["flash_attn_diff"]) > 0  # the host's own spread: flash attention on against off
+        assert checked["holds"]
+    assert arm["files"]["Q4_0"]["repacked_mib"] > 0  # repacked for the dot product at load
+    # K and V rows of every layer's KV heads, float16, for 1,024 positions
+    model, _ = load_pruned(export / "pytorch")
+    widths = [layer.self_attn.k_proj.out_features + layer.self_attn.v_proj.out_features for layer in model.model.layers]
+    assert arm["files"]["Q8_0"]["kv_bytes_per_1k_tokens"] == 1024 * 2 * sum(widths)
+
+
+def test_missing_cross_tools_are_clear_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(arm64.os, "geteuid", lambda: 1000)
+    with pytest.raises(UserError, match="g\\+\\+-aarch64-linux-gnu qemu-user"):
+        arm64.ensure_tools()
 
 
 def test_bad_folders_are_clear_errors(export, tmp_path):
@@ -48,3 +90,7 @@ def test_bad_folders_are_clear_errors(export, tmp_path):
     shutil.copytree(export, copy, ignore=shutil.ignore_patterns("onnx*"))
     with pytest.raises(UserError, match="has no ONNX model"):
         mobile_check(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(export, copy, ignore=shutil.ignore_patterns("gguf"))
+    with pytest.raises(UserError, match="has no GGUF model"):
+        arm64.arm64_check(copy, KEPT)

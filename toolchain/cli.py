@@ -155,9 +155,12 @@ def cmd_mobile_check(args) -> None:
     from .measure.mobile import mobile_check
 
     for folder in export_folders(args.exports):
-        ort = mobile_check(folder)["ort"]
+        mobile = mobile_check(folder)
+        ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
-              f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; report.md updated")
+              f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "
+              f"arm64 (qemu {arm['cpu']}) = host: " + ", ".join(f"{kind} {'yes' if c['holds'] else 'NO'}"
+                                                              for kind, c in arm["files"].items()) + "; report.md updated")
 
 
 def _int_list(text: str, what: str) -> list[int]:
@@ -228,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)
 
-    p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile); adds to their report")
+    p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 under qemu-user); adds to their report")
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
     p.set_defaults(func=cmd_mobile_check)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from .data.corpus import available_languages
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
 from .errors import UserError
-from .export.files import GGUF_QUANTS, ONNX_QUANTS
+from .export.files import DEFAULT_QUANTS, GGUF_QUANTS, ONNX_QUANTS
 from .model.families import LAYOUTS
 from .model.load import LoadedModel, resolve
 
@@ -28,7 +28,7 @@ class ExportOptions:
     refit: bool = True  # refit o_proj to the kept heads by least squares (cuts/refit.py)
     heal: float | None = None  # minutes of distillation from the original after the cuts (cuts/heal.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
-    quant: list[str] = field(default_factory=lambda: list(GGUF_QUANTS))
+    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
     corpus: str | None = None
     analysis_langs: list[str] = field(default_factory=lambda: list(DEFAULT_ANALYSIS))
     out: Path | None = None

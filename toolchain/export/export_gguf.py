@@ -41,7 +41,7 @@ from ..model.parts import HEADS
 from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
 from ..paths import written
 
-QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M"}
+QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
 # Keys describing the network's shape, always written from the model: a source GGUF's values are
@@ -295,7 +295,7 @@ def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
 
 
 def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
-    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0 or Q4_K_M); returns dst.
+    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0, Q4_K_M or Q4_0); returns dst.
 
     llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
     rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.

@@ -7,7 +7,8 @@ from pathlib import Path
 from ..paths import cache_dir, written
 from .export_gguf import QUANT_KINDS
 
-GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M
+GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M, Q4_0 (the one llama.cpp repacks for ARM)
+DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
 ONNX_QUANTS = ("int8", "int4")
 
 

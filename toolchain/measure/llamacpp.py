@@ -8,7 +8,8 @@ import numpy as np
 from ..data.evaluate import MAX_TOKENS, nll_from_logits
 
 
-def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None):
+def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None,
+              flash_attn: bool = False):
     from llama_cpp import Llama
 
     return Llama(
@@ -19,6 +20,7 @@ def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True
         logits_all=logits_all,
         n_threads=threads,
         n_threads_batch=threads,
+        flash_attn=flash_attn,
         verbose=False,
     )
 

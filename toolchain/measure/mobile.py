@@ -5,7 +5,8 @@ types its models use. For the export's 4-bit ONNX model (made from `onnx/` when 
 none): the ORT-format copy, the `required_operators_and_types.config` a reduced build is made
 from, ONNX Runtime's own mobile usability check (`check_onnx_model_mobile_usability`: which
 execution providers may help), and greedy tokens of the ORT-format model against the ONNX one, in
-ONNX Runtime here. The result goes into the export's report.json and report.md ("On-device").
+ONNX Runtime here. And llama.cpp on arm64 (`arm64.py`): the GGUF files under qemu-user against the
+host. The results go into the export's report.json and report.md ("On-device").
 """
 
 import io
@@ -75,12 +76,14 @@ def usability(onnx: Path) -> str:
 def mobile_check(folder: Path) -> dict:
     """Run the checks on an export and add them to its report.json and report.md."""
     from ..report.report import render
+    from .arm64 import arm64_check
 
     folder = Path(folder)
     if not (folder / "report.json").exists():
         raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
     report = json.loads((folder / "report.json").read_text())
-    report["mobile"] = {"ort": ort_mobile(folder, report["languages"]["kept"], report["options"].get("corpus"))}
+    kept, corpus = report["languages"]["kept"], report["options"].get("corpus")
+    report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus)}
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (folder / "report.md").write_text(render(report))
     return report["mobile"]

@@ -251,14 +251,47 @@ def _frontier_text(report: dict) -> list[str]:
 def _mobile_text(report: dict) -> list[str]:
     mobile = report.get("mobile")
     if not mobile:
-        return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile."]
-    ort = mobile["ort"]
+        return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile and for "
+                "llama.cpp on arm64."]
+    return ["## On-device", *_ort_mobile_text(mobile["ort"]), *_arm64_text(mobile.get("arm64"), report.get("speed", {}))]
+
+
+def _arm64_text(arm: dict | None, speed: dict) -> list[str]:
+    if not arm:
+        return []
+    return [f"llama.cpp on arm64 (`make mobile-check`): llama-cpp-python's llama.cpp cross-built for aarch64 "
+            f"({arm['arch']}) and run under qemu-user as a {arm['cpu']}, against llama-cpp-python here (x86-64): "
+            f"the first {arm['scored_tokens']} tokens of each kept language's evaluation split scored, and "
+            f"{arm['greedy_tokens']} greedy tokens after a prompt. It holds where the tokens are the host's, perplexity "
+            f"is within {arm['tolerance']:.0%} and the greedy tokens are the host's up to a near tie (the host's top two "
+            f"logits within {arm['near_tie']}: there llama.cpp's own numerics decide). Beside each perplexity: how much "
+            "the host's own figure moves with flash attention on (off is llama-cpp-python's default), the spread of two "
+            "valid llama.cpp settings on one CPU. Emulated speed means nothing for a phone and is not "
+            "measured; what a phone pays is: file size, weights read per generated token, KV cache (f16) per 1k tokens of "
+            "context, and the peak memory of the decode runs here.",
+            markdown_table(["file", "MiB", "read per token MiB", "KV per 1k tokens MiB", "repacked at load MiB",
+                            "peak RSS here MiB", "greedy = host", "perplexity here -> arm64", "holds"],
+                           [_arm64_row(kind, checked, speed.get(f"gguf {kind}")) for kind, checked in arm["files"].items()])]
+
+
+def _arm64_row(kind: str, checked: dict, speed: dict | None) -> tuple:
+    langs = checked["languages"]
+    peak = ", ".join(f"{r['peak_rss_mb_after']:.0f} ({threads} thr)" for threads, r in speed.items()) if speed else "-"
+    return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}", f"{checked['weights_read_per_token'] / 2**20:.1f}",
+            f"{checked['kv_bytes_per_1k_tokens'] / 2**20:.1f}", f"{checked['repacked_mib']:.1f}", peak,
+            ", ".join(f"{lang} {r['greedy_agree']}/{len(r['greedy_x86'])}"
+                      + ("" if r["greedy_same"] else f" (margin {r['margin_at_divergence']:.2f})") for lang, r in langs.items()),
+            ", ".join(f"{lang} {r['perplexity_x86']:.3f} -> {r['perplexity_arm64']:.3f} ({r['perplexity_diff']:+.2%}; "
+                      f"flash attention {r['flash_attn_diff']:+.2%})" for lang, r in langs.items()),
+            "yes" if checked["holds"] else "NO")
+
+
+def _ort_mobile_text(ort: dict) -> list[str]:
     same = ", ".join(f"{lang} {'yes' if g['same'] else 'NO'}" for lang, g in ort["greedy"].items())
     # its verdicts (the partition details stay in report.json)
     findings = [line.strip() for line in ort["usability"].splitlines()
                 if "should perform well" in line or "recommended" in line or "CPU EP" in line]
-    return ["## On-device",
-            f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), converted from "
+    return [f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), converted from "
             f"`{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} operator lines of "
             f"`{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's ({ort['greedy_tokens']} "
             f"tokens, one prompt a kept language): {same}. ONNX Runtime's mobile usability check's verdicts:",

@@ -1,0 +1,226 @@
+"""llama.cpp on arm64 (`make mobile-check`): an export's GGUF files run on a phone's CPU, emulated.
+
+The llama.cpp that llama-cpp-python vendors (its source distribution: the same version as on the
+host) is cross-built for aarch64 with Debian's g++-aarch64-linux-gnu, for a Cortex-A76 (armv8.2-a
+with dot product and fp16: the big core of many phones), and linked statically with
+`gguf_probe.cpp`, a small client that tokenizes, scores and generates as
+`toolchain/measure/llamacpp.py` does here. qemu-user runs it, emulating that CPU. For each GGUF
+kind (Q4_K_M, Q8_0 and Q4_0, which llama.cpp repacks for ARM's dot product when it loads it), the
+emulated run must give the host's tokens for each kept language's text, the same greedy tokens,
+and perplexity within 1% of the host's (x86-64, llama-cpp-python) on the same tokens.
+
+Emulated speed says nothing about a phone and is not measured. What a phone cares about is
+reported instead: file size, weight bytes read per generated token, KV cache bytes per 1k tokens
+of context, and the host's peak memory. The cross build is made once and cached, like the
+llama-cpp-python wheel, in ~/.cache/langprune.
+"""
+
+import hashlib
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+from ..paths import written
+
+ARM_CPU = "cortex-a76"  # qemu's model of the CPU the build targets
+ARM_ARCH = "armv8.2-a+dotprod+fp16"
+ARM_QUANTS = ("Q4_K_M", "Q8_0", "Q4_0")
+SCORED_TOKENS = 256  # the first of each kept language's evaluation split (emulated: ~4 tokens/s on Gemma 3 270M)
+GREEDY_TOKENS = 16
+PERPLEXITY_TOLERANCE = 0.01
+# Greedy tokens may part where the host's top two logits are nearer than this: there llama.cpp's own numerics
+# decide. Measured on Gemma 3 270M here: flash attention on or off parts the host's continuations where the margin is
+# 0.13-0.16, and one margin reads 0.16 one token at a time and 0.23 in one batch; arm64 parted at 0.13, 0.16 and 0.23.
+NEAR_TIE = 0.5
+THREADS = 2
+TOOLS = {"aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user"}  # command: Debian package
+PROBE_SOURCE = Path(__file__).with_name("gguf_probe.cpp")
+
+
+def host_cache() -> Path:
+    """Where builds that outlive a checkout are kept (the llama-cpp-python wheel's place)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "langprune"
+
+
+def ensure_tools() -> None:
+    """The cross compiler and qemu-user: installed with apt-get where this runs as root, else a clear error."""
+    missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"   installing Debian's {' '.join(missing)} (once)")
+        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                       capture_output=True, text=True)
+        missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
+    if missing:
+        commands = ", ".join(command for command, package in TOOLS.items() if package in missing)
+        raise UserError(f"llama.cpp's arm64 check needs {commands}: install Debian's {' '.join(missing)} "
+                        f"(`apt-get install {' '.join(missing)}`, as root)")
+
+
+def llama_cpp_source(version: str) -> Path:
+    """llama.cpp as llama-cpp-python `version` vendors it, from its source distribution (cached)."""
+    root = host_cache() / f"llama-cpp-python-{version}"
+    if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
+        print(f"   downloading llama-cpp-python {version}'s source (once)")
+        with tempfile.TemporaryDirectory() as tmp, written(root) as partial:
+            _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                  f"llama-cpp-python=={version}", "-d", tmp], "download llama-cpp-python's source")
+            with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
+                archive.extractall(tmp, filter="tar")
+            shutil.move(next(p for p in Path(tmp).iterdir() if p.is_dir()), partial)
+    return root / "vendor" / "llama.cpp"
+
+
+def build_probe() -> Path:
+    """gguf_probe for aarch64, statically linked against the host's llama.cpp version (cached)."""
+    import llama_cpp
+
+    version = llama_cpp.__version__
+    folder = host_cache() / f"llama.cpp-{version}-{ARM_ARCH}"
+    probe = folder / f"gguf_probe-{hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()[:12]}"
+    if probe.exists():
+        return probe
+    ensure_tools()
+    source, build = llama_cpp_source(version), folder / "build"
+    libs = [build / "src" / "libllama.a", *(build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base"))]
+    if not all(lib.exists() for lib in libs):
+        print(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
+              f"(about 3 minutes on 2 cores, once; cached in {folder})")
+        _run(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux",
+              "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
+              "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++", "-DGGML_NATIVE=OFF", f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}",
+              "-DGGML_OPENMP=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+              "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
+             "configure llama.cpp's aarch64 build")
+        _run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama"],
+             "cross-build llama.cpp for aarch64")
+    with written(probe) as partial:
+        _run(["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static", "-I", source / "include",
+              "-I", source / "ggml" / "include", PROBE_SOURCE, *libs, "-lpthread", "-o", partial],
+             "link gguf_probe for aarch64")
+    return probe
+
+
+def _run(command: list, what: str) -> None:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise UserError(f"could not {what}:\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def ask(probe: Path, gguf: Path, requests: list[str]) -> tuple[list[str], str]:
+    """The probe's answers to requests about a GGUF file under qemu-user, and its load log."""
+    ensure_tools()
+    result = subprocess.run(["qemu-aarch64", "-cpu", ARM_CPU, str(probe), str(gguf), str(THREADS)],
+                            input="\n".join(requests) + "\n", capture_output=True, text=True)
+    answers = result.stdout.splitlines()
+    if result.returncode != 0 or len(answers) != len(requests):
+        raise RuntimeError(f"gguf_probe under qemu-aarch64 failed on {gguf.name}: {result.stderr[-2000:]}")
+    return answers, result.stderr
+
+
+def repacked_mib(log: str) -> float:
+    """MiB of weights llama.cpp repacked at load for the CPU's instructions (0 when none)."""
+    return sum(float(m) for m in re.findall(r"CPU_REPACK model buffer size\s*=\s*([\d.]+) MiB", log))
+
+
+def kv_bytes_per_1k_tokens(gguf: Path) -> int:
+    """KV cache bytes for 1,024 tokens of context in llama.cpp's default f16 cache: each layer's K and V
+    widths (its KV heads x head size) read off the attn_k and attn_v tensors' shapes."""
+    from ..model.gguf_file import read_header
+
+    widths = [t.shape[1] for t in read_header(gguf).tensors if re.fullmatch(r"blk\.\d+\.attn_[kv]\.weight", t.name)]
+    return 1024 * 2 * sum(widths)
+
+
+def gguf_for(folder: Path, kind: str) -> Path:
+    """The export's GGUF of this kind, quantized from its F16 file where the export has none."""
+    from ..export.export_gguf import quantize_gguf
+
+    path = folder / "gguf" / f"model-{kind}.gguf"
+    if path.exists():
+        return path
+    f16 = folder / "gguf" / "model-F16.gguf"
+    if not f16.exists():
+        raise UserError(f"{folder} has no GGUF model ({f16.relative_to(folder)}): export it first, e.g. "
+                        "`make export LANGS=en,de`")
+    print(f"   quantizing {f16.relative_to(folder)} to {kind} for the arm64 check")
+    return quantize_gguf(f16, path, kind)
+
+
+def arm64_check(folder: Path, kept: list[str], corpus_folder=None) -> dict:
+    """The arm64 checks of one export folder, for each kind in ARM_QUANTS (see the module's docstring)."""
+    from ..data.corpus import load_corpus
+    from ..report.report import weights_read_per_token
+    from .verify import fidelity_prompts, file_size
+
+    ggufs = {kind: gguf_for(folder, kind) for kind in ARM_QUANTS}
+    probe = build_probe()
+    corpus = load_corpus(kept, corpus_folder)
+    texts = {lang: ("\n\n".join(corpus.texts[lang]["evaluation"]), fidelity_prompts(corpus, lang)[0]) for lang in kept}
+    out = {"cpu": ARM_CPU, "arch": ARM_ARCH, "threads": THREADS, "scored_tokens": SCORED_TOKENS,
+           "greedy_tokens": GREEDY_TOKENS, "tolerance": PERPLEXITY_TOLERANCE, "near_tie": NEAR_TIE, "files": {}}
+    for kind, path in ggufs.items():
+        print(f"   {path.name} on {ARM_CPU} under qemu-aarch64")
+        host = host_runs(path, texts)
+        requests = [request for lang, (text, _) in texts.items() for request in (
+            f"tokenize {text.encode().hex()}", "score " + " ".join(map(str, host[lang]["scored"])),
+            f"greedy {GREEDY_TOKENS} " + " ".join(map(str, host[lang]["prompt"])))]
+        answers, log = ask(probe, path, requests)
+        languages = {lang: compared(host[lang], *answers[3 * i: 3 * i + 3]) for i, lang in enumerate(texts)}
+        out["files"][kind] = {
+            "file": str(path.relative_to(folder)), "bytes": file_size(path),
+            "weights_read_per_token": sum(p["bytes"] for p in weights_read_per_token(path).values()),
+            "kv_bytes_per_1k_tokens": kv_bytes_per_1k_tokens(path), "repacked_mib": repacked_mib(log),
+            "languages": languages, "holds": all(r["holds"] for r in languages.values())}
+    return out
+
+
+def host_runs(path: Path, texts: dict[str, tuple[str, str]]) -> dict[str, dict]:
+    """What llama.cpp gives here (llama-cpp-python) for each language's (scored text, prompt): tokens,
+    NLL of the first SCORED_TOKENS with flash attention off (llama-cpp-python's default) and on (the
+    host's own numerical spread), greedy tokens and the top-two logit margin at each of their steps."""
+    import numpy as np
+
+    from .llamacpp import greedy, llama_scorer, open_gguf, tokenize, vocab_only
+
+    vocab = vocab_only(path)
+    scorers = {flash: open_gguf(path, n_ctx=1024, flash_attn=flash) for flash in (False, True)}
+    generator = open_gguf(path, n_ctx=1024, logits_all=False)
+    out = {}
+    for lang, (text, prompt_text) in texts.items():
+        tokens, prompt = tokenize(vocab, text), tokenize(vocab, prompt_text)
+        scored = tokens[:SCORED_TOKENS]
+        nll = {flash: llama_scorer(llm)(scored) for flash, llm in scorers.items()}
+        generated = greedy(generator, prompt, GREEDY_TOKENS)
+        llm = scorers[False]
+        llm.reset()
+        llm.eval(prompt + generated[:-1])
+        top_two = np.partition(llm.scores[len(prompt) - 1: len(prompt) - 1 + GREEDY_TOKENS], -2, axis=1)[:, -2:]
+        out[lang] = {"tokens": tokens, "scored": scored, "prompt": prompt, "greedy": generated,
+                     "margins": np.abs(top_two[:, 1] - top_two[:, 0]).tolist(),
+                     "perplexity": math.exp(nll[False] / (len(scored) - 1)),
+                     "perplexity_flash_attn": math.exp(nll[True] / (len(scored) - 1))}
+    return out
+
+
+def compared(host: dict, tokens: str, nll: str, generated: str) -> dict:
+    """The probe's answers for one language against the host's."""
+    generated_arm = [int(t) for t in generated.split()]
+    agree = next((i for i, (a, b) in enumerate(zip(generated_arm, host["greedy"])) if a != b), GREEDY_TOKENS)
+    margin = host["margins"][agree] if agree < GREEDY_TOKENS else None
+    result = {"tokens_same": [int(t) for t in tokens.split()] == host["tokens"],
+              "greedy_same": generated_arm == host["greedy"], "greedy_agree": agree, "margin_at_divergence": margin,
+              "greedy_x86": host["greedy"], "greedy_arm64": generated_arm,
+              "perplexity_x86": host["perplexity"], "perplexity_arm64": math.exp(float(nll) / (len(host["scored"]) - 1)),
+              "perplexity_x86_flash_attn": host["perplexity_flash_attn"]}
+    result["perplexity_diff"] = result["perplexity_arm64"] / result["perplexity_x86"] - 1
+    result["flash_attn_diff"] = result["perplexity_x86_flash_attn"] / result["perplexity_x86"] - 1
+    result["holds"] = (result["tokens_same"] and abs(result["perplexity_diff"]) <= PERPLEXITY_TOLERANCE
+                       and (margin is None or margin < NEAR_TIE))
+    return result
