@@ -75,12 +75,14 @@ bench-selection:
 # The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, heal=<minutes>, joined by +):
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
 bench-frontier:
-	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS))
+	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS)) \
+		$(if $(LAYOUT),--layout $(LAYOUT))
 
 # On-device checks of existing exports (EXPORTS=folders; default: every export): ONNX Runtime Mobile's
 # ORT format, reduced-build operator config and usability check, greedy parity; llama.cpp cross-built for
 # arm64 under qemu-user (installs g++-aarch64-linux-gnu and qemu-user, builds once into ~/.cache/langprune),
-# tokens, greedy tokens and perplexity against the host; added to each report.
+# tokens, greedy tokens and perplexity against the host; the ORT-format model in onnxruntime for aarch64 (an
+# aarch64 Python from Debian's arm64 packages, under qemu-user); added to each report.
 mobile-check:
 	$(PY) -m toolchain.cli mobile-check $(EXPORTS)
 

@@ -43,6 +43,8 @@ def test_mobile_check_adds_the_ort_and_arm64_checks_to_the_report(export, mobile
     assert set(ort["greedy"]) == set(KEPT)
     for lang, g in ort["greedy"].items():
         assert g["same"] and len(g["onnx"]) == len(g["ort"]), lang
+        arm = ort["arm64"][lang]  # onnxruntime for aarch64 under qemu-user, against the .ort here
+        assert arm["greedy_x86"] == g["ort"] and len(arm["greedy_arm64"]) == len(g["ort"]) and arm["greedy_holds"], lang
     report = json.loads((export / "report.json").read_text())
     assert report["mobile"]["ort"]["ort"] == ort["ort"]
     text = (export / "report.md").read_text()

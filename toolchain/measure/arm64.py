@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from ..errors import UserError
@@ -107,8 +108,8 @@ def build_probe() -> Path:
     return probe
 
 
-def _run(command: list, what: str) -> None:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True)
+def _run(command: list, what: str, cwd=None) -> None:
+    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd)
     if result.returncode != 0:
         raise UserError(f"could not {what}:\n{(result.stdout + result.stderr)[-3000:]}")
 
@@ -185,8 +186,6 @@ def host_runs(path: Path, texts: dict[str, tuple[str, str]]) -> dict[str, dict]:
     """What llama.cpp gives here (llama-cpp-python) for each language's (scored text, prompt): tokens,
     NLL of the first SCORED_TOKENS with flash attention off (llama-cpp-python's default) and on (the
     host's own numerical spread), greedy tokens and the top-two logit margin at each of their steps."""
-    import numpy as np
-
     from .llamacpp import greedy, llama_scorer, open_gguf, tokenize, vocab_only
 
     vocab = vocab_only(path)
@@ -201,9 +200,8 @@ def host_runs(path: Path, texts: dict[str, tuple[str, str]]) -> dict[str, dict]:
         llm = scorers[False]
         llm.reset()
         llm.eval(prompt + generated[:-1])
-        top_two = np.partition(llm.scores[len(prompt) - 1: len(prompt) - 1 + GREEDY_TOKENS], -2, axis=1)[:, -2:]
         out[lang] = {"tokens": tokens, "scored": scored, "prompt": prompt, "greedy": generated,
-                     "margins": np.abs(top_two[:, 1] - top_two[:, 0]).tolist(),
+                     "margins": top_two_margins(llm.scores[len(prompt) - 1: len(prompt) - 1 + GREEDY_TOKENS]),
                      "perplexity": math.exp(nll[False] / (len(scored) - 1)),
                      "perplexity_flash_attn": math.exp(nll[True] / (len(scored) - 1))}
     return out
@@ -211,16 +209,109 @@ def host_runs(path: Path, texts: dict[str, tuple[str, str]]) -> dict[str, dict]:
 
 def compared(host: dict, tokens: str, nll: str, generated: str) -> dict:
     """The probe's answers for one language against the host's."""
-    generated_arm = [int(t) for t in generated.split()]
-    agree = next((i for i, (a, b) in enumerate(zip(generated_arm, host["greedy"])) if a != b), GREEDY_TOKENS)
-    margin = host["margins"][agree] if agree < GREEDY_TOKENS else None
-    result = {"tokens_same": [int(t) for t in tokens.split()] == host["tokens"],
-              "greedy_same": generated_arm == host["greedy"], "greedy_agree": agree, "margin_at_divergence": margin,
-              "greedy_x86": host["greedy"], "greedy_arm64": generated_arm,
+    greedy = greedy_agreement([int(t) for t in generated.split()], host["greedy"], host["margins"])
+    result = {"tokens_same": [int(t) for t in tokens.split()] == host["tokens"], **greedy,
               "perplexity_x86": host["perplexity"], "perplexity_arm64": math.exp(float(nll) / (len(host["scored"]) - 1)),
               "perplexity_x86_flash_attn": host["perplexity_flash_attn"]}
     result["perplexity_diff"] = result["perplexity_arm64"] / result["perplexity_x86"] - 1
     result["flash_attn_diff"] = result["perplexity_x86_flash_attn"] / result["perplexity_x86"] - 1
     result["holds"] = (result["tokens_same"] and abs(result["perplexity_diff"]) <= PERPLEXITY_TOLERANCE
-                       and (margin is None or margin < NEAR_TIE))
+                       and greedy["greedy_holds"])
     return result
+
+
+def top_two_margins(logits) -> list[float]:
+    """Per row of logits, how far the best token is ahead of the second."""
+    import numpy as np
+
+    top_two = np.partition(np.asarray(logits), -2, axis=1)[:, -2:]
+    return np.abs(top_two[:, 1] - top_two[:, 0]).tolist()
+
+
+def greedy_agreement(arm: list[int], host: list[int], margins: list[float]) -> dict:
+    """arm64's greedy tokens against the host's: how many lead alike, and the host's top-two margin where they
+    part (they may part at a near tie, below NEAR_TIE)."""
+    agree = next((i for i, (a, b) in enumerate(zip(arm, host)) if a != b), len(host))
+    margin = margins[agree] if agree < len(host) else None
+    return {"greedy_same": arm == host, "greedy_agree": agree, "margin_at_divergence": margin,
+            "greedy_holds": arm == host or (margin is not None and margin < NEAR_TIE),
+            "greedy_x86": host, "greedy_arm64": arm}
+
+
+# -- ONNX Runtime on arm64 ---------------------------------------------------------------------
+# An aarch64 Python for qemu-user: Debian's arm64 packages (unpacked, never installed) and PyPI's
+# aarch64 wheels of the host's numpy and onnxruntime.
+PYTHON_DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libstdc++6",
+               "libgcc-s1", "libexpat1", "zlib1g", "libffi8", "libbz2-1.0", "liblzma5")
+# qemu-user shows programs the host's /proc/cpuinfo; ONNX Runtime's cpuinfo library finds no ARM core in an x86
+# one and crashes at load. qemu looks files up under its -L folder first, so the sysroot carries the emulated CPU's.
+CPUINFO = ("processor\t: {i}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
+           "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\n"
+           "CPU part\t: 0xd0b\nCPU revision\t: 1\n")  # a Cortex-A76
+
+
+def arm64_python() -> tuple[Path, Path]:
+    """(sysroot, site-packages) of an aarch64 Python 3.11 with the host's numpy and onnxruntime (cached)."""
+    import numpy
+    import onnxruntime
+
+    folder = host_cache() / f"python3.11-arm64-onnxruntime-{onnxruntime.__version__}-numpy-{numpy.__version__}"
+    if not (folder / "root" / "usr" / "bin" / "python3.11").exists():
+        ensure_tools()
+        print(f"   unpacking an aarch64 Python with onnxruntime {onnxruntime.__version__} (once; cached in {folder})")
+        with tempfile.TemporaryDirectory() as debs, written(folder) as partial:
+            _download_arm64_debs(Path(debs))
+            (partial / "root" / "proc").mkdir(parents=True)
+            for deb in sorted(Path(debs).glob("*.deb")):
+                _run(["dpkg-deb", "-x", deb, partial / "root"], f"unpack {deb.name}")
+            (partial / "root" / "proc" / "cpuinfo").write_text("\n".join(CPUINFO.format(i=i) for i in range(THREADS)))
+            _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps", "--python-version",
+                  "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_aarch64", "--platform",
+                  "manylinux_2_17_aarch64", "-d", debs, f"onnxruntime=={onnxruntime.__version__}",
+                  f"numpy=={numpy.__version__}"], "download onnxruntime's and numpy's aarch64 wheels")
+            for wheel in Path(debs).glob("*.whl"):
+                with zipfile.ZipFile(wheel) as archive:
+                    archive.extractall(partial / "site")
+    return folder / "root", folder / "site"
+
+
+def _download_arm64_debs(folder: Path) -> None:
+    """apt-get download of PYTHON_DEBS for arm64; adds arm64 to dpkg's architectures first where it is missing."""
+    command = ["apt-get", "download", "-q", *(f"{name}:arm64" for name in PYTHON_DEBS)]
+    if subprocess.run(command, cwd=folder, capture_output=True).returncode == 0:
+        return
+    if os.geteuid() != 0:
+        raise UserError("ONNX Runtime's arm64 check needs Debian's arm64 packages: run, as root, "
+                        "`dpkg --add-architecture arm64 && apt-get update`")
+    print("   adding arm64 to dpkg's architectures (dpkg --add-architecture arm64; apt-get update)")
+    _run(["dpkg", "--add-architecture", "arm64"], "add arm64 to dpkg's architectures")
+    _run(["apt-get", "update", "-q"], "update apt's package lists")
+    _run(command, "download Debian's arm64 Python", cwd=folder)
+
+
+def ort_on_arm64(model: Path, prompts: dict[str, list[int]], host: dict[str, list[int]]) -> dict[str, dict]:
+    """Greedy tokens of an ONNX Runtime model after each prompt, aarch64 onnxruntime under qemu-user against the
+    host's (`host`: {lang: tokens}), with the host's top-two margins along them."""
+    from .onnxrt import open_session, run
+
+    arm = ort_greedy_on_arm64(model, prompts, len(next(iter(host.values()))))
+    session, out = open_session(model), {}
+    for lang, prompt in prompts.items():
+        logits, _ = run(session, [prompt + host[lang][:-1]])
+        out[lang] = greedy_agreement(arm[lang], host[lang], top_two_margins(logits[0, len(prompt) - 1:]))
+    return out
+
+
+def ort_greedy_on_arm64(model: Path, prompts: dict[str, list[int]], n_new: int) -> dict[str, list[int]]:
+    """Greedy tokens of an ONNX Runtime model for each prompt, in aarch64 onnxruntime under qemu-user."""
+    from ..paths import REPO_ROOT
+
+    root, site = arm64_python()
+    result = subprocess.run(
+        ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{REPO_ROOT}",
+         str(root / "usr" / "bin" / "python3.11"), "-m", "toolchain.measure.ort_greedy", str(model), str(n_new)],
+        input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True)
+    answers = result.stdout.splitlines()
+    if result.returncode != 0 or len(answers) != len(prompts):
+        raise RuntimeError(f"onnxruntime under qemu-aarch64 failed on {model.name}: {result.stderr[-2000:]}")
+    return {lang: [int(t) for t in line.split()] for lang, line in zip(prompts, answers)}

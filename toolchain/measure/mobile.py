@@ -4,9 +4,10 @@ ONNX Runtime Mobile runs ORT-format models in a reduced build that carries only 
 types its models use. For the export's 4-bit ONNX model (made from `onnx/` when the export has
 none): the ORT-format copy, the `required_operators_and_types.config` a reduced build is made
 from, ONNX Runtime's own mobile usability check (`check_onnx_model_mobile_usability`: which
-execution providers may help), and greedy tokens of the ORT-format model against the ONNX one, in
-ONNX Runtime here. And llama.cpp on arm64 (`arm64.py`): the GGUF files under qemu-user against the
-host. The results go into the export's report.json and report.md ("On-device").
+execution providers may help), greedy tokens of the ORT-format model against the ONNX one here,
+and the ORT-format model's greedy tokens in onnxruntime for aarch64 under qemu-user against here
+(`arm64.ort_on_arm64`). And llama.cpp on arm64 (`arm64.py`): the GGUF files under qemu-user against
+the host. The results go into the export's report.json and report.md ("On-device").
 """
 
 import io
@@ -26,6 +27,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     from transformers import AutoTokenizer
 
     from ..export.export_onnx import quantize_onnx, to_ort_format
+    from .arm64 import ort_on_arm64
     from .onnxrt import generate, open_session
     from .verify import file_size, fidelity_prompts
 
@@ -42,14 +44,15 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(source.parent, local_files_only=True)
     corpus = load_corpus(kept, corpus_folder)
     sessions = {"onnx": open_session(onnx), "ort": open_session(ort)}
-    greedy = {}
-    for lang in kept:
-        ids = encode(tokenizer, fidelity_prompts(corpus, lang)[0])
+    greedy, prompts = {}, {lang: encode(tokenizer, fidelity_prompts(corpus, lang)[0]) for lang in kept}
+    for lang, ids in prompts.items():
         runs = {kind: generate(session, ids, GREEDY_TOKENS) for kind, session in sessions.items()}
         greedy[lang] = {"same": runs["onnx"] == runs["ort"], **runs}
+    print(f"   {ort.relative_to(folder)} in onnxruntime for aarch64 under qemu-aarch64")
+    arm64 = ort_on_arm64(ort, prompts, {lang: g["ort"] for lang, g in greedy.items()})
     return {"onnx": str(onnx.relative_to(folder)), "ort": str(ort.relative_to(folder)), "ort_bytes": file_size(ort),
             "config": str(config.relative_to(folder)), "operators": operator_lines(config),
-            "usability": usability(onnx), "greedy": greedy, "greedy_tokens": GREEDY_TOKENS}
+            "usability": usability(onnx), "greedy": greedy, "greedy_tokens": GREEDY_TOKENS, "arm64": arm64}
 
 
 def operator_lines(config: Path) -> list[str]:

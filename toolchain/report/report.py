@@ -294,8 +294,19 @@ def _ort_mobile_text(ort: dict) -> list[str]:
     return [f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), converted from "
             f"`{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} operator lines of "
             f"`{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's ({ort['greedy_tokens']} "
-            f"tokens, one prompt a kept language): {same}. ONNX Runtime's mobile usability check's verdicts:",
+            f"tokens, one prompt a kept language): {same}.{_ort_arm64_text(ort.get('arm64'))} ONNX Runtime's mobile "
+            "usability check's verdicts:",
             "```\n" + "\n".join(findings) + "\n```"]
+
+
+def _ort_arm64_text(arm: dict | None) -> str:
+    if not arm:
+        return ""
+    return (" In onnxruntime for aarch64 (PyPI's wheel, an aarch64 Python under qemu-user as a Cortex-A76), the "
+            "ORT-format model's greedy tokens against those here (leading tokens alike): " + ", ".join(
+                f"{lang} {r['greedy_agree']}/{len(r['greedy_x86'])}"
+                + ("" if r["greedy_same"] else f" (parting at a top-two margin of {r['margin_at_divergence']:.2f})")
+                for lang, r in arm.items()) + ".")
 
 
 def _weight_rows(ceil: dict) -> list:
