@@ -6,13 +6,17 @@ with dot product and fp16: the big core of many phones), and linked statically w
 `gguf_probe.cpp`, a small client that tokenizes, scores and generates as
 `toolchain/measure/llamacpp.py` does here. qemu-user runs it, emulating that CPU. For each GGUF
 kind (Q4_K_M, Q8_0 and Q4_0, which llama.cpp repacks for ARM's dot product when it loads it), the
-emulated run must give the host's tokens for each kept language's text, the same greedy tokens,
-and perplexity within 1% of the host's (x86-64, llama-cpp-python) on the same tokens.
+emulated run must give the host's tokens for each kept language's text, perplexity within 1% of
+the host's (x86-64, llama-cpp-python) on the same tokens, and the host's greedy tokens up to a near
+tie (NEAR_TIE), beside the host's own spread (flash attention on against off).
+
+ONNX Runtime too (`ort_on_arm64`): PyPI's aarch64 onnxruntime, run by Debian's arm64 Python unpacked
+into a sysroot for qemu-user, generates greedily with the export's ORT-format model.
 
 Emulated speed says nothing about a phone and is not measured. What a phone cares about is
 reported instead: file size, weight bytes read per generated token, KV cache bytes per 1k tokens
-of context, and the host's peak memory. The cross build is made once and cached, like the
-llama-cpp-python wheel, in ~/.cache/langprune.
+of context, and the host's peak memory. The cross build and the arm64 Python are made once and
+cached, like the llama-cpp-python wheel, in ~/.cache/langprune.
 """
 
 import hashlib
