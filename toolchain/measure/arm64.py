@@ -96,7 +96,7 @@ def build_probe() -> Path:
     libs = [build / "src" / "libllama.a", *(build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base"))]
     if not all(lib.exists() for lib in libs):
         print(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
-              f"(about 3 minutes on 2 cores, once; cached in {folder})")
+              f"(about 2 minutes on 2 cores, once; cached in {folder})")
         _run(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux",
               "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
               "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++", "-DGGML_NATIVE=OFF", f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}",
@@ -293,13 +293,13 @@ def _download_arm64_debs(folder: Path) -> None:
     _run(command, "download Debian's arm64 Python", cwd=folder)
 
 
-def ort_on_arm64(model: Path, prompts: dict[str, list[int]], host: dict[str, list[int]]) -> dict[str, dict]:
+def ort_on_arm64(model: Path, session, prompts: dict[str, list[int]], host: dict[str, list[int]]) -> dict[str, dict]:
     """Greedy tokens of an ONNX Runtime model after each prompt, aarch64 onnxruntime under qemu-user against the
-    host's (`host`: {lang: tokens}), with the host's top-two margins along them."""
-    from .onnxrt import open_session, run
+    host's (`host`: {lang: tokens}; `session`: the host's session of `model`), with the host's top-two margins."""
+    from .onnxrt import run
 
     arm = ort_greedy_on_arm64(model, prompts, len(next(iter(host.values()))))
-    session, out = open_session(model), {}
+    out = {}
     for lang, prompt in prompts.items():
         logits, _ = run(session, [prompt + host[lang][:-1]])
         out[lang] = greedy_agreement(arm[lang], host[lang], top_two_margins(logits[0, len(prompt) - 1:]))

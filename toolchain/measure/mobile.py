@@ -49,7 +49,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
         runs = {kind: generate(session, ids, GREEDY_TOKENS) for kind, session in sessions.items()}
         greedy[lang] = {"same": runs["onnx"] == runs["ort"], **runs}
     print(f"   {ort.relative_to(folder)} in onnxruntime for aarch64 under qemu-aarch64")
-    arm64 = ort_on_arm64(ort, prompts, {lang: g["ort"] for lang, g in greedy.items()})
+    arm64 = ort_on_arm64(ort, sessions["ort"], prompts, {lang: g["ort"] for lang, g in greedy.items()})
     return {"onnx": str(onnx.relative_to(folder)), "ort": str(ort.relative_to(folder)), "ort_bytes": file_size(ort),
             "config": str(config.relative_to(folder)), "operators": operator_lines(config),
             "usability": usability(onnx), "greedy": greedy, "greedy_tokens": GREEDY_TOKENS, "arm64": arm64}
