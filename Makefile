@@ -15,7 +15,7 @@ OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru for
 	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
 OUTSIDE := .cache/outside/.unpacked
 
-# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, HEAL, LAYOUT, QUANT
+# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 
@@ -52,7 +52,7 @@ $(OUTSIDE):
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
 export:
 	$(PY) -m toolchain.cli export --langs $(LANGS) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) \
-		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(HEAL),--heal $(HEAL)) \
+		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(SEARCH),--search $(SEARCH)) $(if $(HEAL),--heal $(HEAL)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
@@ -72,7 +72,7 @@ BUDGETS ?= 2,4,9,18
 bench-selection:
 	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
 
-# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, heal=<minutes>, joined by +):
+# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>, joined by +):
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
 bench-frontier:
 	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS)) \

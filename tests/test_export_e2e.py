@@ -43,7 +43,7 @@ def test_report_numbers_are_measured_and_sane(export):
     assert after["vocabulary"] <= before["vocabulary"] / 2
     search = report["tolerance_search"]
     assert search["tol"] == 0.05 and search["probes"]
-    passing = [p["fraction"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]
+    passing = [p["size"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]
     assert max(passing, default=0) == pytest.approx(1 - after["ffn_per_layer"][0] / before["ffn_per_layer"][0])
     for lang in kept:
         assert report["tokenization"][lang]["share"] >= 0.99  # the trimmed vocabulary tokenizes kept text as before

@@ -23,7 +23,9 @@ def test_levels_parse_and_bad_ones_fail_clearly():
     assert parse_level("vocab=65536+heads=0.25+norefit") == Level("vocab=65536+heads=0.25+norefit", 65536, 0.25, None, False)
     assert parse_level("vocab") == Level("vocab", vocab=True)
     assert parse_level("ffn=0.125+heal=5") == Level("ffn=0.125+heal=5", ffn=0.125, heal=5.0)
-    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal"):
+    assert parse_level("heads=0.25+ffn=0.25+iterative") == Level("heads=0.25+ffn=0.25+iterative", heads=0.25, ffn=0.25,
+                                                                 search="iterative")
+    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal", "iterative=1"):
         with pytest.raises(UserError, match="is not one of vocab"):
             parse_level(bad)
     with pytest.raises(UserError, match="cuts nothing"):

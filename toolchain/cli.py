@@ -62,7 +62,7 @@ def _export_options(args):
     from .options import ExportOptions
 
     options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
-                            tol=args.tol, vocab=args.vocab, refit=args.refit, heal=args.heal, layout=args.layout or None, corpus=args.corpus, out=args.out)
+                            tol=args.tol, vocab=args.vocab, refit=args.refit, search=args.search, heal=args.heal, layout=args.layout or None, corpus=args.corpus, out=args.out)
     if args.quant:
         options.quant = _split(args.quant)
     if args.analysis_langs:
@@ -188,6 +188,8 @@ def _add_export_arguments(p) -> None:
                    "vocabulary to the kept languages' tokens (at most that many)")
     p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
                    "by least squares on calibration text")
+    p.add_argument("--search", default="once", help="once (default): rank heads and FFN neurons once on the original "
+                   "model; iterative: cut both a step at a time, re-scoring what is left after each step")
     p.add_argument("--heal", type=float, help="minutes of recovery training after the cuts: distil the pruned model "
                    "from the original on kept-language text (default: none)")
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
@@ -226,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "languages' bits per byte, on the evaluation split and beyond the corpus (frontier.md)")
     _add_export_arguments(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
-                   "heads=<fraction>, ffn=<fraction>, norefit, heal=<minutes> (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
+                   "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)

@@ -13,6 +13,7 @@ from .model.load import LoadedModel, resolve
 
 DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
+SEARCHES = ("once", "iterative")  # how heads and FFN neurons are selected (cuts/plan.py)
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
 
 
@@ -26,6 +27,7 @@ class ExportOptions:
     #                           every kept language's calibration perplexity within +tol
     vocab: bool | int = True  # trim the vocabulary to the tokens the kept languages use (an int: at most that many)
     refit: bool = True  # refit o_proj to the kept heads by least squares (cuts/refit.py)
+    search: str = "once"  # once: rank heads and neurons once, size each part alone; iterative: cuts/iterative.py
     heal: float | None = None  # minutes of distillation from the original after the cuts (cuts/heal.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
@@ -58,6 +60,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
             raise UserError(f"{name}={value}: the fraction to drop must be in [0, 1)")
     if options.heal is not None and not options.heal > 0:
         raise UserError(f"HEAL={options.heal}: give the minutes of recovery training, e.g. HEAL=5")
+    if options.search not in SEARCHES:
+        raise UserError(f"SEARCH={options.search}: choose {' or '.join(SEARCHES)}")
     if options.tol is not None and not 0 < options.tol < 1:
         raise UserError(f"TOL={options.tol}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
     if options.heads is None and options.ffn is None and options.tol is None:

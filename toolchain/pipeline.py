@@ -38,9 +38,11 @@ def _export_into(ctx: Context, work: Path) -> None:
     from .report.report import write_report
 
     options = ctx.options
-    analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) else None
-    refit = analysis is not None and options.refit
-    stats, grams = step(ctx, "neuron statistics + refit inputs", lambda: run_calibration(ctx, cuts_ffn(options), refit))
+    ranked = options.search == "once"  # SEARCH=iterative scores heads and neurons itself, as it cuts
+    analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) and ranked else None
+    refit = cuts_heads(options) and options.refit
+    stats, grams = step(ctx, "neuron statistics + refit inputs",
+                        lambda: run_calibration(ctx, cuts_ffn(options) and ranked, refit))
     cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats, grams))
     if analysis is not None:
         analysis.save(work / "analysis.json")

@@ -1,11 +1,14 @@
 """Which heads, FFN neurons and tokens go (`run_selection`), and the smaller model that results (`apply_cuts`).
 `ctx` is the export's `options.Context` (options, loaded model, corpus, layout).
 
-FFN neurons first, then heads: each by its fraction, or the largest cut within TOL (`select.search`),
-measured by calibration perplexity together with what is already cut; then the vocabulary.
+SEARCH=once (default): FFN neurons first, then heads, each ranked once on the original model, by its
+fraction or the largest cut within TOL (`select.search`), measured by calibration perplexity together
+with what is already cut. SEARCH=iterative: both a step at a time, re-scored after each step
+(`iterative.py`). Then the vocabulary.
 """
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from ..analysis.analyze import Analysis
@@ -39,18 +42,27 @@ class Cuts:
 def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
     measured together with what is already cut, and refit when `grams` are given), then the
-    vocabulary (from `vocab`, its `vocab_evidence`, computed when None)."""
+    vocabulary (from `vocab`, its `vocab_evidence`, computed when None). SEARCH=iterative needs
+    neither the head `analysis` nor the neuron `stats`: it scores both itself."""
+    from ..options import cuts_ffn, cuts_heads
+
     options, cuts, seconds = ctx.options, Cuts(), ctx.timings
     measure = calibration_perplexity(ctx, grams)
     if options.tol is not None:
         with timed(seconds, "select: baseline"):
             cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
-    if stats is not None:
-        with timed(seconds, "select: FFN"):
-            cuts.neurons = select_ffn(ctx, stats, cuts, measure)
-    if analysis is not None:
-        with timed(seconds, "select: heads"):
-            cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
+    if options.search == "iterative" and (cuts_heads(options) or cuts_ffn(options)):
+        from .iterative import iterative_selection
+
+        with timed(seconds, "select: heads and FFN, iterative"):
+            cuts = iterative_selection(ctx, cuts, measure, grams, ffn_fractions(ctx), cuts_heads(options), cuts_ffn(options))
+    else:
+        if stats is not None:
+            with timed(seconds, "select: FFN"):
+                cuts.neurons = select_ffn(ctx, stats, cuts, measure)
+        if analysis is not None:
+            with timed(seconds, "select: heads"):
+                cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
     if options.vocab:
         with timed(seconds, "select: vocabulary"):
             cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx, vocab)
@@ -73,10 +85,14 @@ def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
     from ..analysis.neurons import neuron_scores, select_neurons
 
     scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
-    width = NEURONS.sizes(ctx.loaded.model)[0]
-    fractions = [k * step / width for k in range(1, (width // step) * 3 // 4)]  # up to 75% of the neurons
-    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step), ctx.options.ffn, fractions,
-                  lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", fraction=fraction))
+    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step), ctx.options.ffn, ffn_fractions(ctx),
+                  lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", size=fraction))
+
+
+def ffn_fractions(ctx) -> list[float]:
+    """The FFN cuts a TOL search tries: steps of FFN_STEP neurons a layer, up to 75% of the neurons."""
+    step, width = FFN_STEP[ctx.layout], NEURONS.sizes(ctx.loaded.model)[0]
+    return [k * step / width for k in range(1, (width // step) * 3 // 4)]
 
 
 def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
@@ -90,7 +106,7 @@ def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection |
             raise UserError(f"HEADS={options.heads} drops no head with the {ctx.layout} layout; raise it")
     budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0] if fixed is None else []
     return search(lambda n_drop: select_heads(costs, n_kv, n_drop, ctx.layout), fixed, budgets,
-                  lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", heads=n_drop))
+                  lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", size=n_drop))
 
 
 def select_vocab(ctx, evidence=None):
@@ -135,22 +151,36 @@ def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
 
     The refit's fit saw these tokens too (with every other language's); the report's quality
     figures come from the evaluation split, which neither saw."""
-    from .refit import refitted
-
     model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
     chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
 
     def measure(cuts: Cuts) -> dict[str, float]:
-        drop = cuts.heads.drop if cuts.heads else []
-        keep = cuts.neurons.keep if cuts.neurons else [list(range(w)) for w in NEURONS.sizes(model)]
-        with refitted(model, HEADS, drop, grams), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)), \
-                NEURONS.masked(model, mask_from_keep(NEURONS.sizes(model), keep)):
+        with masked_cuts(model, cuts, grams):
             return {
                 lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
                 for lang, c in chunks.items()
             }
 
     return measure
+
+
+def cut_masks(model, cuts: Cuts) -> dict:
+    """{HEADS: per-layer 0/1 mask, NEURONS: ...}: the cuts' heads and neurons as masks."""
+    drop = cuts.heads.drop if cuts.heads else []
+    keep = cuts.neurons.keep if cuts.neurons else [list(range(w)) for w in NEURONS.sizes(model)]
+    return {HEADS: mask_from_drop(HEADS.sizes(model), drop), NEURONS: mask_from_keep(NEURONS.sizes(model), keep)}
+
+
+@contextmanager
+def masked_cuts(model, cuts: Cuts, grams=None, masks: dict | None = None):
+    """The model as `cuts` leave it, without rewriting it: their heads and neurons masked (by `masks` when given,
+    e.g. requires-grad ones), o_proj refit to the kept heads when `grams` are given."""
+    from .refit import refitted
+
+    masks = masks or cut_masks(model, cuts)
+    with refitted(model, HEADS, cuts.heads.drop if cuts.heads else [], grams), HEADS.masked(model, masks[HEADS]), \
+            NEURONS.masked(model, masks[NEURONS]):
+        yield
 
 
 def apply_cuts(ctx, cuts: Cuts, grams=None):

@@ -2,7 +2,8 @@
 
 A level is any mix of the export's cuts at fixed sizes, written `+`-joined: `vocab` (the default
 trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, `norefit` (heads dropped without
-the o_proj refit: the same heads, before recovery) and `heal=<minutes>` (then distilled from the
+the o_proj refit: the same heads, before recovery), `iterative` (heads and neurons chosen a step at a
+time, re-scored after each step: `cuts/iterative.py`) and `heal=<minutes>` (then distilled from the
 original, `cuts/heal.py`). Each level is selected by the export's own `run_selection` and
 `apply_cuts`, written as GGUF, quantized, and measured in llama.cpp against the original's file of the same quantization: file size, decode speed-up
 (interleaved repetitions, each pair in fresh processes), the kept languages' bits per byte on the
@@ -42,6 +43,7 @@ class Level:
     heads: float | None = None
     ffn: float | None = None
     refit: bool = True
+    search: str = "once"  # or "iterative" (cuts/iterative.py)
     heal: float | None = None  # minutes
 
 
@@ -63,11 +65,13 @@ def parse_level(text: str) -> Level:
                     raise ValueError
             elif key == "norefit" and not value:
                 fields["refit"] = False
+            elif key == "iterative" and not value:
+                fields["search"] = "iterative"
             else:
                 raise KeyError
         except (ValueError, KeyError):
             raise UserError(f"level {text!r}: {part!r} is not one of vocab, vocab=<tokens>, heads=<fraction>, "
-                            "ffn=<fraction> (fractions in (0, 1)), norefit, heal=<minutes>; join them with +, e.g. vocab+heads=0.25") from None
+                            "ffn=<fraction> (fractions in (0, 1)), norefit, iterative, heal=<minutes>; join them with +, e.g. vocab+heads=0.25") from None
     level = Level(text.strip(), **fields)
     if not (level.vocab or level.heads or level.ffn):
         raise UserError(f"level {text!r} cuts nothing")
@@ -125,17 +129,20 @@ def _select(ctx, levels: list[Level]) -> list[tuple]:
     analysis, neuron statistics, grams and vocabulary evidence are computed once for all."""
     from ..pipeline import run_analysis, run_calibration
 
-    analysis = run_analysis(ctx) if any(level.heads for level in levels) else None
+    ranked = [level for level in levels if level.search == "once"]  # iterative levels score the units themselves
+    analysis = run_analysis(ctx) if any(level.heads for level in ranked) else None
     refit = any(level.heads and level.refit for level in levels)
-    stats, grams = run_calibration(ctx, any(level.ffn for level in levels), refit)
+    stats, grams = run_calibration(ctx, any(level.ffn for level in ranked), refit)
     evidence = vocab_evidence(ctx) if any(level.vocab for level in levels) else None
     selected = []
     for level in levels:
         options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit,
-                          heal=level.heal)
+                          search=level.search, heal=level.heal)
         level_ctx = replace(ctx, options=options)
-        cuts = run_selection(level_ctx, analysis if level.heads else None, stats if level.ffn else None, vocab=evidence)
-        selected.append((level, level_ctx, cuts, grams if level.refit else None))
+        level_grams = grams if level.refit else None
+        cuts = run_selection(level_ctx, analysis if level.heads else None, stats if level.ffn else None, level_grams,
+                             vocab=evidence)
+        selected.append((level, level_ctx, cuts, level_grams))
     return selected
 
 

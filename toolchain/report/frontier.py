@@ -63,7 +63,7 @@ def render_frontier(result: dict) -> str:
     named = "; ".join(f"{s}: {v['kind']} ({v['package']})" for s, v in result["sources"].items())
     return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: median of {result['reps']} "
             f"interleaved runs), {result['layout']} layout. A level is the export's own selection at fixed sizes: `vocab` "
-            "the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj refit unless `norefit`, `heal` the minutes of distillation after it. "
+            "the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj refit unless `norefit`, `iterative` both chosen a step at a time (re-scored after each), `heal` the minutes of distillation after it. "
             "Bits per byte and token counts are changes against the original; \"same tokens\": the share of the "
             f"original's tokens the trimmed tokenizer reproduces; dropped languages ({', '.join(result['dropped'])}): "
             f"their first evaluation documents. Text beyond the corpus, never read by a selection: {named}.\n\n"

@@ -361,12 +361,16 @@ def _search_text(report: dict) -> list[str]:
     t = report.get("tolerance_search")
     if not t:
         return []
-    rows = [(p["cut"], p.get("fraction", p.get("heads")), json.dumps({k: round(v, 3) for k, v in p["perplexity"].items()}),
-             p["within_tolerance"]) for p in t["probes"]]
+    iterative = t.get("mode") == "iterative"
+    # a probe's size: "size" since SEARCH=iterative; older reports (re-rendered by `make bench`) say fraction or heads
+    rows = [((p["round"],) if iterative else ()) + (p["cut"], p.get("size", p.get("fraction", p.get("heads"))),
+             json.dumps({k: round(v, 3) for k, v in p["perplexity"].items()}), p["within_tolerance"]) for p in t["probes"]]
+    how = (f"Iterative (SEARCH=iterative): each round re-scores every unit on the model as cut so far and measures each "
+           f"part's next step; the step within TOL that costs least per multiply-add is accepted. {t['rounds']} rounds "
+           f"in {t['seconds']:.0f} s." if iterative else "FFN first, then heads on top of the FFN cut.")
     return ["## Tolerance search (calibration perplexity, cuts masked)",
-            f"TOL={t['tol']}; baseline {json.dumps({k: round(v, 3) for k, v in t['baseline'].items()})}. "
-            "FFN first, then heads on top of the FFN cut.",
-            markdown_table(["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
+            f"TOL={t['tol']}; baseline {json.dumps({k: round(v, 3) for k, v in t['baseline'].items()})}. " + how,
+            markdown_table((["round"] if iterative else []) + ["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
 
 
 def _precision_text(report: dict) -> list[str]:

@@ -1,0 +1,128 @@
+"""SEARCH=iterative (cuts/iterative.py): heads and FFN neurons cut a step at a time, re-scored on the model as cut
+so far, by a fraction or within TOL."""
+
+import pytest
+import torch
+
+from tests.tiny import save_tiny
+from toolchain.analysis.analyze import mean_loss
+from toolchain.analysis.neurons import select_neurons
+from toolchain.cuts import iterative, plan
+from toolchain.cuts.iterative import first_order_scores
+from toolchain.cuts.plan import Cuts, calibration_perplexity, cut_masks, masked_cuts, run_selection
+from toolchain.cuts.select import budget_heads
+from toolchain.data.corpus import load_corpus
+from toolchain.errors import UserError
+from toolchain.model.load import load
+from toolchain.model.parts import HEADS, NEURONS, Selection
+from toolchain.options import Context, ExportOptions, check_options
+
+KEPT = ["en", "de"]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    return load(str(save_tiny("llama", tmp_path_factory.mktemp("iterative") / "llama")))
+
+
+def context(loaded, **options) -> Context:
+    options = ExportOptions(langs=KEPT, model=str(loaded.source), analysis_langs=KEPT, vocab=False, **options)
+    _, layout = check_options(options)
+    return Context(options, loaded, load_corpus(KEPT), layout)
+
+
+def test_first_order_scores_are_the_loss_slope_of_each_units_mask_and_zero_once_dropped(tiny_llama):
+    """|m * dL/dm| for a kept unit is the slope of the loss as its mask moves off 1 (checked by central
+    differences, on the model as a cut leaves it); a dropped unit scores 0."""
+    model = tiny_llama.model
+    ids = list(range(5, 60))
+    cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"),
+                neurons=Selection([list(range(64)), list(range(96)), list(range(32, 96))], [96] * 3, "free"))
+    scores = first_order_scores(model, {"en": [ids]}, cuts)
+    assert scores[HEADS][1, 1] == scores[HEADS][1, 3] == 0 and (scores[NEURONS][0][64:] == 0).all()
+    assert scores[HEADS][1, 0] > 0 and (scores[NEURONS][1] > 0).sum() > 90
+
+    def loss_at(part, layer, unit, value):
+        masks = cut_masks(model, cuts)
+        masks[part][layer][unit] = value
+        with torch.no_grad(), masked_cuts(model, cuts, None, masks):
+            return float(mean_loss(model, ids)) * (len(ids) - 1)
+
+    for part, layer, unit in ((HEADS, 1, 0), (HEADS, 2, 3), (NEURONS, 1, 7), (NEURONS, 2, 40)):
+        h = 1e-2
+        slope = (loss_at(part, layer, unit, 1 + h) - loss_at(part, layer, unit, 1 - h)) / (2 * h)
+        score = scores[HEADS][layer, unit] if part is HEADS else scores[NEURONS][layer][unit]
+        assert score == pytest.approx(abs(slope), rel=0.05, abs=1e-4), (part.unit, layer, unit)
+
+
+@pytest.mark.parametrize("layout", ["free", "uniform"])
+def test_a_fraction_is_reached_a_step_at_a_time_without_measuring(tiny_llama, layout, monkeypatch):
+    """HEADS and FFN fractions give the sizes SEARCH=once gives; each round re-scores the model as the rounds before
+    left it; nothing is measured."""
+    ctx = context(tiny_llama, heads=0.5, ffn=1 / 3, layout=layout, search="iterative")
+    scored = []
+    score = iterative.first_order_scores
+    monkeypatch.setattr(iterative, "first_order_scores", lambda model, chunks, cuts, grams=None:
+                        scored.append(cuts) or score(model, chunks, cuts, grams))
+    monkeypatch.setattr(plan, "calibration_perplexity", lambda *a: lambda cuts: pytest.fail("measured"))
+    cuts = run_selection(ctx, None, None)
+    heads = budget_heads(0.5, 3, 4, layout)
+    assert len(cuts.heads.drop) == heads and cuts.neurons.per_layer == select_neurons(
+        [torch.rand(96).numpy()] * 3, 1 / 3, layout, plan.FFN_STEP[layout]).per_layer
+    dropped = [len(c.heads.drop) if c.heads else 0 for c in scored]
+    if layout == "free":  # per layer 0, 2 or 3 of 4 heads (2 KV groups): totals 2, 3, 4, 5, 6, a round each
+        assert dropped == [0, 2, 3, 4, 5]
+    else:  # every layer 0, 2 or 3 of 4: HEADS=0.5 is the layout's first step, one round
+        assert dropped == [0]
+    assert cuts.search is None
+
+
+def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama):
+    """Each round measures each part's next step on top of what was accepted; the accepted steps are the cuts,
+    every one within TOL; the search ends at a round where no step passes."""
+    ctx = context(tiny_llama, tol=0.01, layout="free", search="iterative")
+    cuts = run_selection(ctx, None, None)
+    search = cuts.search
+    assert search["mode"] == "iterative" and search["rounds"] == len(search["accepted"]) >= 1
+    probes = search["probes"]
+    last = max(p["round"] for p in probes)
+    assert last == search["rounds"] and not any(p["within_tolerance"] for p in probes if p["round"] == last)
+    for step in search["accepted"]:
+        probe = next(p for p in probes if p["round"] == step["round"] and p["cut"] == step["cut"])
+        assert probe["within_tolerance"] and probe["size"] == step["size"]
+    measured = calibration_perplexity(ctx)(cuts)
+    for lang, baseline in search["baseline"].items():
+        assert measured[lang] <= baseline * 1.01
+    heads = [s["size"] for s in search["accepted"] if s["cut"] == "heads"]
+    assert heads == sorted(heads) and len(cuts.heads.drop if cuts.heads else []) == (heads[-1] if heads else 0)
+
+
+def test_the_search_stops_when_its_time_is_spent(tiny_llama, monkeypatch):
+    monkeypatch.setattr(iterative, "SEARCH_SECONDS", 0)
+    cuts = run_selection(context(tiny_llama, tol=0.5, layout="free", search="iterative"), None, None)
+    assert cuts.search["rounds"] == 1 and len(cuts.search["accepted"]) == 1
+
+
+def test_search_option_is_checked(tiny_llama):
+    with pytest.raises(UserError, match="SEARCH=greedy: choose once or iterative"):
+        context(tiny_llama, search="greedy")
+
+
+def test_an_iterative_export_reports_its_rounds(tmp_path, monkeypatch):
+    """`make export TOL=... SEARCH=iterative`: no head analysis or neuron statistics are computed; the export's
+    structure is what the accepted steps say, and the report shows the rounds."""
+    import json
+
+    from toolchain.pipeline import run_export
+
+    monkeypatch.setenv("LANGPRUNE_EXPORTS", str(tmp_path / "exported"))
+    monkeypatch.setattr("toolchain.pipeline.run_analysis", lambda ctx: pytest.fail("analysed"))
+    options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp_path / "llama")), tol=0.01, layout="free",
+                            search="iterative", reps=1, analysis_langs=KEPT + ["fr"], quant=["Q4_K_M"])
+    folder = run_export(options)
+    report, text = json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
+    search, after = report["tolerance_search"], report["structure"]["after"]
+    assert search["mode"] == "iterative" and report["analysis"] is None and not (folder / "heatmap.png").exists()
+    accepted = {step["cut"]: step["size"] for step in search["accepted"]}  # the last accepted size of each part
+    assert sum(report["structure"]["before"]["heads_per_layer"]) - sum(after["heads_per_layer"]) == accepted.get("heads", 0)
+    assert f"{search['rounds']} rounds" in text and "| round |" in text
