@@ -62,3 +62,41 @@ def test_distillation_text_holds_the_calibration_split_and_samples_from_it():
     assert len(sampled) == 16 and all(len(ids) == 16 + 256 for ids in sampled)
     assert len({tuple(ids[16:]) for ids in sampled}) == 16  # sampled, not greedy
     assert distillation_text(teacher, tokenizer, corpus, ["en", "de"]) == text  # seeded
+
+
+@pytest.mark.parametrize("lr", [None, 100.0])
+def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, lr):
+    """`plan.healed`: the calibration perplexity before and after; with TOL, the search's check after it, and a
+    distillation that breaks it (a learning rate of 100) gives the cut's own weights back."""
+    from tests.tiny import save_tiny
+    from toolchain.cuts import heal as heal_module
+    from toolchain.cuts.plan import Cuts, calibration_perplexity, healed
+    from toolchain.data.corpus import load_corpus
+    from toolchain.model.load import load
+    from toolchain.model.parts import Selection
+    from toolchain.options import Context, ExportOptions, check_options
+
+    options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), tol=0.2, heal=0.02,
+                            analysis_langs=["en", "de"], vocab=False, layout="free")
+    _, layout = check_options(options)
+    loaded = load(options.model)
+    ctx = Context(options, loaded, load_corpus(["en", "de"]), layout)
+    measure = calibration_perplexity(ctx)
+    cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"))
+    cuts.search = {"tol": 0.2, "baseline": measure(Cuts()), "probes": []}
+    model = copy.deepcopy(loaded.model)
+    HEADS.prune(model, cuts.heads.keep)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    if lr is not None:
+        real = heal_module.heal
+        monkeypatch.setattr(heal_module, "heal", lambda *args: real(*args, lr=lr))
+    healed(ctx, model, cuts)
+    h, baseline = cuts.heal, cuts.search["baseline"]
+    assert h["perplexity_before"] == pytest.approx(measure(cuts))  # the pruned model is the masked one
+    assert all(h["perplexity_before"][lang] <= baseline[lang] * 1.2 for lang in baseline)
+    unchanged = all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    if lr is None:  # the default: kept, and it moved the weights
+        assert h["kept"] and not unchanged
+    else:
+        assert any(h["perplexity_after"][lang] > baseline[lang] * 1.2 for lang in baseline)
+        assert not h["kept"] and unchanged

@@ -11,6 +11,8 @@ import copy
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
+import torch
+
 from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids
 from ..data.evaluate import Chunk, score_chunks, torch_scorer
@@ -151,17 +153,22 @@ def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
 
     The refit's fit saw these tokens too (with every other language's); the report's quality
     figures come from the evaluation split, which neither saw."""
-    model, tokenizer = ctx.loaded.model, ctx.loaded.tokenizer
-    chunks = {lang: calibration_ids(tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
+    model, chunks = ctx.loaded.model, calibration_chunks(ctx, n_tokens)
 
     def measure(cuts: Cuts) -> dict[str, float]:
         with masked_cuts(model, cuts, grams):
-            return {
-                lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
-                for lang, c in chunks.items()
-            }
+            return perplexities(model, chunks)
 
     return measure
+
+
+def calibration_chunks(ctx, n_tokens: int = 1024) -> dict[str, list[list[int]]]:
+    """Each kept language's first `n_tokens` calibration tokens, in chunks of 512."""
+    return {lang: calibration_ids(ctx.loaded.tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
+
+
+def perplexities(model, chunks: dict[str, list[list[int]]]) -> dict[str, float]:
+    return {lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity for lang, c in chunks.items()}
 
 
 def cut_masks(model, cuts: Cuts) -> dict:
@@ -186,13 +193,12 @@ def masked_cuts(model, cuts: Cuts, grams=None, masks: dict | None = None):
 def apply_cuts(ctx, cuts: Cuts, grams=None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
     o_proj refit to the kept heads when `grams` are given; distilled from the original for HEAL
-    minutes when asked (its figures in `cuts.heal`)."""
+    minutes when asked (`healed`)."""
     from ..model.tokenizer import tokenizer_from_vocab
-    from .heal import distillation_text, heal
     from .refit import refit
     from .vocab import trim_embeddings
 
-    loaded, model, tokenizer = ctx.loaded, copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
+    model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
     if cuts.heads:
         if grams:
             refit(model, HEADS, cuts.heads.drop, grams)
@@ -200,9 +206,38 @@ def apply_cuts(ctx, cuts: Cuts, grams=None):
     if cuts.neurons:
         NEURONS.prune(model, cuts.neurons.keep)
     if ctx.options.heal:
-        text = distillation_text(loaded.model, tokenizer, ctx.corpus, ctx.options.langs)
-        cuts.heal = heal(model, loaded.model, text, ctx.options.heal, cuts.tokens)
+        healed(ctx, model, cuts)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
         tokenizer = tokenizer_from_vocab(cuts.vocab)
     return model, tokenizer
+
+
+def healed(ctx, model, cuts: Cuts) -> None:
+    """Distil the pruned `model` from the original for HEAL minutes, in place, its figures in `cuts.heal` with the
+    calibration perplexity before and after. With TOL, the same check as the search's after it: a distillation
+    that leaves a kept language beyond TOL while the cut was within it is undone (the cut's weights return)."""
+    from .heal import TRAINED, distillation_text, heal
+
+    loaded, chunks = ctx.loaded, calibration_chunks(ctx)
+    before = perplexities(model, chunks)
+    saved = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith(TRAINED)}
+    text = distillation_text(loaded.model, loaded.tokenizer, ctx.corpus, ctx.options.langs)
+    cuts.heal = heal(model, loaded.model, text, ctx.options.heal, cuts.tokens)
+    after = perplexities(model, chunks)
+    cuts.heal.update(perplexity_before=before, perplexity_after=after, kept=True)
+    if cuts.search:
+        within = {when: all(ppl[lang] <= base * (1 + cuts.search["tol"]) for lang, base in cuts.search["baseline"].items())
+                  for when, ppl in (("before", before), ("after", after))}
+        if within["before"] and not within["after"]:
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name in saved:
+                        p.copy_(saved[name])
+            cuts.heal["kept"] = False
+            print(f"   warning: after HEAL a kept language's calibration perplexity is beyond TOL={cuts.search['tol']} "
+                  f"({_rounded(after)} against {_rounded(cuts.search['baseline'])}): the distillation is undone")
+
+
+def _rounded(ppl: dict) -> dict:
+    return {lang: round(v, 3) for lang, v in ppl.items()}

@@ -350,11 +350,23 @@ def _cuts_text(report: dict) -> list[str]:
         h = report["heal"]
         parts.append(f"Recovery (HEAL={report['options']['heal']}): distilled from the original for {h['seconds']:.0f} s, "
                      f"{h['steps']} steps over {h['tokens']:,} tokens of kept-language text; KL to the original "
-                     f"{h['kl_first']:.4f} -> {h['kl_last']:.4f} nats a token (first and last pass, on that text).")
+                     f"{h['kl_first']:.4f} -> {h['kl_last']:.4f} nats a token (first and last pass, on that text)."
+                     + _heal_check_text(h, report.get("tolerance_search")))
     if report["analysis"]:
         parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in report["analysis"]["agreement"].items())]
     return parts
+
+
+def _heal_check_text(h: dict, search: dict | None) -> str:
+    """The calibration perplexity before and after the distillation, and whether it was kept (older reports: none)."""
+    if "perplexity_after" not in h:
+        return ""
+    text = " Calibration perplexity " + ", ".join(
+        f"{lang} {h['perplexity_before'][lang]:.3f} -> {h['perplexity_after'][lang]:.3f}" for lang in h["perplexity_after"])
+    if not h["kept"]:
+        return text + f": beyond TOL={search['tol']} after it, so the distillation was undone."
+    return text + "."
 
 
 def _search_text(report: dict) -> list[str]:
