@@ -13,6 +13,11 @@ part alone. Here each round
    step's calibration perplexity with everything accepted so far and accepts, among the steps within TOL, the one
    that raises the worst kept language's perplexity least per multiply-add it saves;
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
+
+Measured (llama.cpp Q4_K_M, en+de kept, bits per byte en / de on the evaluation split, ranked once -> iterative):
+Gemma 3 270M vocab+heads=0.25 +17.6/+4.4% -> +16.5/+1.1% (en fortunes +11.9 -> +18.3%), vocab+ffn=0.125
++31.0/+9.1% -> +26.7/+15.9%; SmolLM2-135M free ffn=0.25 +16.6/+12.5% -> +32.6/+30.7%. It does not beat ranking once,
+so SEARCH=once is the default. Untried: per-token |dL/dm| (a summed chunk lets opposite signs cancel).
 """
 
 import time
