@@ -76,11 +76,15 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None)
 def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
     """Measure `trial` (the cuts so far plus a candidate); whether every kept language stays within
     TOL of the baseline. Each probe is recorded in the search's trail."""
-    baseline, tol = cuts.search["baseline"], cuts.search["tol"]
     ppl = measure(trial)
-    ok = all(ppl[lang] <= baseline[lang] * (1 + tol) for lang in baseline)
+    ok = within_tolerance(cuts.search, ppl)
     cuts.search["probes"].append({**what, "perplexity": ppl, "within_tolerance": ok})
     return ok
+
+
+def within_tolerance(search: dict, ppl: dict[str, float]) -> bool:
+    """Whether every kept language's perplexity stays within the search's TOL of its baseline."""
+    return all(ppl[lang] <= base * (1 + search["tol"]) for lang, base in search["baseline"].items())
 
 
 def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
@@ -227,9 +231,7 @@ def healed(ctx, model, cuts: Cuts) -> None:
     after = perplexities(model, chunks)
     cuts.heal.update(perplexity_before=before, perplexity_after=after, kept=True)
     if cuts.search:
-        within = {when: all(ppl[lang] <= base * (1 + cuts.search["tol"]) for lang, base in cuts.search["baseline"].items())
-                  for when, ppl in (("before", before), ("after", after))}
-        if within["before"] and not within["after"]:
+        if within_tolerance(cuts.search, before) and not within_tolerance(cuts.search, after):
             with torch.no_grad():
                 for name, p in model.named_parameters():
                     if name in saved:
