@@ -288,17 +288,17 @@ class _Merger:
         """For each list of texts, every token formed tokenizing each text alone (a leading space
         stays a space, no prefix added), the merge paths included. Lazy, in batches."""
         if self.spm:  # pure Python, 1.2M texts for en,de, split over the cores (select_tokens 28.8 s on 1, 19.4 s on 2)
-            global _WORKER_MERGER
-            _WORKER_MERGER = self  # inherited by the forked workers, not pickled per task
-            cores = len(os.sched_getaffinity(0)) if sys.platform == "linux" else 1  # fork: Linux only
+            cores = len(os.sched_getaffinity(0)) if sys.platform == "linux" else 1
             try:
                 if cores == 1:
+                    _set_worker_merger(self)
                     yield from map(_spm_group, groups)
-                else:
-                    with multiprocessing.get_context("fork").Pool(cores) as pool:
+                else:  # spawned, not forked: a fork of a process whose torch threads hold a lock can hang (seen once,
+                    #    in the suite's export); the merger goes to each worker once, not per task
+                    with multiprocessing.get_context("spawn").Pool(cores, _set_worker_merger, (self,)) as pool:
                         yield from pool.imap(_spm_group, groups, chunksize=512)
             finally:
-                _WORKER_MERGER = None  # not holding the vocabulary after the selection
+                _set_worker_merger(None)  # not holding the vocabulary after the selection
             return
         tokenizer, groups = tokenizer_from_vocab(self.vocab), iter(groups)
         while chunk := list(itertools.islice(groups, batch)):
@@ -340,8 +340,13 @@ class _Merger:
 _WORKER_MERGER: "_Merger | None" = None
 
 
+def _set_worker_merger(merger: "_Merger | None") -> None:
+    global _WORKER_MERGER
+    _WORKER_MERGER = merger
+
+
 def _spm_group(texts: list[str]) -> set[int]:
-    """`_Merger.each_formed` of one group of texts, SentencePiece, with the merger of the pool's parent."""
+    """`_Merger.each_formed` of one group of texts, SentencePiece, with the merger the pool's parent gave."""
     return set().union(*(_WORKER_MERGER._spm_formed(t, fragments=False) for t in texts))
 
 
