@@ -1,15 +1,16 @@
 """SEARCH=iterative (cuts/iterative.py): heads and FFN neurons cut a step at a time, re-scored on the model as cut
 so far, by a fraction or within TOL."""
 
+import copy
+
 import pytest
 import torch
 
 from tests.tiny import save_tiny
-from toolchain.analysis.analyze import mean_loss
 from toolchain.analysis.neurons import select_neurons
 from toolchain.cuts import iterative, plan
 from toolchain.cuts.iterative import first_order_scores
-from toolchain.cuts.plan import Cuts, calibration_perplexity, cut_masks, masked_cuts, run_selection
+from toolchain.cuts.plan import Cuts, calibration_perplexity, masked_cuts, run_selection
 from toolchain.cuts.select import budget_heads
 from toolchain.data.corpus import load_corpus
 from toolchain.errors import UserError
@@ -31,28 +32,36 @@ def context(loaded, **options) -> Context:
     return Context(options, loaded, load_corpus(KEPT), layout)
 
 
-def test_first_order_scores_are_the_loss_slope_of_each_units_mask_and_zero_once_dropped(tiny_llama):
-    """|m * dL/dm| for a kept unit is the slope of the loss as its mask moves off 1 (checked by central
-    differences, on the model as a cut leaves it); a dropped unit scores 0."""
-    model = tiny_llama.model
-    ids = list(range(5, 60))
+def test_first_order_scores_sum_the_loss_slope_of_each_units_mask_at_each_position_and_are_zero_once_dropped(tiny_llama):
+    """A kept unit's score is the sum over positions of |the slope of the chunk's summed loss as the unit's mask at
+    that position moves off 1| (checked by central differences, on the model as a cut leaves it); a dropped unit
+    scores 0."""
+    model = copy.deepcopy(tiny_llama.model).double()  # float64: the finite differences of 25 positions add up exactly
+    ids = list(range(5, 30))
     cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"),
                 neurons=Selection([list(range(64)), list(range(96)), list(range(32, 96))], [96] * 3, "free"))
     scores = first_order_scores(model, {"en": [ids]}, cuts)
     assert scores[HEADS][1, 1] == scores[HEADS][1, 3] == 0 and (scores[NEURONS][0][64:] == 0).all()
     assert scores[HEADS][1, 0] > 0 and (scores[NEURONS][1] > 0).sum() > 90
 
-    def loss_at(part, layer, unit, value):
-        masks = cut_masks(model, cuts)
-        masks[part][layer][unit] = value
-        with torch.no_grad(), masked_cuts(model, cuts, None, masks):
-            return float(mean_loss(model, ids)) * (len(ids) - 1)
+    def loss_at(part, layer, unit, position, value):
+        def scale(at, x):
+            if at == layer:
+                x = x.clone()
+                x[:, position, unit] *= value
+                return x
 
+        with torch.no_grad(), masked_cuts(model, cuts), part.hooked(model, scale):
+            logits = model(torch.tensor([ids])).logits[0, :-1]  # float64 here, unlike mean_loss's
+            return float(torch.nn.functional.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum"))
+
+    h = 1e-2
     for part, layer, unit in ((HEADS, 1, 0), (HEADS, 2, 3), (NEURONS, 1, 7), (NEURONS, 2, 40)):
-        h = 1e-2
-        slope = (loss_at(part, layer, unit, 1 + h) - loss_at(part, layer, unit, 1 - h)) / (2 * h)
+        slopes = [(loss_at(part, layer, unit, t, 1 + h) - loss_at(part, layer, unit, t, 1 - h)) / (2 * h)
+                  for t in range(len(ids))]
         score = scores[HEADS][layer, unit] if part is HEADS else scores[NEURONS][layer][unit]
-        assert score == pytest.approx(abs(slope), rel=0.05, abs=1e-4), (part.unit, layer, unit)
+        assert score == pytest.approx(sum(map(abs, slopes)), rel=0.05, abs=1e-4), (part.unit, layer, unit)
+        assert score > abs(sum(slopes)) * 1.05  # not the chunk's slope: signs across positions do not cancel
 
 
 @pytest.mark.parametrize("layout", ["free", "uniform"])

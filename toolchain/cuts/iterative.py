@@ -4,9 +4,10 @@ on the model as cut so far.
 Ranking once (`plan.select_ffn`, `plan.select_head_cut`) scores every unit on the original model and sizes each
 part alone. Here each round
 1. scores every head and neuron on the model as cut so far (dropped units masked, o_proj refit to the kept heads
-   when grams are given): the first-order estimate of the loss a unit's removal costs, |m * dL/dm| for a unit mask
-   m, summed over chunks (one backward pass scores both parts: Michel et al. 2019 for heads, Molchanov et al. 2019
-   for neurons), the largest over the kept languages. A dropped unit's mask is 0, so it scores 0 and goes first;
+   when grams are given): the first-order estimate of the loss a unit's removal costs, per position,
+   sum_t |dL/dm_t| for a mask of ones m_t at each position t (one backward pass scores both parts: Michel et al.
+   2019 for heads, Molchanov et al. 2019 for neurons), the largest over the kept languages. A dropped unit is
+   masked to 0 first, so it scores 0 and goes first;
 2. forms each part's next step under the layout: the next head budget the layout allows (`candidate_budgets`),
    FFN_STEP more neurons (uniform: in every layer; free: wherever they cost least);
 3. with a fraction (HEADS, FFN), takes that part's step until the fraction is reached; with TOL, measures each
@@ -14,10 +15,18 @@ part alone. Here each round
    that raises the worst kept language's perplexity least per multiply-add it saves;
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
 
-Measured (llama.cpp Q4_K_M, en+de kept, bits per byte en / de on the evaluation split, ranked once -> iterative):
-Gemma 3 270M vocab+heads=0.25 +17.6/+4.4% -> +16.5/+1.1% (en fortunes +11.9 -> +18.3%), vocab+ffn=0.125
-+31.0/+9.1% -> +26.7/+15.9%; SmolLM2-135M free ffn=0.25 +16.6/+12.5% -> +32.6/+30.7%. It does not beat ranking once,
-so SEARCH=once is the default. Untried: per-token |dL/dm| (a summed chunk lets opposite signs cancel).
+Measured, PyTorch bits per byte of the masked model against the original, en / de on the evaluation split,
+fortunes, manpages (2-core EPYC; `/tmp/pt_once.py` in the ninth session's note):
+    SmolLM2-135M free FFN=0.25      en +16.5/+29.5/+34.7  de +14.4/+16.4/+22.9  mean +22.4%  ranked once (contribution)
+                                    en +18.1/+30.4/+29.2  de +14.6/+13.4/+19.4  mean +20.9%  once, per-token first order
+                                    en +20.4/+32.0/+29.8  de +13.5/+14.1/+15.9  mean +21.0%  iterative, per-token (79 s)
+                                    en +32.8/+32.5/+36.7  de +33.3/+29.3/+39.4  mean +34.0%  iterative, |m dL/dm| a chunk
+    Gemma 3 270M FFN=0.125          en +27.9/+19.0/+16.9  de  +7.9/+13.4/+16.6  mean +17.0%  ranked once (contribution)
+                                    en +29.8/+17.9/+18.5  de  +9.0/+12.3/+16.6  mean +17.4%  once, per-token first order
+                                    en +26.0/+18.8/+17.7  de  +9.9/+12.6/+16.1  mean +16.9%  iterative, per-token (51 s)
+The score summed over a chunk before its absolute value (the last SmolLM2 row, this module's first version) let
+effects of opposite sign cancel and lost badly; per position it ties ranking once on Gemma and gains 1.4 points on
+SmolLM2, as much once as iteratively: re-scoring after each step does not pay here. SEARCH=once stays the default.
 """
 
 import time
@@ -141,19 +150,21 @@ def saved_macs(model, cuts, trial) -> int:
 
 
 def first_order_scores(model, chunks: dict[str, list[list[int]]], cuts, grams=None) -> dict:
-    """{HEADS: [layer, head], NEURONS: per layer [neuron]}: |m * dL/dm| per unit summed over chunks, on the model
-    as `cuts` leave it, the largest over the languages of `chunks`; 0 for a unit already dropped."""
-    from .plan import cut_masks, masked_cuts
+    """{HEADS: [layer, head], NEURONS: per layer [neuron]}: sum over positions t of |dL/dm_tu|, the first-order
+    loss of removing unit u at position t (a mask of ones per position, on the model as `cuts` leave it; L summed
+    over the chunk's tokens), over the chunks, the largest over the languages of `chunks`; 0 for a unit already
+    dropped (its input is masked to 0 before the ones apply)."""
+    from .plan import masked_cuts
 
     per_lang = []
     for lang_chunks in chunks.values():
         totals = None
         for ids in lang_chunks:
-            masks = {part: [m.clone().requires_grad_(True) for m in part_masks]
-                     for part, part_masks in cut_masks(model, cuts).items()}
-            with frozen(model), masked_cuts(model, cuts, grams, masks):
-                mean_loss(model, ids).backward()
-            chunk = {part: [(m.grad * m.detach()).abs() * (len(ids) - 1) for m in ms] for part, ms in masks.items()}
+            ones = {HEADS: {}, NEURONS: {}}
+            with frozen(model), masked_cuts(model, cuts, grams), _ones_per_position(HEADS, model, ones[HEADS]), \
+                    _ones_per_position(NEURONS, model, ones[NEURONS]):
+                (mean_loss(model, ids) * (len(ids) - 1)).backward()
+            chunk = {part: [m[layer].grad.float().abs().sum((0, 1))[:, 0] for layer in sorted(m)] for part, m in ones.items()}
             totals = chunk if totals is None else {p: [a + b for a, b in zip(totals[p], chunk[p])] for p in totals}
         per_lang.append(totals)
     heads = torch.stack([torch.stack(s[HEADS]) for s in per_lang]).amax(0).numpy()
@@ -161,3 +172,13 @@ def first_order_scores(model, chunks: dict[str, list[list[int]]], cuts, grams=No
     if not np.isfinite(heads).all() or not all(np.isfinite(n).all() for n in neurons):
         raise UserError("the first-order scores are not finite: the model's loss did not differentiate cleanly")
     return {HEADS: heads, NEURONS: neurons}
+
+
+def _ones_per_position(part, model, store: dict):
+    """Multiply each layer's units by a requires-grad mask of ones per position, kept in store[layer]."""
+
+    def ones(layer: int, x: torch.Tensor) -> torch.Tensor:  # x: [batch, positions, units, unit_size]
+        store[layer] = torch.ones(*x.shape[:-1], 1, dtype=x.dtype, requires_grad=True)
+        return x * store[layer]
+
+    return part.hooked(model, ones)
