@@ -4,8 +4,9 @@ give the original's next-token distribution on kept-language text.
     loss = KL(original || pruned) per position, over the kept vocabulary, coarsened to the
            original's 128 most likely tokens and one bucket for the rest (`coarse_kl`)
 
-Only what a CPU can afford trains: each layer's consumer projections (`o_proj`, `down_proj`: the
-ones the cuts and the refit changed) and the norms; embeddings and the other projections stay. The
+What trains: every projection of the layers and the norms; the embeddings stay (tied to the output, and the
+largest matrix). Until the measurement below only the consumer projections (`o_proj`, `down_proj`: the ones the
+cuts and the refit changed) trained. The
 original's targets are computed once, before the loop. The text is the kept languages'
 calibration split and continuations the original model samples from their openings (the corpus is
 one document a language; no data is downloaded). The loop runs for the minutes given, in whole
@@ -18,6 +19,24 @@ EPYC (native), bits per byte in PyTorch against the original, en / de:
     3 min, lr 1e-4 (86 steps)      evaluation +27.8 +15.9  fortunes +16.7 +19.6  manpages +24.1 +24.3 %
 Adam moves every weight by about the learning rate a step, and the o_proj/down_proj weights' mean
 magnitude is 0.014-0.028 (layers 0 and 9): at 1e-4 they drift by a third of that within a pass.
+
+How the gain grows with minutes, SmolLM2-135M, free layout, FFN=0.25 ranked once, en+de, PyTorch bits per byte
+against the original, evaluation / fortunes / manpages (one run in stages; Adam restarts at each):
+                                         en                  de
+    no recovery                          +16.5/+29.5/+34.7   +14.4/+16.4/+22.9
+    o_proj, down_proj, norms  2.5 min    +9.2/+25.8/+31.5    +7.9/+11.6/+18.3    115 steps
+                              5 min      +6.9/+24.5/+30.3    +6.1/+10.4/+16.7    223
+                              10 min     +5.9/+23.6/+29.4    +5.2/+9.6/+15.6     433
+                              20 min     +6.0/+23.2/+28.8    +4.7/+9.2/+14.7     892
+    every projection, norms   2.5 min    +6.4/+24.6/+30.3    +6.1/+10.5/+16.9    93
+                              5 min      +5.3/+23.4/+29.4    +4.9/+9.5/+15.5     185
+    the same, 32 samples a language (SAMPLES=8 above), 5 min
+                                         +6.0/+23.3/+28.2    +5.9/+9.9/+14.5     180
+The gain flattens after about 10 minutes; the evaluation split (the training text's source) recovers 10 points,
+text beyond the corpus 5-8 (6-8 at 20 minutes). Training every projection reaches in 5 minutes what the
+consumers alone reach in 20; four times the sampled text changes nothing. On Gemma 3 270M (vocab+heads=0.25,
+refit, 5 minutes, the same figures) the two tie: consumers and norms en +12.1/+8.9/+12.4 de +2.1/+6.8/+9.3
+(150 steps), every projection en +13.9/+8.6/+11.7 de +1.2/+7.0/+9.3 (111 steps), mean +8.6% both.
 """
 
 import time
@@ -32,7 +51,7 @@ SAMPLED_TOKENS = 256  # new tokens per sampled continuation
 SAMPLES = 8  # continuations per kept language
 LEARNING_RATE = 1e-5
 TOP = 128  # the original's most likely tokens kept per position; the rest is one bucket
-TRAINED = ("o_proj.weight", "down_proj.weight", "norm.weight")
+TRAINED = ("_proj.weight", "norm.weight")  # every projection (q, k, v, o, gate, up, down) and norm of the layers
 
 
 def distillation_text(model, tokenizer, corpus, langs: list[str], seed: int = 0) -> list[list[int]]:
