@@ -49,7 +49,7 @@ def test_heal_moves_the_pruned_model_toward_the_original(family):
     assert sum(map(kl, held_out)) < unseen_before  # another language's text, never trained on
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.endswith(TRAINED) for n in changed)
-    assert {n.split(".")[-2] for n in changed} >= {"q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {n.split(".")[-2] for n in changed} >= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert not any("embed" in n for n in changed)
     assert all(p.requires_grad for p in student.parameters())  # as before the training
 

@@ -36,7 +36,7 @@ def test_first_order_scores_sum_the_loss_slope_of_each_units_mask_at_each_positi
     """A kept unit's score is the sum over positions of |the slope of the chunk's summed loss as the unit's mask at
     that position moves off 1| (checked by central differences, on the model as a cut leaves it); a dropped unit
     scores 0."""
-    model = copy.deepcopy(tiny_llama.model).double()  # float64: the finite differences of 25 positions add up exactly
+    model = copy.deepcopy(tiny_llama.model).double()  # float64: 25 positions' finite differences summed, each precise
     ids = list(range(5, 30))
     cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"),
                 neurons=Selection([list(range(64)), list(range(96)), list(range(32, 96))], [96] * 3, "free"))

@@ -16,7 +16,7 @@ part alone. Here each round
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
 
 Measured, PyTorch bits per byte of the masked model against the original, en / de on the evaluation split,
-fortunes, manpages (2-core EPYC; `/tmp/pt_once.py` in the ninth session's note):
+fortunes, manpages (2-core EPYC; the script is in the ninth session's note on issue #15):
     SmolLM2-135M free FFN=0.25      en +16.5/+29.5/+34.7  de +14.4/+16.4/+22.9  mean +22.4%  ranked once (contribution)
                                     en +18.1/+30.4/+29.2  de +14.6/+13.4/+19.4  mean +20.9%  once, per-token first order
                                     en +20.4/+32.0/+29.8  de +13.5/+14.1/+15.9  mean +21.0%  iterative, per-token (79 s)
@@ -164,7 +164,8 @@ def first_order_scores(model, chunks: dict[str, list[list[int]]], cuts, grams=No
             with frozen(model), masked_cuts(model, cuts, grams), _ones_per_position(HEADS, model, ones[HEADS]), \
                     _ones_per_position(NEURONS, model, ones[NEURONS]):
                 (mean_loss(model, ids) * (len(ids) - 1)).backward()
-            chunk = {part: [m[layer].grad.float().abs().sum((0, 1))[:, 0] for layer in sorted(m)] for part, m in ones.items()}
+            chunk = {part: [masks[layer].grad.float().abs().sum((0, 1))[:, 0] for layer in sorted(masks)]
+                     for part, masks in ones.items()}
             totals = chunk if totals is None else {p: [a + b for a, b in zip(totals[p], chunk[p])] for p in totals}
         per_lang.append(totals)
     heads = torch.stack([torch.stack(s[HEADS]) for s in per_lang]).amax(0).numpy()

@@ -225,7 +225,8 @@ def healed(ctx, model, cuts: Cuts) -> None:
 
     loaded, chunks = ctx.loaded, calibration_chunks(ctx)
     before = perplexities(model, chunks)
-    saved = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith(TRAINED)}
+    saved = {name: p.detach().clone() for name, p in model.named_parameters()  # to undo it: only with TOL
+             if cuts.search and name.endswith(TRAINED)}
     text = distillation_text(loaded.model, loaded.tokenizer, ctx.corpus, ctx.options.langs)
     cuts.heal = heal(model, loaded.model, text, ctx.options.heal, cuts.tokens)
     after = perplexities(model, chunks)
