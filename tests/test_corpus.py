@@ -54,3 +54,46 @@ def test_user_text_folder(tmp_path):
         folder_corpus(tmp_path, ["xx"])
     with pytest.raises(UserError, match="unknown language code 'de'.*Available: en, xx"):
         folder_corpus(tmp_path, ["de"])
+
+
+def test_a_language_outside_the_table_has_the_scripts_of_its_own_text(tmp_path):
+    from toolchain.cuts.vocab import script_classes
+
+    text = "\n\n".join(["Привет мир, это текст номер %d." % i for i in range(200)] + ["one stray English word"])
+    (tmp_path / "xx.txt").write_text(text)
+    (tmp_path / "en.txt").write_text(text.replace("Привет мир, это текст", "Hello world, this is text"))
+    corpus = folder_corpus(tmp_path, ["xx", "en"])
+    assert script_classes(["xx"], corpus) == {"COMMON", "CYRILLIC"}  # the stray Latin word is under 1% of its letters
+    assert script_classes(["en", "xx"], corpus) == {"COMMON", "LATIN", "CYRILLIC"}
+
+
+def test_an_export_from_a_users_folder_of_only_the_kept_languages_and_one_outside_the_table(tmp_path):
+    """`--corpus DIR`: the analysis languages are the folder's; with only the kept ones the report says there was
+    nothing to contrast; a language outside the built-in table is an ordinary dropped (or kept) language."""
+    import json
+
+    from tests.tiny import save_tiny
+    from toolchain.options import ExportOptions
+    from toolchain.pipeline import run_export
+
+    model = str(save_tiny("llama", tmp_path / "llama"))
+    udhr = udhr_corpus(["en", "de"])
+    for folder, files in (("two", {"en": udhr, "de": udhr}), ("three", {"en": udhr, "de": udhr, "eo": None})):
+        (tmp_path / folder).mkdir()
+        for code, source in files.items():
+            docs = (source.texts[code]["calibration"] + source.texts[code]["evaluation"] if source else
+                    parse_udhr((udhr_dir() / "epo.html").read_text()))
+            (tmp_path / folder / f"{code}.txt").write_text("\n\n".join(d.replace("\n", " ") for d in docs))
+    reports = {}
+    for folder, kept in (("two", ["en", "de"]), ("three", ["en", "eo"])):
+        options = ExportOptions(langs=kept, model=model, heads=0.25, layout="free", reps=1, threads=(1,),
+                                quant=["Q4_K_M"], corpus=str(tmp_path / folder), out=tmp_path / f"out-{folder}")
+        out = run_export(options)
+        reports[folder] = json.loads((out / "report.json").read_text()), (out / "report.md").read_text()
+    report, text = reports["two"]
+    assert report["languages"]["dropped"] == [] and "The corpus has no other language" in text
+    assert "dropped languages (mean)" not in text and "UDHR" not in text
+    assert f"every fifth paragraph of each <lang>.txt in {tmp_path / 'two'}" in text
+    report, text = reports["three"]
+    assert report["languages"] == {"kept": ["en", "eo"], "dropped": ["de"], "dropped_documents": 3}
+    assert set(report["quality"]["gguf Q4_K_M"]["after"]) == {"en", "eo", "de"}

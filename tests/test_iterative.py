@@ -113,7 +113,7 @@ def test_the_search_stops_when_its_time_is_spent(tiny_llama, monkeypatch):
 
 
 def test_search_option_is_checked(tiny_llama):
-    with pytest.raises(UserError, match="SEARCH=greedy: choose once or iterative"):
+    with pytest.raises(UserError, match="--search greedy: choose once or iterative"):
         context(tiny_llama, search="greedy")
 
 

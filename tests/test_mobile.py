@@ -28,7 +28,7 @@ def export(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mobile(export):
     assert not (export / "onnx-int4").exists()  # made by the check from onnx/
-    return mobile_check(export)
+    return mobile_check(export, install=True)  # the suite's consent: on a machine without them, installs the tools
 
 
 @pytest.mark.arm64
@@ -78,11 +78,21 @@ def test_arm64_gguf_files_match_the_host(export, mobile):
     assert arm["files"]["Q8_0"]["kv_bytes_per_1k_tokens"] == 1024 * 2 * sum(widths)
 
 
-def test_missing_cross_tools_are_clear_errors(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(arm64.os, "geteuid", lambda: 1000)
+def test_missing_system_packages_are_named_and_installed_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cross tools, no dpkg, no apt-get
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no aarch64 Python cached
+    ran = []
+    monkeypatch.setattr(arm64, "_run", lambda command, *args, **kwargs: ran.append(command))
     with pytest.raises(UserError, match="g\\+\\+-aarch64-linux-gnu qemu-user"):
         arm64.ensure_tools()
+    with pytest.raises(UserError, match="run, as root, `apt-get install -y -q --no-install-recommends "
+                       "g\\+\\+-aarch64-linux-gnu qemu-user && dpkg --add-architecture arm64 && apt-get update -q`, "
+                       "or let mobile-check run it \\(--install\\)"):
+        arm64.prepare_system(install=False)
+    monkeypatch.setattr(arm64.os, "geteuid", lambda: 1000)
+    with pytest.raises(UserError, match="run as root"):
+        arm64.prepare_system(install=True)
+    assert ran == []  # nothing ran without the consent and the rights
 
 
 def test_bad_folders_are_clear_errors(export, tmp_path):

@@ -59,15 +59,17 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _export_options(args):
+    """The ExportOptions of a subcommand's flags; a subcommand without a flag takes the option's default."""
     from .options import ExportOptions
 
-    options = ExportOptions(langs=_split(args.langs) or [], model=args.model, heads=args.heads, ffn=args.ffn,
-                            tol=args.tol, vocab=args.vocab, refit=args.refit, search=args.search, heal=args.heal, layout=args.layout or None, corpus=args.corpus, out=args.out)
-    if args.quant:
-        options.quant = _split(args.quant)
-    if args.analysis_langs:
-        options.analysis_langs = _split(args.analysis_langs)
-    return options
+    names = ("model", "heads", "ffn", "tol", "vocab", "refit", "search", "heal", "layout", "quant", "corpus",
+             "analysis_langs", "out")
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    given["langs"] = _split(args.langs) or []
+    for name in ("quant", "analysis_langs"):
+        if name in given:
+            given[name] = _split(given[name]) or []
+    return ExportOptions(**given)
 
 
 def cmd_export(args) -> None:
@@ -85,11 +87,13 @@ def cmd_analyze(args) -> None:
     from .data.corpus import load_corpus
     from .model.load import load
     from .options import all_languages, check_options
-    from .paths import export_dir
+    from .paths import check_output, export_dir, output_folder
     from .report.plots import heatmap
 
     options = _export_options(args)
-    check_options(options)
+    name, _ = check_options(options)
+    out = check_output(args.out or export_dir() / f"{name}-analysis")
+    budgets = _int_list(args.against_random, "--against-random") if args.against_random else None
     loaded = load(options.model)
     langs = all_languages(options)
     corpus, settings = load_corpus(langs, options.corpus), Settings(tuple(langs))
@@ -97,29 +101,34 @@ def cmd_analyze(args) -> None:
         analysis, cached = analyze(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint), False
     else:
         analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint)
-    out = Path(args.out or export_dir() / f"{loaded.name}-analysis")
-    out.mkdir(parents=True, exist_ok=True)
-    analysis.save(out / "analysis.json")
-    heatmap(analysis, out / "heatmap.png")
     total = sum(analysis.seconds.values())
     print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages, {analysis.layers * analysis.heads} "
           f"heads: {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in analysis.seconds.items())})")
     print(analysis.masking_setup())
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
-    print(f"Wrote {out}/analysis.json and heatmap.png")
+    with output_folder(out) as partial:
+        analysis.save(partial / "analysis.json")
+        heatmap(analysis, partial / "heatmap.png")
+        _analysis_checks(args, budgets, options, loaded, corpus, settings, analysis, partial)
+    print(f"Wrote {out}: analysis.json, heatmap.png" + ", masking-check.md" * bool(args.compare_masking)
+          + f", selectivity-{'-'.join(options.langs)}.md" * bool(args.against_random))
+
+
+def _analysis_checks(args, budgets, options, loaded, corpus, settings, analysis, out: Path) -> None:
+    """`analyze --compare-masking` and `--against-random`: their tables, printed and written into out."""
     if args.compare_masking:
         from .measure.masking_check import compare_masking, render
 
         table = render(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
         (out / "masking-check.md").write_text(table)
         print(table)
-    if args.against_random:
+    if budgets:
         from .cuts.refit import refit_grams
         from .measure.selectivity import render, selectivity
         from .model.parts import HEADS
+        from .options import all_languages
 
-        budgets = _int_list(args.against_random, "--against-random")
-        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, langs)[HEADS] if options.refit else None
+        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, all_languages(options))[HEADS] if options.refit else None
         table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams))
         (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
         print(table)
@@ -138,14 +147,16 @@ def cmd_bench_frontier(args) -> None:
     from .measure.frontier import DEFAULT_LEVELS, parse_level, write_frontier
     from .model.load import load
     from .options import Context, all_languages, check_options
-    from .paths import frontier_dir
+    from .paths import check_output, frontier_dir
 
     options = _export_options(args)
     name, layout = check_options(options)
-    levels = [parse_level(text) for text in _split(args.levels or DEFAULT_LEVELS)]
-    threads = tuple(_int_list(args.threads, "--threads"))
+    levels = [parse_level(text) for text in _split(args.levels if args.levels is not None else DEFAULT_LEVELS) or [""]]
+    threads = tuple(_int_list(args.threads, "--threads", "1,2"))
+    if args.reps < 1:
+        raise UserError(f"--reps {args.reps}: give at least 1 interleaved repetition")
+    out = check_output(args.out or frontier_dir(name, options.langs))
     ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
-    out = Path(args.out or frontier_dir(name, options.langs))
     print(write_frontier(ctx, levels, out, threads, args.reps).read_text())
     print(f"Wrote {out}/frontier.md and .json")
 
@@ -155,7 +166,7 @@ def cmd_mobile_check(args) -> None:
     from .measure.mobile import mobile_check
 
     for folder in export_folders(args.exports):
-        mobile = mobile_check(folder)
+        mobile = mobile_check(folder, args.install)
         ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
               f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "
@@ -163,11 +174,15 @@ def cmd_mobile_check(args) -> None:
                                                               for kind, c in arm["files"].items()) + "; report.md updated")
 
 
-def _int_list(text: str, what: str) -> list[int]:
+def _int_list(text: str, what: str, example: str = "2,4,9,18") -> list[int]:
+    """Positive whole numbers separated by commas."""
     try:
-        return [int(x) for x in _split(text)]
+        numbers = [int(x) for x in _split(text) or []]
     except ValueError:
-        raise UserError(f"{what} {text!r}: expected whole numbers separated by commas, e.g. 2,4,9,18") from None
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise UserError(f"{what} {text!r}: expected positive whole numbers separated by commas, e.g. {example}")
+    return numbers
 
 
 def _print_summary(rows) -> None:
@@ -177,9 +192,18 @@ def _print_summary(rows) -> None:
         print(f"{what:<{width}}  {before:>10} {after:>10} {ratio:>7}")
 
 
-def _add_export_arguments(p) -> None:
+def _add_model_arguments(p, out: str) -> None:
+    """The flags of every subcommand that loads a model and a corpus."""
     p.add_argument("--langs", required=True, help="languages to keep, ISO 639-1 codes: en,de")
     p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
+    p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
+    p.add_argument("--analysis-langs", help="languages to analyze besides the kept ones (default: every language of --corpus, or 12 of the UDHR)")
+    p.add_argument("--out", type=Path, help=f"output folder (default {out}); a new folder or an earlier output "
+                   "of this toolchain: a folder holding anything else is refused")
+
+
+def _add_cut_arguments(p) -> None:
+    """The flags of what an export cuts and writes."""
     p.add_argument("--heads", type=float, help="fraction of attention heads to drop (0: none)")
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to drop (0: none)")
     p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
@@ -192,15 +216,23 @@ def _add_export_arguments(p) -> None:
                    "model; iterative: cut both a step at a time, re-scoring what is left after each step")
     p.add_argument("--heal", type=float, help="minutes of recovery training after the cuts: distil the pruned model "
                    "from the original on kept-language text (default: none)")
+    _add_layout_argument(p)
+    p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M; the smallest "
+                   "GGUF file is the deployed one")
+
+
+def _add_layout_argument(p) -> None:
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
-    p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M")
-    p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
-    p.add_argument("--analysis-langs", help="languages to analyze besides the kept ones (default: 12)")
-    p.add_argument("--out", type=Path, help="output folder (default exported/<model>-<langs>)")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, like every other refusal (the usage is --help's)."""
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="toolchain", description=__doc__)
+    parser = _Parser(prog="toolchain", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("languages", help="list the languages of the corpus")
@@ -208,11 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_languages)
 
     p = sub.add_parser("export", help="analyze, prune, export ONNX and GGUF, verify, report")
-    _add_export_arguments(p)
+    _add_model_arguments(p, "exported/<model>-<langs>")
+    _add_cut_arguments(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("analyze", help="per-language head importance: analysis.json and heatmap.png")
-    _add_export_arguments(p)
+    _add_model_arguments(p, "exported/<model>-analysis")
+    p.add_argument("--refit", type=_on_off, default=True, help="with --against-random: also measure each masking "
+                   "with o_proj refit to the kept heads (on, the default, or off)")
     p.add_argument("--fresh", action="store_true", help="recompute even if cached (to time it)")
     p.add_argument("--against-random", metavar="BUDGETS", help="e.g. 2,4,9,18: mask the heads selected for --langs "
                    "and as many random heads; compare the loss rise per language (selectivity-<langs>.md)")
@@ -226,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-frontier", help="the cuts at several levels: size, decode speed-up, kept and dropped "
                        "languages' bits per byte, on the evaluation split and beyond the corpus (frontier.md)")
-    _add_export_arguments(p)
+    _add_model_arguments(p, "exported/frontier-<model>-<langs>")
+    _add_layout_argument(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
                    "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
@@ -235,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 under qemu-user); adds to their report")
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
+    p.add_argument("--install", action="store_true", help="run, as root, the apt-get/dpkg commands the arm64 checks "
+                   "need (g++-aarch64-linux-gnu, qemu-user, arm64 among dpkg's architectures); without it they are "
+                   "named and nothing on the system changes")
     p.set_defaults(func=cmd_mobile_check)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
@@ -244,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # refused, not ignored
+        parser.error(f"{args.command} does not take {' '.join(extra)}")
     # a stopped run (kill, CI timeout) unwinds like Ctrl-C, so nothing half-written stays in exported/
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:

@@ -1,5 +1,15 @@
-"""Errors a user can act on. The CLI prints them without a traceback."""
+"""Errors a user can act on. The CLI prints them without a traceback, in one line."""
+
+import os
 
 
 class UserError(Exception):
     """Bad input: an unknown language, an unsupported model, an impossible budget."""
+
+
+def option(name: str, value=None) -> str:
+    """An option as the user typed it: a Make variable under `make` (the Makefile sets LANGPRUNE_VIA),
+    a flag otherwise. option("heads", 1.0) is "HEADS=1.0" or "--heads 1.0"."""
+    if os.environ.get("LANGPRUNE_VIA") == "make":
+        return f"{name.upper().replace('-', '_')}={'' if value is None else value}"
+    return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")

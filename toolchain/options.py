@@ -4,12 +4,13 @@ hand on to each other (`Context`)."""
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data.corpus import available_languages
+from .data.corpus import available_languages, load_corpus
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
-from .errors import UserError
+from .errors import UserError, option
+from .export.export_gguf import check_hf_source
 from .export.files import DEFAULT_QUANTS, GGUF_QUANTS, ONNX_QUANTS
 from .model.families import LAYOUTS
-from .model.load import LoadedModel, resolve
+from .model.load import LoadedModel, check_source
 
 DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
@@ -32,7 +33,7 @@ class ExportOptions:
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
     corpus: str | None = None
-    analysis_langs: list[str] = field(default_factory=lambda: list(DEFAULT_ANALYSIS))
+    analysis_langs: list[str] | None = None  # default: every language of a corpus folder, or DEFAULT_ANALYSIS (UDHR)
     out: Path | None = None
     reps: int = 3
     threads: tuple[int, ...] = (1, 2)
@@ -51,36 +52,44 @@ class Context:
 
 
 def check_options(options: ExportOptions) -> tuple[str, str]:
-    """Fail fast on bad input, before any heavy work: (model name, layout)."""
-    available = available_languages(options.corpus)
-    options.langs = parse_codes(options.langs, available)
-    options.analysis_langs = parse_codes(options.analysis_langs, available)
-    for name, value in (("HEADS", options.heads), ("FFN", options.ffn)):
+    """Fail fast on bad input, before any heavy work: (model name, layout). Everything the options,
+    the corpus folder, a GGUF header or a config.json can tell is checked here, in seconds."""
+    for name, value in (("heads", options.heads), ("ffn", options.ffn)):
         if value is not None and not 0 <= value < 1:
-            raise UserError(f"{name}={value}: the fraction to drop must be in [0, 1)")
+            raise UserError(f"{option(name, value)}: the fraction to drop must be in [0, 1)")
     if options.heal is not None and not options.heal > 0:
-        raise UserError(f"HEAL={options.heal}: give the minutes of recovery training, e.g. HEAL=5")
+        raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, e.g. {option('heal', 5)}")
     if options.search not in SEARCHES:
-        raise UserError(f"SEARCH={options.search}: choose {' or '.join(SEARCHES)}")
+        raise UserError(f"{option('search', options.search)}: choose {' or '.join(SEARCHES)}")
     if options.tol is not None and not 0 < options.tol < 1:
-        raise UserError(f"TOL={options.tol}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
+        raise UserError(f"{option('tol', options.tol)}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
+    if options.vocab is not True and options.vocab is not False and options.vocab < 1:
+        raise UserError(f"{option('vocab', options.vocab)}: give a number of tokens, or off to keep the vocabulary")
     if options.heads is None and options.ffn is None and options.tol is None:
         options.tol = DEFAULT_TOL
     if not (options.heads or options.ffn or options.tol or options.vocab):
-        raise UserError("nothing to cut: give HEADS, FFN or TOL, or leave VOCAB on")
+        raise UserError(f"nothing to cut: give {option('heads')}, {option('ffn')} or {option('tol')}, or leave "
+                        f"{option('vocab')} on")
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
-    if bad:
-        raise UserError(f"unknown QUANT {bad}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
-    name, _, recipe = resolve(options.model)
-    layouts = recipe.family.layouts if recipe else LAYOUTS
-    layout = options.layout or ("uniform" if "uniform" in layouts else layouts[0])
-    if layout not in LAYOUTS:
-        raise UserError(f"unknown LAYOUT={layout} (free, uniform)")
-    if layout not in layouts:
+    if bad or not options.quant:
+        raise UserError(f"{option('quant', ','.join(options.quant) or repr(''))}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+    if options.layout is not None and options.layout not in LAYOUTS:
+        raise UserError(f"{option('layout', options.layout)}: choose {' or '.join(LAYOUTS)}")
+    available = available_languages(options.corpus)
+    options.langs = parse_codes(options.langs, available)
+    default_analysis = available if options.corpus else DEFAULT_ANALYSIS
+    options.analysis_langs = parse_codes(options.analysis_langs or default_analysis, available)
+    if options.corpus:  # a user's folder: every file read now (seconds), so a bad one is named before the work
+        load_corpus(all_languages(options), options.corpus)
+    name, path, family = check_source(options.model)
+    layout = options.layout or family.layouts[0]
+    if layout not in family.layouts:
         raise UserError(
-            f"LAYOUT={layout}: the GGUF architecture of {name} loads only {', '.join(layouts)} layouts "
-            f"(llama.cpp's {recipe.family.gguf_arch} graph takes one head count and one FFN width for all layers)"
+            f"{option('layout', layout)}: the GGUF architecture of {name} loads only {', '.join(family.layouts)} "
+            f"layouts (llama.cpp's {family.gguf_arch} graph takes one head count and one FFN width for all layers)"
         )
+    if path.is_dir():
+        check_hf_source(path, family)
     return name, layout
 
 

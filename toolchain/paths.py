@@ -1,10 +1,14 @@
 """Where the toolchain keeps what it downloads, caches and exports, and how it writes there."""
 
+import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import UserError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,22 +31,35 @@ def recipes_dir() -> Path:
     return Path(os.environ.get("LANGPRUNE_RECIPES", REPO_ROOT / "recipes"))
 
 
+def code_version(*module_names: str) -> str:
+    """A hash of the source of the modules that make a cache entry, for its key: a fix to any of them
+    makes a new entry instead of reading one the old code made."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in module_names:
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @contextmanager
 def written(path: str | Path) -> Iterator[Path]:
     """A hidden temporary name beside `path` to write a file or folder under; when the block ends
     it takes `path`'s place whole (an older file or folder there goes), and if the block fails it
-    is removed: nothing half-written ever sits under the real name."""
+    is removed: nothing half-written ever sits under the real name. The temporary names are new
+    each time, so nothing already beside `path` is touched. Whether `path` may be replaced is the
+    caller's to decide: a user's output folder goes through `output_folder`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial, old = (path.with_name(f".{path.name}.{suffix}") for suffix in ("partial", "old"))
-    _remove(partial)
+    token = secrets.token_hex(4)
+    partial, old = (path.with_name(f".{path.name}.{token}.{suffix}") for suffix in ("partial", "old"))
     try:
         yield partial
     except BaseException:
         _remove(partial)
         raise
-    _remove(old)
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         path.rename(old)
     partial.replace(path)
     _remove(old)
@@ -53,3 +70,80 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+# -- a user's output folders -----------------------------------------------------------------------
+# An output folder (an export, a frontier, an analysis) holds MARKER: the list of every file the
+# toolchain wrote there. It may replace or add to a folder only when everything in it is on that list;
+# a folder that holds anything else is the user's, and is refused before any work.
+MARKER = ".langprune.json"
+
+
+def written_files(folder: Path) -> set[str]:
+    """The files under folder that the toolchain wrote, as its marker lists them (none: not an output)."""
+    try:
+        return set(json.loads((folder / MARKER).read_text())["files"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _files_under(path: Path, folder: Path) -> list[str]:
+    """Everything under path (a file, a folder or a link), relative to folder: what a replacement would lose."""
+    if path.is_dir() and not path.is_symlink():
+        return sorted(str(p.relative_to(folder)) for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+    return [str(path.relative_to(folder))] if path.exists() or path.is_symlink() else []
+
+
+def check_output(folder: str | Path, flag: str = "--out") -> Path:
+    """Before any work: the folder an output may take whole (new, empty, or an earlier output of this
+    toolchain holding only files it wrote), resolved; anything else raises UserError naming it."""
+    folder = Path(folder).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {folder}: is a file, not a folder; give a new folder or an earlier output")
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise UserError(f"{flag} {folder}: cannot write under {parent}")
+            break
+    foreign = sorted(set(_files_under(folder, folder)) - written_files(folder) - {MARKER}) if folder.is_dir() else []
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise UserError(f"{flag} {folder}: holds files this toolchain did not write ({', '.join(foreign[:3])}{more}); "
+                        "it never replaces them: give a new folder, or an earlier output of this toolchain")
+    return folder
+
+
+@contextmanager
+def output_folder(folder: str | Path, flag: str = "--out") -> Iterator[Path]:
+    """Write an output folder whole: a new folder to fill, which takes folder's place when the block
+    ends, with MARKER listing what is in it. Checked again just before the swap, so a file the user
+    put there meanwhile is never lost."""
+    folder = check_output(folder, flag)
+    with written(folder) as partial:
+        partial.mkdir()
+        yield partial
+        _write_marker(partial, _files_under(partial, partial))
+        check_output(folder, flag)
+
+
+@contextmanager
+def adding_to_output(folder: str | Path, names: list[str]) -> Iterator[Path]:
+    """Add to an earlier output (a bench, an on-device check): folder must be one, and names (files or
+    folders inside it) may be replaced only if the toolchain wrote all that is there; what the block
+    wrote under names joins MARKER's list."""
+    folder = Path(folder)
+    if not (folder / MARKER).is_file():
+        raise UserError(f"{folder}: not an output of this toolchain (it has no {MARKER}); export into a new folder first")
+    ours = written_files(folder)
+    foreign = [f for name in names for f in _files_under(folder / name, folder) if f not in ours]
+    if foreign:
+        raise UserError(f"{folder}: {foreign[0]} was not written by this toolchain; it is never replaced: move it first")
+    yield folder
+    new = [f for name in names for f in _files_under(folder / name, folder)]
+    _write_marker(folder, sorted(ours | set(new)))
+
+
+def _write_marker(folder: Path, files: list[str]) -> None:
+    text = json.dumps({"written_by": "langprune", "files": sorted(set(files) - {MARKER})}, indent=1)
+    with written(folder / MARKER) as partial:
+        partial.write_text(text)

@@ -1,8 +1,9 @@
 """`make export`: load -> analyze -> select -> rewrite -> export -> verify -> report, wired together.
 
 Each stage lives in its subpackage; this module only runs them in order, times them, and writes
-into a temporary folder beside the destination that takes its place at the end (`paths.written`),
-so a failed or interrupted export leaves nothing half-written and never replaces a good export.
+into a temporary folder beside the destination that takes its place at the end (`paths.output_folder`),
+so a failed or interrupted export leaves nothing half-written and never replaces a good export, and
+a folder holding anything the toolchain did not write is refused before any work.
 """
 
 from pathlib import Path
@@ -15,15 +16,14 @@ from .export.files import export_all, export_original
 from .measure.checks import verify
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
-from .paths import export_dir, written
+from .paths import export_dir, output_folder
 from .timing import timed
 
 
 def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
     final = Path(options.out or export_dir() / f"{name}-{'-'.join(options.langs)}")
-    with written(final) as work:
-        work.mkdir()
+    with output_folder(final) as work:
         print(f"== load {options.model}")
         timings = {}
         with timed(timings, "load"):

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..data.corpus import Corpus, calibration_ids
 from ..model.parts import HEADS, mask_from_drop
-from ..paths import cache_dir, written
+from ..paths import cache_dir, code_version, written
 from .precision import output_layer_precision
 
 METHODS = ("masking", "gradient", "activation")
@@ -50,7 +50,7 @@ class Settings:
     # tests/test_analysis_real.py bounds the difference to exact float32 deltas.
     masking_output: str = "candidates"
     candidate_top: int = 64
-    method_version: int = 4  # bump when the way scores are computed changes (invalidates caches)
+    method_version: int = 4  # the scores' method, recorded in analysis.json (cache keys also hold the code's hash)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -421,9 +421,10 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
-    """Keyed by model, corpus, settings and the output layer's precision on this machine (a forced
+    """Keyed by model, corpus, settings, the code and the output layer's precision on this machine (a forced
     LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision)."""
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}"
+    code = code_version(__name__, "toolchain.analysis.precision")
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}-{code}"
     return cache_dir() / "analysis" / f"{key}.json"
 
 

@@ -23,9 +23,7 @@ import torch
 from ..data.corpus import Corpus, calibration_ids
 from ..errors import UserError
 from ..model.parts import NEURONS, Selection
-from ..paths import cache_dir, written
-
-METHOD_VERSION = 1  # bump when the statistics change meaning (invalidates caches)
+from ..paths import cache_dir, code_version, written
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -105,13 +103,13 @@ def neuron_stats(model, tokenizer, corpus: Corpus, langs: Sequence[str], n_token
         active, magnitude, tokens[lang] = _measure(model, chunks, skip, progress)
         freq.append(active / tokens[lang])
         contrib.append(magnitude / tokens[lang] * column_norms)
-    settings = {"n_tokens": n_tokens, "chunk_tokens": chunk_tokens, "method_version": METHOD_VERSION}
+    settings = {"n_tokens": n_tokens, "chunk_tokens": chunk_tokens, "code": code_version(__name__)}
     return NeuronStats(list(langs), np.stack(freq), np.stack(contrib), tokens, time.perf_counter() - start, settings)
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, langs: Sequence[str], n_tokens: int, chunk_tokens: int) -> Path:
-    settings = json.dumps([list(langs), n_tokens, chunk_tokens, METHOD_VERSION])
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+    settings = json.dumps([list(langs), n_tokens, chunk_tokens])
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}-{code_version(__name__)}"
     return cache_dir() / "neurons" / f"{key}.npz"
 
 

@@ -45,6 +45,7 @@ import os
 import re
 import sys
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -65,6 +66,7 @@ SCRIPT_NAMES = {
     "Hangul": {"HANGUL", "FULLWIDTH", "HALFWIDTH"},
 }
 COMMON = "COMMON"  # punctuation, digits, symbols, spaces, combining marks: shared by all scripts
+TEXT_SCRIPT_SHARE = 0.01  # a language outside the table writes a script that is this share of its letters
 _UNUSED = re.compile(r"<unused\d+>")
 
 
@@ -104,11 +106,20 @@ def char_class(ch: str) -> str:
     return COMMON if word in ("", "COMBINING") else word
 
 
-def script_classes(langs) -> set[str]:
+def script_classes(langs, corpus) -> set[str]:
+    """The character classes of the languages' scripts: from the table in `languages.py`, or, for a
+    language outside it (a user's corpus), every class that makes up at least TEXT_SCRIPT_SHARE of
+    the letters of its calibration text."""
     names = {COMMON}
     for code in langs:
-        script = LANGUAGES[code].script
-        names |= SCRIPT_NAMES.get(script, {script.upper()})
+        if code in LANGUAGES:
+            script = LANGUAGES[code].script
+            names |= SCRIPT_NAMES.get(script, {script.upper()})
+            continue
+        counts = Counter(char_class(ch) for doc in corpus.texts[code]["calibration"] for ch in doc)
+        counts.pop(COMMON, None)
+        total = sum(counts.values())
+        names |= {name for name, n in counts.items() if n >= TEXT_SCRIPT_SHARE * total}
     return names
 
 
@@ -127,7 +138,7 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
     """
     size = TOKENS_PER_LANGUAGE * len(langs) if size is None else size
     merger = _Merger(vocab)
-    classes = script_classes(langs)
+    classes = script_classes(langs, corpus)
     sel = KeptTokens()
     sel.add("corpus", merger.used([doc for lang in langs for doc in corpus.texts[lang]["calibration"]]))
     chars, letters, symbols = [], [], []
@@ -158,7 +169,7 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
         letters.sort(key=lambda i: PRIOR_WEIGHT * math.log(merger.rank(i) + 2) - math.log(usage[i] + 1e-12))
     kept, candidates = sel.kept, set(symbols) | set(letters)
     for part, groups in (("symbols", (merger.path(i) for i in symbols)),
-                         ("words", merger.each_formed(word_forms(langs, words))),
+                         ("words", merger.each_formed(word_forms(langs, words, classes))),
                          ("fill", (merger.path(i) for i in letters))):
         if candidates <= kept:
             break  # every token of the scripts is kept already (a small vocabulary)
@@ -190,11 +201,11 @@ def frequent_words(lang: str, n: int) -> list[str]:
     return wordfreq.top_n_list(lang, n, wordlist="best")
 
 
-def word_forms(langs, n: int):
+def word_forms(langs, n: int, classes: set[str]):
     """Each frequent word in its casings, after a space and not, as texts to tokenize together:
     ranks interleaved across languages (the first word of each, then the second, ...). Words
-    written in other scripts than the kept languages' (web text quotes them) are left out."""
-    classes = script_classes(langs)
+    written in other scripts than the kept languages' (`script_classes`; web text quotes them) are
+    left out."""
     lists = [[w for w in frequent_words(lang, n) if all(char_class(c) in classes for c in w)] for lang in langs]
     for rank in range(max(map(len, lists), default=0)):
         for words in lists:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, option
 from ..paths import cache_dir
 from .languages import LANGUAGES, parse_codes
 
@@ -108,21 +108,35 @@ def udhr_corpus(langs: list[str]) -> Corpus:
 
 
 def folder_languages(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.txt"))
+    """The language codes of a corpus folder: its `<lang>.txt` files' names (any code: one outside
+    the built-in table is read from its text alone)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{option('corpus', folder)}: no such folder")
+    codes = sorted(p.stem for p in folder.glob("*.txt") if p.is_file())
+    if not codes:
+        raise UserError(f"{option('corpus', folder)}: holds no <lang>.txt files (e.g. en.txt, de.txt)")
+    bad = [c for c in codes if c != c.lower() or not c.replace("-", "").replace("_", "").isalnum()]
+    if bad:
+        raise UserError(f"{option('corpus', folder)}: {bad[0]}.txt is not named by a language code in lower case "
+                        "(e.g. en.txt)")
+    return codes
 
 
 def folder_corpus(folder: Path, langs: list[str]) -> Corpus:
     """The user's own text: `<lang>.txt` files, paragraphs separated by blank lines."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"corpus folder {folder} does not exist")
     texts = {}
     for code in parse_codes(langs, available=folder_languages(folder)):
-        raw = (folder / f"{code}.txt").read_text(encoding="utf-8")
+        path = folder / f"{code}.txt"
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
         paragraphs = [p.strip() for p in raw.split("\n\n") if p.strip()]
         if len(paragraphs) < EVAL_EVERY:
             raise UserError(
-                f"{folder / (code + '.txt')} has {len(paragraphs)} paragraphs; at least {EVAL_EVERY} "
+                f"{path} has {len(paragraphs)} paragraphs; at least {EVAL_EVERY} "
                 "(separated by blank lines) are needed for disjoint calibration and evaluation splits"
             )
         texts[code] = split_units(paragraphs, first=1)
@@ -134,6 +148,7 @@ def load_corpus(langs: list[str], folder: str | Path | None = None) -> Corpus:
 
 
 def available_languages(folder: str | Path | None = None) -> list[str]:
+    """The languages of a corpus folder, or of the UDHR table."""
     if folder:
         return folder_languages(Path(folder))
     root = udhr_dir()

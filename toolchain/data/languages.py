@@ -3,7 +3,7 @@
 import difflib
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..errors import UserError, option
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def parse_codes(text: str | list[str] | tuple[str, ...], available: list[str] | 
     codes = [c.strip().lower() for c in (text.split(",") if isinstance(text, str) else text)]
     codes = [c for c in codes if c]
     if not codes:
-        raise UserError("no language given: pass codes such as LANGS=en,de")
+        raise UserError(f"no language given: pass codes such as {option('langs', 'en,de')}")
     known = sorted(available if available is not None else LANGUAGES)
     for code in codes:
         if code not in known:

@@ -93,6 +93,26 @@ def choose_arch(
     return chosen
 
 
+def check_hf_source(path: Path, family: Family) -> None:
+    """Before any work: what `export_gguf` would refuse in a Hugging Face directory, read from its
+    config and tokenizer.json alone (a GGUF source has its own tokenizer and its graph's settings)."""
+    import json
+
+    from ..model.tokenizer import check_byte_level
+
+    if family.check_gguf:
+        from transformers import AutoConfig
+
+        family.check_gguf(AutoConfig.from_pretrained(path, local_files_only=True))
+    try:
+        check_byte_level(json.loads((path / "tokenizer.json").read_text()))
+    except (OSError, ValueError):
+        raise UserError(f"{path} has no readable tokenizer.json: only fast (tokenizers-backed) Hugging Face "
+                        "tokenizers can be written to GGUF") from None
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+
+
 def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch: str | None = None) -> Path:
     """Write `model` (pruned or not) as an F16 GGUF that llama.cpp loads; returns out_path.
 

@@ -4,7 +4,7 @@ The original model's files, the "before" of every comparison, are cached by its 
 import json
 from pathlib import Path
 
-from ..paths import cache_dir, written
+from ..paths import cache_dir, code_version, written
 from .export_gguf import QUANT_KINDS
 
 GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M, Q4_0 (the one llama.cpp repacks for ARM)
@@ -32,8 +32,10 @@ def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:
 
 
 def export_original(ctx) -> dict[str, Path]:
-    """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint."""
-    key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}"
+    """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint and
+    the exporters' code."""
+    code = code_version(__name__, "toolchain.export.export_gguf", "toolchain.export.export_onnx")
+    key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}-{code}"
     folder = cache_dir() / "exports" / key
     index = folder / "files.json"
     if index.exists():

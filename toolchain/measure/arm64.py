@@ -45,6 +45,9 @@ PERPLEXITY_TOLERANCE = 0.01
 # 0.13-0.16, and one margin reads 0.16 one token at a time and 0.23 in one batch; arm64 parted at 0.13, 0.16 and 0.23.
 NEAR_TIE = 0.5
 THREADS = 2
+STEP_TIMEOUT = 1800  # seconds for a download, build or unpacking step (the cross build: about 2 minutes on 2 cores)
+INSTALL_TIMEOUT = 1800  # an apt-get install or update
+EMULATION_TIMEOUT = 3600  # one file's or model's run under qemu-user (emulated: ~4 tokens/s on Gemma 3 270M)
 TOOLS = {"aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user"}  # command: Debian package
 PROBE_SOURCE = Path(__file__).with_name("gguf_probe.cpp")
 
@@ -54,18 +57,48 @@ def host_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "langprune"
 
 
-def ensure_tools() -> None:
-    """The cross compiler and qemu-user: installed with apt-get where this runs as root, else a clear error."""
+def system_commands() -> list[list[str]]:
+    """The apt/dpkg commands this machine still needs for the arm64 checks: Debian's cross compiler and
+    qemu-user (TOOLS), and, until the aarch64 Python is cached, arm64 among dpkg's architectures."""
     missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
-    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
-        print(f"   installing Debian's {' '.join(missing)} (once)")
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
-                       capture_output=True, text=True)
-        missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
+    commands = [["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]] if missing else []
+    if not (_arm64_python_folder() / "root" / "usr" / "bin" / "python3.11").exists():
+        foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True,
+                                 timeout=60).stdout.split() if shutil.which("dpkg") else []
+        if "arm64" not in foreign:
+            commands += [["dpkg", "--add-architecture", "arm64"], ["apt-get", "update", "-q"]]
+    return commands
+
+
+def prepare_system(install: bool = False) -> None:
+    """Before any work: what the arm64 checks need from the system (`system_commands`). Without install
+    a missing piece is an error naming the commands; with it (`make mobile-check INSTALL=1`, `--install`)
+    they run, as root, and a failure is an error. Nothing is changed otherwise."""
+    commands = system_commands()
+    if not commands:
+        return
+    text = " && ".join(" ".join(c) for c in commands)
+    if not install:
+        raise UserError(f"the arm64 checks need Debian packages this machine lacks: run, as root, `{text}`, or "
+                        f"let mobile-check run it ({_install_option()})")
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise UserError(f"the arm64 checks need, run as root on a Debian system: `{text}`")
+    for command in commands:
+        print(f"   {' '.join(command)}")
+        _run(command, f"run `{' '.join(command)}`", timeout=INSTALL_TIMEOUT)
+
+
+def _install_option() -> str:
+    return "INSTALL=1" if os.environ.get("LANGPRUNE_VIA") == "make" else "--install"
+
+
+def ensure_tools() -> None:
+    """The cross compiler and qemu-user, or a clear error (`prepare_system` installs them when asked)."""
+    missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
     if missing:
         commands = ", ".join(command for command, package in TOOLS.items() if package in missing)
         raise UserError(f"llama.cpp's arm64 check needs {commands}: install Debian's {' '.join(missing)} "
-                        f"(`apt-get install {' '.join(missing)}`, as root)")
+                        f"(`apt-get install {' '.join(missing)}`, as root, or {_install_option()})")
 
 
 def llama_cpp_source(version: str) -> Path:
@@ -112,8 +145,11 @@ def build_probe() -> Path:
     return probe
 
 
-def _run(command: list, what: str, cwd=None) -> None:
-    result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd)
+def _run(command: list, what: str, cwd=None, timeout: int = STEP_TIMEOUT) -> None:
+    try:
+        result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"could not {what}: no answer after {timeout} s") from None
     if result.returncode != 0:
         raise UserError(f"could not {what}:\n{(result.stdout + result.stderr)[-3000:]}")
 
@@ -122,7 +158,7 @@ def ask(probe: Path, gguf: Path, requests: list[str]) -> tuple[list[str], str]:
     """The probe's answers to requests about a GGUF file under qemu-user, and its load log."""
     ensure_tools()
     result = subprocess.run(["qemu-aarch64", "-cpu", ARM_CPU, str(probe), str(gguf), str(THREADS)],
-                            input="\n".join(requests) + "\n", capture_output=True, text=True)
+                            input="\n".join(requests) + "\n", capture_output=True, text=True, timeout=EMULATION_TIMEOUT)
     answers = result.stdout.splitlines()
     if result.returncode != 0 or len(answers) != len(requests):
         raise RuntimeError(f"gguf_probe under qemu-aarch64 failed on {gguf.name}: {result.stderr[-2000:]}")
@@ -147,15 +183,26 @@ def gguf_for(folder: Path, kind: str) -> Path:
     """The export's GGUF of this kind, quantized from its F16 file where the export has none."""
     from ..export.export_gguf import quantize_gguf
 
-    path = folder / "gguf" / f"model-{kind}.gguf"
-    if path.exists():
+    path, source = gguf_source(folder, kind)
+    if path == source:
         return path
-    f16 = folder / "gguf" / "model-F16.gguf"
-    if not f16.exists():
-        raise UserError(f"{folder} has no GGUF model ({f16.relative_to(folder)}): export it first, e.g. "
+    print(f"   quantizing {source.relative_to(folder)} to {kind} for the arm64 check")
+    return quantize_gguf(source, path, kind)
+
+
+def gguf_source(folder: Path, kind: str) -> tuple[Path, Path]:
+    """(the export's GGUF of this kind, the file it is or is made from); an error where the export has neither."""
+    return made_from(folder, folder / "gguf" / f"model-{kind}.gguf", folder / "gguf" / "model-F16.gguf", "GGUF")
+
+
+def made_from(folder: Path, path: Path, source: Path, kind: str) -> tuple[Path, Path]:
+    """(path, path) where the export has path, else (path, source); an error where it has neither."""
+    if path.exists():
+        return path, path
+    if not source.exists():
+        raise UserError(f"{folder} has no {kind} model ({source.relative_to(folder)}): export it first, e.g. "
                         "`make export LANGS=en,de`")
-    print(f"   quantizing {f16.relative_to(folder)} to {kind} for the arm64 check")
-    return quantize_gguf(f16, path, kind)
+    return path, source
 
 
 def arm64_check(folder: Path, kept: list[str], corpus_folder=None) -> dict:
@@ -254,12 +301,19 @@ CPUINFO = ("processor\t: {i}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm ae
            "CPU part\t: 0xd0b\nCPU revision\t: 1\n")  # a Cortex-A76
 
 
+def _arm64_python_folder() -> Path:
+    import numpy
+    import onnxruntime
+
+    return host_cache() / f"python3.11-arm64-onnxruntime-{onnxruntime.__version__}-numpy-{numpy.__version__}"
+
+
 def arm64_python() -> tuple[Path, Path]:
     """(sysroot, site-packages) of an aarch64 Python 3.11 with the host's numpy and onnxruntime (cached)."""
     import numpy
     import onnxruntime
 
-    folder = host_cache() / f"python3.11-arm64-onnxruntime-{onnxruntime.__version__}-numpy-{numpy.__version__}"
+    folder = _arm64_python_folder()
     if not (folder / "root" / "usr" / "bin" / "python3.11").exists():
         ensure_tools()
         print(f"   unpacking an aarch64 Python with onnxruntime {onnxruntime.__version__} (once; cached in {folder})")
@@ -280,17 +334,9 @@ def arm64_python() -> tuple[Path, Path]:
 
 
 def _download_arm64_debs(folder: Path) -> None:
-    """apt-get download of PYTHON_DEBS for arm64; adds arm64 to dpkg's architectures first where it is missing."""
-    command = ["apt-get", "download", "-q", *(f"{name}:arm64" for name in PYTHON_DEBS)]
-    if subprocess.run(command, cwd=folder, capture_output=True).returncode == 0:
-        return
-    if os.geteuid() != 0:
-        raise UserError("ONNX Runtime's arm64 check needs Debian's arm64 packages: run, as root, "
-                        "`dpkg --add-architecture arm64 && apt-get update`")
-    print("   adding arm64 to dpkg's architectures (dpkg --add-architecture arm64; apt-get update)")
-    _run(["dpkg", "--add-architecture", "arm64"], "add arm64 to dpkg's architectures")
-    _run(["apt-get", "update", "-q"], "update apt's package lists")
-    _run(command, "download Debian's arm64 Python", cwd=folder)
+    """apt-get download of PYTHON_DEBS for arm64 (arm64 among dpkg's architectures: `prepare_system`)."""
+    _run(["apt-get", "download", "-q", *(f"{name}:arm64" for name in PYTHON_DEBS)], "download Debian's arm64 Python "
+         "(is arm64 among dpkg's architectures, with apt's lists updated?)", cwd=folder)
 
 
 def ort_on_arm64(model: Path, session, prompts: dict[str, list[int]], host: dict[str, list[int]]) -> dict[str, dict]:
@@ -314,7 +360,8 @@ def ort_greedy_on_arm64(model: Path, prompts: dict[str, list[int]], n_new: int) 
     result = subprocess.run(
         ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{REPO_ROOT}",
          str(root / "usr" / "bin" / "python3.11"), "-m", "toolchain.measure.ort_greedy", str(model), str(n_new)],
-        input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True)
+        input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True,
+        timeout=EMULATION_TIMEOUT)
     answers = result.stdout.splitlines()
     if result.returncode != 0 or len(answers) != len(prompts):
         raise RuntimeError(f"onnxruntime under qemu-aarch64 failed on {model.name}: {result.stderr[-2000:]}")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data.corpus import load_corpus
 from ..errors import UserError
-from ..paths import export_dir
+from ..paths import MARKER, adding_to_output, export_dir
 from ..report.report import ceiling, render, summary
 from .verify import measure_exports
 
@@ -15,8 +15,11 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
     if not found:
         raise UserError(f"no exports under {export_dir()}: run `make export LANGS=en,de` first")
     for folder in found:
-        if not (folder / "report.json").exists():
-            raise UserError(f"{folder} has no report.json: not an export")
+        if not folder.is_dir():
+            raise UserError(f"{folder}: no such folder")
+        if not (folder / "report.json").exists() or not (folder / MARKER).exists():
+            raise UserError(f"{folder} has no {'report.json' if (folder / MARKER).exists() else MARKER}: not an export "
+                            "of this toolchain")
     return found
 
 
@@ -41,8 +44,9 @@ def bench_one(folder: Path) -> dict:
                               tuple(options["threads"]))
     gguf_key = report["ceiling"]["file"]
     bench = {**report, **results, "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])}}
-    (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
-    (folder / "bench.md").write_text(render(bench))
+    with adding_to_output(folder, ["bench.json", "bench.md"]):
+        (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
+        (folder / "bench.md").write_text(render(bench))
     return bench
 
 

@@ -24,7 +24,7 @@ from ..data.outside_text import KINDS, outside_corpora
 from ..errors import UserError
 from ..export.export_gguf import export_gguf, quantize_gguf
 from ..model.parts import HEADS, NEURONS
-from ..paths import written
+from ..paths import check_output, output_folder
 from ..report.frontier import render_frontier
 from .checks import agreement, eval_languages
 from .verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
@@ -55,6 +55,8 @@ def parse_level(text: str) -> Level:
         try:
             if key == "vocab":
                 fields["vocab"] = True if value in ("", "default") else int(value)
+                if fields["vocab"] < 1:
+                    raise ValueError
             elif key in ("heads", "ffn"):
                 fields[key] = float(value)
                 if not 0 < fields[key] < 1:
@@ -154,9 +156,9 @@ def _shape(model) -> dict:
 
 def write_frontier(ctx, levels: list[Level], folder: Path, threads=(1, 2), reps: int = 3) -> Path:
     """Measure, then write `frontier.json` and `.md` as folder (whole, or not at all); the .md's path."""
+    check_output(folder)  # before the work, not only at the end
     result = frontier(ctx, levels, threads, reps)
-    with written(folder) as partial:
-        partial.mkdir()
+    with output_folder(folder) as partial:
         (partial / "frontier.json").write_text(json.dumps(result, indent=1))
         (partial / "frontier.md").write_text(f"# Frontier: {result['model']}, kept {', '.join(result['langs'])}"
                                              f"\n\n{render_frontier(result)}")

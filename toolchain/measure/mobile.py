@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..data.corpus import encode, load_corpus
 from ..errors import UserError
+from ..paths import adding_to_output
 
 MOBILE_QUANT = "int4"
 GREEDY_TOKENS = 16
@@ -31,17 +32,13 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     from .onnxrt import generate, open_session
     from .verify import file_size, fidelity_prompts
 
-    source = folder / "onnx" / "model.onnx"
-    onnx = folder / f"onnx-{MOBILE_QUANT}" / "model.onnx"
-    if not onnx.exists():
-        if not source.exists():
-            raise UserError(f"{folder} has no ONNX model ({source.relative_to(folder)}): export it first, e.g. "
-                            "`make export LANGS=en,de`")
+    onnx, source = onnx_source(folder)
+    if onnx != source:
         print(f"   quantizing {source.relative_to(folder)} to {MOBILE_QUANT} for ONNX Runtime Mobile")
         quantize_onnx(source, onnx, MOBILE_QUANT)
     ort = to_ort_format(onnx)
     config = ort.parent / "required_operators_and_types.config"
-    tokenizer = AutoTokenizer.from_pretrained(source.parent, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder / "onnx", local_files_only=True)
     corpus = load_corpus(kept, corpus_folder)
     sessions = {"onnx": open_session(onnx), "ort": open_session(ort)}
     greedy, prompts = {}, {lang: encode(tokenizer, fidelity_prompts(corpus, lang)[0]) for lang in kept}
@@ -53,6 +50,13 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     return {"onnx": str(onnx.relative_to(folder)), "ort": str(ort.relative_to(folder)), "ort_bytes": file_size(ort),
             "config": str(config.relative_to(folder)), "operators": operator_lines(config),
             "usability": usability(onnx), "greedy": greedy, "greedy_tokens": GREEDY_TOKENS, "arm64": arm64}
+
+
+def onnx_source(folder: Path) -> tuple[Path, Path]:
+    """(the export's MOBILE_QUANT ONNX model, the file it is or is quantized from); an error where it has neither."""
+    from .arm64 import made_from
+
+    return made_from(folder, folder / f"onnx-{MOBILE_QUANT}" / "model.onnx", folder / "onnx" / "model.onnx", "ONNX")
 
 
 def operator_lines(config: Path) -> list[str]:
@@ -76,17 +80,24 @@ def usability(onnx: Path) -> str:
     return text.getvalue()
 
 
-def mobile_check(folder: Path) -> dict:
-    """Run the checks on an export and add them to its report.json and report.md."""
+def mobile_check(folder: Path, install: bool = False) -> dict:
+    """Run the checks on an export and add them to its report.json and report.md. install: let
+    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named)."""
     from ..report.report import render
-    from .arm64 import arm64_check
+    from .arm64 import ARM_QUANTS, arm64_check, gguf_source, prepare_system
 
     folder = Path(folder)
     if not (folder / "report.json").exists():
         raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
     report = json.loads((folder / "report.json").read_text())
     kept, corpus = report["languages"]["kept"], report["options"].get("corpus")
-    report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus)}
-    (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (folder / "report.md").write_text(render(report))
+    names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in ARM_QUANTS]
+    with adding_to_output(folder, names):
+        onnx_source(folder)  # the models the checks start from, before the system's packages
+        for kind in ARM_QUANTS:
+            gguf_source(folder, kind)
+        prepare_system(install)
+        report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus)}
+        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        (folder / "report.md").write_text(render(report))
     return report["mobile"]

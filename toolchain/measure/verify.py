@@ -141,9 +141,11 @@ def artifact(key: str, files: dict) -> Artifact:
     return Artifact(runtime, key.split()[1], Path(files[key]))
 
 
-def deployed_file(gguf_quants: list[str]) -> str:
-    """The file key a user deploys: the last (smallest) GGUF quantization asked for, else F16."""
-    return f"gguf {gguf_quants[-1]}" if gguf_quants else "gguf F16"
+def deployed_file(after: dict, gguf_quants: list[str]) -> str:
+    """The file key a user deploys: the smallest pruned GGUF file of the quantizations asked for
+    (whatever order they were typed in), else F16."""
+    keys = [f"gguf {q}" for q in gguf_quants] or ["gguf F16"]
+    return min(keys, key=lambda key: (file_size(Path(after[key])), key))
 
 
 def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
@@ -162,10 +164,9 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file."""
     from tqdm import tqdm
 
-    deployed = deployed_file(gguf_quants)
-    gguf_quants = [f"gguf {q}" for q in gguf_quants]
-    quality_runs = ["onnx fp32", "gguf F16"] + gguf_quants
-    speed_runs = ["onnx fp32"] + gguf_quants[-1:]
+    deployed = deployed_file(after, gguf_quants)
+    quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in gguf_quants]
+    speed_runs = ["onnx fp32", deployed]
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]

@@ -15,8 +15,10 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from gguf import Keys  # noqa: E402
+
 from ..errors import UserError  # noqa: E402
-from ..paths import cache_dir, written  # noqa: E402
+from ..paths import cache_dir, code_version, written  # noqa: E402
 from .families import Family, family_of, family_of_gguf  # noqa: E402
 from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
 
@@ -71,29 +73,56 @@ def resolve(source: str | Path | Recipe) -> tuple[str, Path, Recipe | None]:
     )
 
 
-def load(source: str | Path | Recipe) -> LoadedModel:
+def check_source(source: str | Path | Recipe) -> tuple[str, Path, Family]:
+    """What a model source is, from its GGUF header or its config.json and tokenizer.json alone (no
+    weights read): (name, path, family), or the UserError `load` would raise, in seconds."""
     name, path, recipe = resolve(source)
     if path.is_dir():
-        loaded = _load_hf_dir(path, name)
-    elif path.suffix == ".gguf":
-        loaded = _load_gguf(path, name)
+        family = _check_hf_dir(path)
+    elif path.suffix == ".gguf" and path.is_file():
+        family = _check_gguf(path)
     else:
         raise UserError(f"{path} is not a GGUF file or a Hugging Face model directory")
-    if recipe and recipe.family is not loaded.family:
-        raise UserError(f"recipe {recipe.name} says family {recipe.family.name}, the model is {loaded.family.name}")
-    return loaded
+    if recipe and recipe.family is not family:
+        raise UserError(f"recipe {recipe.name} says family {recipe.family.name}, the model is {family.name}")
+    return name, path, family
 
 
-def _load_hf_dir(path: Path, name: str) -> LoadedModel:
+def load(source: str | Path | Recipe) -> LoadedModel:
+    name, path, family = check_source(source)
+    return _load_hf_dir(path, name, family) if path.is_dir() else _load_gguf(path, name, family)
+
+
+def _check_hf_dir(path: Path) -> Family:
     config_path = path / "config.json"
     if not config_path.exists():
         raise UserError(f"{path} has no config.json: not a Hugging Face model directory")
     try:
-        family = family_of(json.loads(config_path.read_text()).get("model_type"))
-    except UserError as err:
-        raise UserError(f"{path}: {err}")
+        config = json.loads(config_path.read_text())
+        family = family_of(config.get("model_type"))
+    except ValueError as err:
+        raise UserError(f"{path}/config.json is not valid JSON ({err})") from None
+    except (UserError, AttributeError) as err:
+        raise UserError(f"{path}: {err}") from None
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise UserError(f"{path} has a config.json but no weights (*.safetensors or *.bin)")
+    return family
+
+
+def _check_gguf(path: Path) -> Family:
+    from .gguf_file import read_header
+    from .tokenizer import check_vocab, read_vocab
+
+    header = read_header(path)
+    try:
+        family = family_of_gguf(header.get(Keys.General.ARCHITECTURE, ""))
+        check_vocab(read_vocab(path, header))
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    return family
+
+
+def _load_hf_dir(path: Path, name: str, family: Family) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", local_files_only=True).eval()
@@ -114,22 +143,9 @@ def _dir_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _gguf_architecture(path: Path) -> str:
-    from gguf import Keys
-
-    from .gguf_file import read_header
-
-    return read_header(path).get(Keys.General.ARCHITECTURE, "")
-
-
-def _load_gguf(path: Path, name: str) -> LoadedModel:
-    arch = _gguf_architecture(path)
-    try:
-        family = family_of_gguf(arch)
-    except UserError as err:
-        raise UserError(f"{path}: {err}")
+def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
     fingerprint = file_sha256(path)[:16]
-    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}"
+    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}-{code_version(__name__, 'toolchain.model.tokenizer')}"
     if not (cached / "config.json").exists():
         _dequantize_to(path, cached)
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast

@@ -123,11 +123,6 @@ def _spm_tokenizer(v: GGUFVocab) -> Tokenizer:
 
 
 def _bpe_tokenizer(v: GGUFVocab) -> Tokenizer:
-    if v.pre not in _PRE_SPLITS:
-        raise UserError(
-            f"byte-level BPE vocabulary with pre-tokenizer {v.pre!r} is not supported "
-            f"(supported: {', '.join(_PRE_SPLITS)})"
-        )
     vocab = {tok: i for i, tok in enumerate(v.tokens)}
     merges = [tuple(m.split(" ", 1)) for m in v.merges]
     tok = Tokenizer(models.BPE(vocab, merges, ignore_merges=False))
@@ -158,16 +153,23 @@ def _add_post_processor(tok: Tokenizer, v: GGUFVocab) -> None:
     tok.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=bos + eos)
 
 
+def check_vocab(v: GGUFVocab) -> None:
+    """Refuse a GGUF vocabulary whose tokenizer `tokenizer_from_vocab` cannot build as llama.cpp splits."""
+    if v.model not in ("llama", "gpt2"):
+        raise UserError(f"GGUF tokenizer model {v.model!r} is not supported (supported: llama, gpt2)")
+    if v.model == "gpt2" and v.pre not in _PRE_SPLITS:
+        raise UserError(
+            f"byte-level BPE vocabulary with pre-tokenizer {v.pre!r} is not supported "
+            f"(supported: {', '.join(_PRE_SPLITS)})"
+        )
+
+
 def tokenizer_from_vocab(v: GGUFVocab):
     """A transformers PreTrainedTokenizerFast equivalent to llama.cpp's tokenizer for `v`."""
     from transformers import PreTrainedTokenizerFast
 
-    if v.model == "llama":
-        tok = _spm_tokenizer(v)
-    elif v.model == "gpt2":
-        tok = _bpe_tokenizer(v)
-    else:
-        raise UserError(f"GGUF tokenizer model {v.model!r} is not supported (supported: llama, gpt2)")
+    check_vocab(v)
+    tok = _spm_tokenizer(v) if v.model == "llama" else _bpe_tokenizer(v)
     _add_special_tokens(tok, v)
     _add_post_processor(tok, v)
 
@@ -236,14 +238,19 @@ def _backend_state(tokenizer) -> dict:
     if backend is None:
         raise UserError("only fast (tokenizers-backed) Hugging Face tokenizers can be written to GGUF")
     state = json.loads(backend.to_str())
-    model_type = state["model"].get("type")
+    check_byte_level(state)
+    return state
+
+
+def check_byte_level(state: dict) -> None:
+    """Refuse a tokenizers JSON (tokenizer.json) that is not byte-level BPE: the one kind written to GGUF."""
+    model_type = (state.get("model") or {}).get("type")
     decoder = (state.get("decoder") or {}).get("type")
     if model_type != "BPE" or decoder != "ByteLevel":
         raise UserError(
             f"writing a {model_type} tokenizer (decoder {decoder}) to GGUF is not supported: only byte-level "
             "BPE (gpt2 style). Export from the model's GGUF instead, whose tokenizer is copied as is"
         )
-    return state
 
 
 def _detect_pre(tokenizer, state: dict, tokens, types, merges) -> str:

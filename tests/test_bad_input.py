@@ -1,0 +1,157 @@
+"""Every bad input, run through the CLI as a process: exit 2, one line on stderr naming what was wrong,
+no traceback, in seconds, and every folder it was pointed at byte-for-byte as before."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.tiny import save_tiny
+from toolchain.paths import REPO_ROOT
+
+UDHR_TEXT = "\n\n".join(f"Paragraph {i}: all human beings are born free and equal." for i in range(12))
+
+
+def user_folder(root):
+    (root / "work").mkdir()
+    (root / "work" / "thesis.tex").write_text("years of work")
+    return root / "work"
+
+
+def export_over_a_users_file(root):
+    """The default output folder: an earlier export, where the user has put a file of their own."""
+    folder = root / "exported" / "gemma3-270m-en-de"
+    folder.mkdir(parents=True)
+    (folder / "report.md").write_text("ours")
+    (folder / ".langprune.json").write_text(json.dumps({"files": ["report.md"]}))
+    (folder / "my-notes.md").write_text("the user's")
+    return EXPORT
+
+
+def a_file(root, name="notes.txt", data=b"not a model"):
+    (root / name).write_bytes(data)
+    return root / name
+
+
+def corpus(root, files):
+    (root / "corpus").mkdir()
+    for name, text in files.items():
+        (root / "corpus" / name).write_bytes(text if isinstance(text, bytes) else text.encode())
+    return root / "corpus"
+
+
+def model_dir(root, config):
+    (root / "model").mkdir()
+    (root / "model" / "config.json").write_text(config)
+    (root / "model" / "model.safetensors").write_bytes(b"")
+    return root / "model"
+
+
+def users_report(root):
+    (root / "results").mkdir()
+    (root / "results" / "report.json").write_text("{}")
+    return root / "results"
+
+
+EXPORT = ["export", "--langs", "en,de"]
+FRONTIER = ["bench-frontier", "--langs", "en,de"]
+
+# (name, arguments (a callable gets the test's folder and may create the user's files there), what stderr names)
+CASES = [
+    ("out holds a user's file", lambda r: EXPORT + ["--out", str(user_folder(r))], "did not write (thesis.tex)"),
+    ("out is a file", lambda r: EXPORT + ["--out", str(a_file(r))], "is a file, not a folder"),
+    ("out under a file", lambda r: EXPORT + ["--out", str(a_file(r) / "sub")], "cannot write under"),
+    ("default out holds a user's file", export_over_a_users_file, "did not write (my-notes.md)"),
+    ("frontier out holds a user's file", lambda r: FRONTIER + ["--out", str(user_folder(r))], "thesis.tex"),
+    ("analyze out holds a user's file", lambda r: ["analyze", "--langs", "en", "--out", str(user_folder(r))], "thesis.tex"),
+    ("unknown language", lambda r: ["export", "--langs", "en,xx"], "unknown language code 'xx'"),
+    ("no language", lambda r: ["export", "--langs", " , "], "no language given"),
+    ("no --langs", lambda r: ["export"], "the following arguments are required: --langs"),
+    ("unknown analysis language", lambda r: EXPORT + ["--analysis-langs", "fr,qq"], "unknown language code 'qq'"),
+    ("heads is 1", lambda r: EXPORT + ["--heads", "1.0"], "--heads 1.0: the fraction to drop must be in [0, 1)"),
+    ("heads negative", lambda r: EXPORT + ["--heads", "-0.1"], "--heads -0.1: the fraction"),
+    ("heads not a number", lambda r: EXPORT + ["--heads", "abc"], "argument --heads: invalid float value: 'abc'"),
+    ("ffn is 2", lambda r: EXPORT + ["--ffn", "2"], "--ffn 2.0: the fraction"),
+    ("tol is 0", lambda r: EXPORT + ["--tol", "0"], "--tol 0.0: the tolerance is a fraction"),
+    ("tol is 1.5", lambda r: EXPORT + ["--tol", "1.5"], "--tol 1.5: the tolerance is a fraction"),
+    ("heal is 0", lambda r: EXPORT + ["--heal", "0"], "--heal 0.0: give the minutes"),
+    ("unknown search", lambda r: EXPORT + ["--search", "sideways"], "--search sideways: choose once or iterative"),
+    ("unknown layout", lambda r: EXPORT + ["--layout", "diagonal"], "--layout diagonal: choose free or uniform"),
+    ("layout the GGUF cannot load", lambda r: EXPORT + ["--layout", "free"], "loads only uniform layouts"),
+    ("unknown quantization", lambda r: EXPORT + ["--quant", "Q2"], "--quant Q2: choose from"),
+    ("empty quantization", lambda r: EXPORT + ["--quant", ","], "--quant '': choose from"),
+    ("vocab in words", lambda r: EXPORT + ["--vocab", "many"], "'many': say on, off or a number of tokens"),
+    ("vocab 0", lambda r: EXPORT + ["--vocab", "0"], "--vocab 0: give a number of tokens, or off"),
+    ("nothing to cut", lambda r: EXPORT + ["--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
+    ("a hub id", lambda r: EXPORT + ["--model", "org/some-model"], "works offline"),
+    ("a missing GGUF", lambda r: EXPORT + ["--model", str(r / "missing.gguf")], "nor an existing file"),
+    ("a GGUF that is not one", lambda r: EXPORT + ["--model", str(a_file(r, "m.gguf", b"GGUF\x03"))],
+     "is not a readable GGUF file"),
+    ("a text file as model", lambda r: EXPORT + ["--model", str(a_file(r))], "is not a GGUF file or a Hugging Face"),
+    ("a folder without config.json", lambda r: EXPORT + ["--model", str(user_folder(r))], "has no config.json"),
+    ("a config.json that is not JSON", lambda r: EXPORT + ["--model", str(model_dir(r, "{"))], "is not valid JSON"),
+    ("an unsupported model type", lambda r: EXPORT + ["--model", str(model_dir(r, '{"model_type": "bert"}'))],
+     "model type 'bert' is not supported"),
+    ("a layout the family cannot load", lambda r: EXPORT + ["--model", str(save_tiny("qwen3", r / "q")), "--layout",
+                                                           "free"], "loads only uniform layouts"),
+    ("Gemma settings llama.cpp hard-codes", lambda r: EXPORT + ["--model", str(save_tiny("gemma3", r / "g"))],
+     "llama.cpp's gemma3 graph cannot run this model"),
+    ("missing corpus folder", lambda r: EXPORT + ["--corpus", str(r / "nope")], "no such folder"),
+    ("corpus without text files", lambda r: EXPORT + ["--corpus", str(user_folder(r))], "holds no <lang>.txt files"),
+    ("corpus of empty files", lambda r: EXPORT + ["--corpus", str(corpus(r, {"en.txt": "", "de.txt": ""}))],
+     "en.txt has 0 paragraphs"),
+    ("corpus not UTF-8", lambda r: EXPORT + ["--corpus", str(corpus(r, {"en.txt": UDHR_TEXT, "de.txt": b"\xff\xfe"}))],
+     "de.txt is not UTF-8 text"),
+    ("kept language not in the corpus", lambda r: ["export", "--langs", "en,fr", "--corpus",
+                                                   str(corpus(r, {"en.txt": UDHR_TEXT, "de.txt": UDHR_TEXT}))],
+     "unknown language code 'fr'"),
+    ("corpus file not named by a code", lambda r: EXPORT + ["--corpus", str(corpus(r, {"en.txt": UDHR_TEXT,
+                                                                                        "de.txt": UDHR_TEXT,
+                                                                                        "My Notes.txt": UDHR_TEXT}))],
+     "My Notes.txt is not named by a language code"),
+    ("analyze takes no --heads", lambda r: ["analyze", "--langs", "en", "--heads", "0.5"], "analyze does not take --heads"),
+    ("analyze budgets", lambda r: ["analyze", "--langs", "en", "--against-random", "2,x"], "expected positive whole"),
+    ("frontier takes no --quant", lambda r: FRONTIER + ["--quant", "Q8_0"], "bench-frontier does not take --quant"),
+    ("frontier reps 0", lambda r: FRONTIER + ["--reps", "0"], "--reps 0: give at least 1"),
+    ("frontier no threads", lambda r: FRONTIER + ["--threads", ""], "--threads '': expected positive whole numbers"),
+    ("frontier threads 0", lambda r: FRONTIER + ["--threads", "0,2"], "--threads '0,2': expected positive whole"),
+    ("frontier unknown level", lambda r: FRONTIER + ["--levels", "vocab,bogus"], "'bogus' is not one of"),
+    ("frontier level vocab=0", lambda r: FRONTIER + ["--levels", "vocab=0"], "'vocab=0' is not one of"),
+    ("bench a missing folder", lambda r: ["bench", str(r / "nope")], "no such folder"),
+    ("bench a user's folder", lambda r: ["bench", str(users_report(r))], "not an export of this toolchain"),
+    ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of this toolchain"),
+    ("prepare a missing model", lambda r: ["prepare", str(r / "missing")], "nor an existing file or directory"),
+    ("unknown subcommand", lambda r: ["exprot", "--langs", "en"], "invalid choice: 'exprot'"),
+]
+
+
+def snapshot(root):
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None, p.stat().st_mode)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("name, make_args, message", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_line_in_seconds_and_touches_nothing(tmp_path, name, make_args, message):
+    args = make_args(tmp_path)
+    before = snapshot(tmp_path)
+    env = {**os.environ, "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
+    env.pop("LANGPRUNE_VIA", None)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "toolchain.cli", *args], capture_output=True, text=True, env=env,
+                            timeout=60)
+    seconds = time.monotonic() - start
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert seconds < 15, seconds
+    assert snapshot(tmp_path) == before
+
+
+def test_under_make_a_message_names_the_make_variable():
+    result = subprocess.run(["make", "-s", "export", "LANGS=en,de", "HEADS=1.0", f"PY={sys.executable}"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
+    assert result.returncode != 0 and "error: HEADS=1.0: the fraction to drop must be in [0, 1)" in result.stderr
