@@ -72,3 +72,24 @@ def test_the_deployed_file_is_the_smallest_gguf_whatever_the_order_typed(tmp_pat
     assert deployed_file(files, ["Q4_K_M", "Q8_0"]) == deployed_file(files, ["Q8_0", "Q4_K_M"]) == "gguf Q4_K_M"
     assert deployed_file(files, ["Q4_0", "Q8_0", "Q4_K_M"]) == "gguf Q4_0"
     assert deployed_file(files, []) == "gguf F16"
+
+
+def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
+    from toolchain.report.report import _limits_verdict, limit_rows
+
+    def q(tokens, bpb):
+        return {"tokens": tokens, "bits_per_byte": bpb}
+
+    report = {"deployed": "gguf Q4_K_M", "languages": {"kept": ["ja", "zh"]},
+              "quality": {"gguf Q4_K_M": {"before": {"ja": q(100, 1.0), "zh": q(100, 1.0)},
+                                          "after": {"ja": q(100, 1.01), "zh": q(100, 0.99)}}},
+              "outside": {"quality": {"manpages": {"before": {"ja": q(1000, 2.0), "zh": q(1000, 2.0)},
+                                                   "after": {"ja": q(1006, 2.0), "zh": q(1000, 2.01)}}}}}
+    rows = limit_rows(report)
+    assert [(what, within) for what, _, _, within in rows] == [
+        ("bits/byte, ja evaluation, change", "yes"), ("bits/byte, zh evaluation, change", "yes"),
+        ("tokens, ja manpages, change", "no"), ("bits/byte, ja manpages, change", "yes"),
+        ("tokens, zh manpages, change", "yes"), ("bits/byte, zh manpages, change", "yes")]
+    assert _limits_verdict(rows) == "**Not within the limits**: tokens, ja manpages, change +0.60%."
+    report["outside"]["quality"]["manpages"]["after"]["ja"] = q(1005, 2.0)
+    assert _limits_verdict(limit_rows(report)) == "Every kept language is within every limit."

@@ -108,7 +108,8 @@ def test_mobile_check_on_the_real_export(export):
     its GGUF files in llama.cpp cross-built for arm64, under qemu-user: the host's tokens, greedy tokens and
     perplexity within 1% for each kept language."""
     folder, _ = export
-    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}"], cwd=REPO_ROOT, capture_output=True, text=True)
+    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}", "INSTALL=1"], cwd=REPO_ROOT, capture_output=True,
+                            text=True)  # INSTALL=1: the suite lets it install its cross tools
     assert result.returncode == 0, result.stderr[-3000:]
     ort = json.loads((folder / "report.json").read_text())["mobile"]["ort"]
     # a 4-bit copy: well under a third of the float32 ONNX model's bytes

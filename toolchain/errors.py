@@ -10,6 +10,7 @@ class UserError(Exception):
 def option(name: str, value=None) -> str:
     """An option as the user typed it: a Make variable under `make` (the Makefile sets LANGPRUNE_VIA),
     a flag otherwise. option("heads", 1.0) is "HEADS=1.0" or "--heads 1.0"."""
+    value = "''" if value == "" else value
     if os.environ.get("LANGPRUNE_VIA") == "make":
         return f"{name.upper().replace('-', '_')}={'' if value is None else value}"
     return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")

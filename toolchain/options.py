@@ -72,11 +72,13 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
                         f"{option('vocab')} on")
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
     if bad or not options.quant:
-        raise UserError(f"{option('quant', ','.join(options.quant) or repr(''))}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+        raise UserError(f"{option('quant', ','.join(options.quant))}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
     if options.layout is not None and options.layout not in LAYOUTS:
         raise UserError(f"{option('layout', options.layout)}: choose {' or '.join(LAYOUTS)}")
     available = available_languages(options.corpus)
     options.langs = parse_codes(options.langs, available)
+    if options.analysis_langs == []:
+        raise UserError(f"{option('analysis-langs', '')}: give language codes, e.g. fr,es, or leave it out")
     default_analysis = available if options.corpus else DEFAULT_ANALYSIS
     options.analysis_langs = parse_codes(options.analysis_langs or default_analysis, available)
     if options.corpus:  # a user's folder: every file read now (seconds), so a bad one is named before the work

@@ -51,7 +51,10 @@ def written(path: str | Path) -> Iterator[Path]:
     each time, so nothing already beside `path` is touched. Whether `path` may be replaced is the
     caller's to decide: a user's output folder goes through `output_folder`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror})") from None
     token = secrets.token_hex(4)
     partial, old = (path.with_name(f".{path.name}.{token}.{suffix}") for suffix in ("partial", "old"))
     try:
@@ -120,7 +123,10 @@ def output_folder(folder: str | Path, flag: str = "--out") -> Iterator[Path]:
     put there meanwhile is never lost."""
     folder = check_output(folder, flag)
     with written(folder) as partial:
-        partial.mkdir()
+        try:
+            partial.mkdir()
+        except OSError as err:
+            raise UserError(f"{flag} {folder}: cannot write there ({err.strerror})") from None
         yield partial
         _write_marker(partial, _files_under(partial, partial))
         check_output(folder, flag)

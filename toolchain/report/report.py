@@ -91,6 +91,13 @@ def limit_rows(report: dict) -> list[tuple[str, str, str, str]]:
     return [(what, limit, reached, "yes" if met else "no") for what, limit, reached, met in rows]
 
 
+def _limits_verdict(rows) -> str:
+    outside = [f"{what} {measured}" for what, _, measured, within in rows if within != "yes"]
+    if not outside:
+        return "Every kept language is within every limit."
+    return f"**Not within the limits**: {'; '.join(outside)}."
+
+
 def changes(before: dict, after: dict) -> tuple[float, float]:
     """(token count change, bits per byte change) of one text's quality figures, after against before."""
     return after["tokens"] / before["tokens"] - 1, after["bits_per_byte"] / before["bits_per_byte"] - 1
@@ -419,6 +426,7 @@ def render(report: dict) -> str:
         markdown_table(["", "before", "after", "ratio"], summary(report)),
         f"## Quality limits (the deployed file, `{report['deployed']}`)",
         markdown_table(["", "limit", "measured", "within"], limit_rows(report)),
+        _limits_verdict(limit_rows(report)),
         *_cuts_text(report),
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "
