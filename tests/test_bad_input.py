@@ -86,7 +86,7 @@ CASES = [
     ("layout the GGUF cannot load", lambda r: EXPORT + ["--layout", "free"], "loads only uniform layouts"),
     ("unknown quantization", lambda r: EXPORT + ["--quant", "Q2"], "--quant Q2: choose from"),
     ("empty quantization", lambda r: EXPORT + ["--quant", ","], "--quant '': choose from"),
-    ("vocab in words", lambda r: EXPORT + ["--vocab", "many"], "'many': say on, off or a number of tokens"),
+    ("vocab in words", lambda r: EXPORT + ["--vocab", "many"], "'many': say auto (on), off or a number of tokens"),
     ("vocab 0", lambda r: EXPORT + ["--vocab", "0"], "--vocab 0: give a number of tokens, or off"),
     ("nothing to cut", lambda r: EXPORT + ["--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
     ("a hub id", lambda r: EXPORT + ["--model", "org/some-model"], "works offline"),

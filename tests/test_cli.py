@@ -53,8 +53,6 @@ def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):
     args = ["export", "--langs", "en,sw", "--model", str(model_dir), "--heads", "0", "--ffn", "0", "--layout", "free",
             "--analysis-langs", "de", "--out", str(tmp_path / "out")]
     result = run(*args, "--vocab", "50")
-    assert result.returncode == 2 and "VOCAB=50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2 and "--vocab 50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
     assert "wordfreq has no word frequencies for sw" in result.stdout
     assert not (tmp_path / "out").exists()
-    bad = run(*args, "--vocab", "many")
-    assert bad.returncode == 2 and "say on, off or a number of tokens" in bad.stderr

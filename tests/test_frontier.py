@@ -40,7 +40,7 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     loaded = load(options.model)
     ctx = Context(options, loaded, load_corpus(all_languages(options)), layout)
     n_vocab, n_heads = loaded.model.config.vocab_size, loaded.model.config.num_hidden_layers * loaded.model.config.num_attention_heads
-    with pytest.raises(UserError, match="VOCAB=10: the kept languages need at least"):
+    with pytest.raises(UserError, match="vocab 10: the kept languages need at least"):
         write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier", threads=(1,), reps=1)
     assert not (tmp_path / "frontier").exists()
 

@@ -37,6 +37,10 @@ def test_each_source_gives_an_even_sample_per_language():
             assert CHARS <= size <= CHARS + 3 * DOC_CHARS, (source, lang, size)
             assert "\\f" not in corpus.text(lang, "evaluation") and "\n.SH" not in corpus.text(lang, "evaluation")
     assert outside_corpora(["en"])["fortunes"].texts == {"en": corpora["fortunes"].texts["en"]}  # deterministic
+    for corpus in corpora.values():  # the sample the vocabulary is sized on is not the one the report scores
+        for lang in corpus.languages:
+            selection, evaluation = corpus.texts[lang]["selection"], corpus.texts[lang]["evaluation"]
+            assert len(selection) >= 5 and not set(selection) & set(evaluation)
 
 
 def test_a_missing_package_names_make_setup(tmp_path, monkeypatch):

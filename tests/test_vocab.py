@@ -276,17 +276,42 @@ def test_a_languages_scripts_are_measured_from_its_words_and_text():
     assert script_classes(["ar"], corpus) == {"COMMON", "ARABIC"}
 
 
+def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(monkeypatch):
+    """VOCAB=auto on a tiny vocabulary (every token of the script fits at once): within the limit beyond the corpus
+    it is kept as selected; over it, with nothing left to add, it is refused with the language and its figure."""
+    from toolchain.cuts import plan
+    from toolchain.errors import UserError
+
+    vocab, corpus = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"])
+    for rise in (0.004, 0.02):
+        monkeypatch.setattr(plan, "worst_outside_rise", lambda tokenizer, trimmed, langs: ("en", "manpages", rise))
+        if rise <= 0.005:
+            keep, trimmed, counts = plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
+            assert len(keep) == counts["total"] == len(trimmed.tokens) < len(vocab.tokens)
+        else:
+            with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% tokens on manpages beyond the corpus "
+                               rf"with \d+ of {len(vocab.tokens)} tokens kept \(limit \+0.5%\); say --vocab off"):
+                plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
+
+
 @pytest.mark.real
-def test_gemma_trim_for_japanese_and_chinese_holds_beyond_the_corpus(gemma):
-    """ja,zh: their Latin words kept too (script_classes), the manual pages and fortunes take at most 1% more tokens
-    (before Latin was measured in them: +51% ja manpages, +73% zh manpages, +15% zh fortunes)."""
+def test_gemma_vocab_auto_for_japanese_and_chinese_holds_beyond_the_corpus(gemma):
+    """ja,zh with VOCAB=auto: their Latin words kept too (script_classes), the vocabulary grown until the manual
+    pages' and fortunes' selection sample takes at most 0.5% more tokens; the evaluation sample, which nothing
+    chose by, holds too (measured: +0.02% zh fortunes, +0.30% ja manpages, +0.18% zh manpages at 163,840 tokens;
+    before Latin was measured in them: +15%, +51%, +73% at 32,589)."""
+    from toolchain.cuts.plan import trim_vocab, worst_outside_rise
+
     langs = ["ja", "zh"]
     corpus = udhr_corpus(langs)
     vocab = read_vocab(gemma.gguf)
-    keep = kept_tokens(vocab, corpus, langs, usage=predicted_usage(gemma.model, gemma.tokenizer, corpus, langs))
-    rises = outside_token_rises(gemma, keep, tokenizer_from_vocab(trimmed_vocab(vocab, keep)), langs)
+    usage = predicted_usage(gemma.model, gemma.tokenizer, corpus, langs)
+    keep, trimmed, _ = trim_vocab(vocab, usage, corpus, langs, None, gemma.tokenizer)
+    assert 2 * TOKENS_PER_LANGUAGE <= len(keep) < len(vocab.tokens)
+    assert worst_outside_rise(gemma.tokenizer, trimmed, langs)[2] <= 0.005
+    rises = outside_token_rises(gemma, keep, tokenizer_from_vocab(trimmed), langs)
     assert set(rises) == {("fortunes", "zh"), ("manpages", "ja"), ("manpages", "zh")}
-    assert all(0 <= rise <= 0.01 for rise in rises.values()), rises
+    assert all(0 <= rise <= 0.005 for rise in rises.values()), rises
 
 
 @pytest.mark.real

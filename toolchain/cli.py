@@ -48,10 +48,12 @@ def _on_off(text: str) -> bool:
 def _vocab(text: str) -> bool | int:
     if text.isdigit():
         return int(text)
+    if text.lower() == "auto":
+        return True
     try:
         return _on_off(text)
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r}: say on, off or a number of tokens") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: say auto (on), off or a number of tokens") from None
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -208,8 +210,9 @@ def _add_cut_arguments(p) -> None:
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to drop (0: none)")
     p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
                    "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
-    p.add_argument("--vocab", type=_vocab, default=True, help="on (default), off, or a number of tokens: trim the "
-                   "vocabulary to the kept languages' tokens (at most that many)")
+    p.add_argument("--vocab", type=_vocab, default=True, help="auto (or on; the default), off, or a number of tokens: "
+                   "trim the vocabulary to the kept languages' tokens (auto: grown until their text beyond the corpus "
+                   "takes at most 0.5%% more tokens; a number: at most that many)")
     p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
                    "by least squares on calibration text")
     p.add_argument("--search", default="once", help="once (default): rank heads and FFN neurons once on the original "

@@ -16,6 +16,10 @@ DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
 SEARCHES = ("once", "iterative")  # how heads and FFN neurons are selected (cuts/plan.py)
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
+# The quality limits every report checks each kept language against, in the deployed file: its bits
+# per byte on the evaluation split, its tokens and bits per byte on text beyond the corpus
+# (outside_text.py). VOCAB=auto grows the vocabulary until the token limit holds (cuts/plan.py).
+QUALITY_LIMITS = {"kept_bpb_rise": 0.05, "outside_token_rise": 0.005, "outside_bpb_rise": 0.01}
 
 
 @dataclass

@@ -16,16 +16,18 @@ import torch
 from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids
 from ..data.evaluate import Chunk, score_chunks, torch_scorer
-from ..errors import UserError
+from ..errors import UserError, option
 from ..model.heads import kv_head_counts
 from ..model.load import LoadedModel
 from ..model.parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
+from ..options import QUALITY_LIMITS
 from ..timing import timed
 from .select import budget_heads, candidate_budgets, drop_costs, search, select_heads
 
 # FFN widths move in steps of this many neurons (llama.cpp quantizes rows in blocks of 32; a
 # uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
 FFN_STEP = {"uniform": 64, "free": 32}
+VOCAB_GROWTH = 1.25  # VOCAB=auto: each try keeps this many times the tokens of the last (trim_vocab)
 
 
 @dataclass
@@ -118,7 +120,7 @@ def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection |
 def select_vocab(ctx, evidence=None):
     """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
     size = None if ctx.options.vocab is True else ctx.options.vocab
-    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size)
+    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size, ctx.loaded.tokenizer)
 
 
 def vocab_evidence(ctx):
@@ -132,16 +134,51 @@ def vocab_evidence(ctx):
     return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
 
 
-def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None):
-    """`select_vocab` for one size (None: the default), from `vocab_evidence`."""
-    from .vocab import select_tokens, trimmed_vocab
+def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokenizer=None):
+    """`select_vocab` for one size, from `vocab_evidence`; or, for VOCAB=auto (size None), the default
+    size grown by VOCAB_GROWTH until every kept language's text beyond the corpus takes at most
+    QUALITY_LIMITS["outside_token_rise"] more tokens than with `tokenizer` (the original's), measured
+    on each source's "selection" sample (the report scores the other, `outside_text`)."""
+    from .vocab import TOKENS_PER_LANGUAGE, select_tokens, trimmed_vocab
 
-    selection = select_tokens(vocab, corpus, langs, size, usage)
-    if size is not None and len(selection.kept) > size:
-        raise UserError(f"VOCAB={size}: the kept languages need at least {len(selection.kept)} tokens (their corpus's "
-                        "tokens, their scripts' characters, bytes and control tokens); raise VOCAB or say VOCAB=on")
-    print(f"   vocabulary: {len(selection.kept)} of {len(vocab.tokens)} tokens ({selection.counts()})")
-    return selection.keep, trimmed_vocab(vocab, selection.keep), selection.counts()
+    limit, target = QUALITY_LIMITS["outside_token_rise"], size or TOKENS_PER_LANGUAGE * len(langs)
+    while True:
+        selection = select_tokens(vocab, corpus, langs, target, usage)
+        kept, trimmed = len(selection.kept), trimmed_vocab(vocab, selection.keep)
+        print(f"   vocabulary: {kept} of {len(vocab.tokens)} tokens ({selection.counts()})")
+        if size is not None:
+            if kept > size:
+                raise UserError(f"{option('vocab', size)}: the kept languages need at least {kept} tokens (their "
+                                "corpus's tokens, their scripts' characters, bytes and control tokens); raise it or "
+                                f"say {option('vocab', 'on')}")
+            return selection.keep, trimmed, selection.counts()
+        worst = worst_outside_rise(tokenizer, trimmed, langs)
+        if worst is None or worst[2] <= limit:
+            if worst:
+                print(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
+            return selection.keep, trimmed, selection.counts()
+        lang, source, rise = worst
+        if kept < target or kept >= len(vocab.tokens):  # every token of the kept scripts is in already
+            raise UserError(f"{option('vocab', 'auto')}: {lang} takes {rise:+.2%} tokens on {source} beyond the corpus "
+                            f"with {kept} of {len(vocab.tokens)} tokens kept (limit +{limit:.1%}); say "
+                            f"{option('vocab', 'off')} to keep the whole vocabulary")
+        target = min(len(vocab.tokens), int(target * VOCAB_GROWTH))
+        print(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
+
+
+def worst_outside_rise(tokenizer, trimmed, langs: list[str]) -> tuple[str, str, float] | None:
+    """(language, source, token count rise) of the kept language and source whose "selection" sample beyond
+    the corpus the trimmed vocabulary lengthens most against `tokenizer`; None where none has such text."""
+    from ..data.evaluate import scored_tokens
+    from ..data.outside_text import outside_corpora
+    from ..model.tokenizer import tokenizer_from_vocab
+
+    trimmed_tokenizer, rises = tokenizer_from_vocab(trimmed), []
+    for source, corpus in outside_corpora(langs).items():
+        for lang in corpus.languages:
+            docs = corpus.texts[lang]["selection"]
+            rises.append((lang, source, scored_tokens(trimmed_tokenizer, docs) / scored_tokens(tokenizer, docs) - 1))
+    return max(rises, key=lambda r: r[2], default=None)
 
 
 def source_vocab(loaded: LoadedModel):

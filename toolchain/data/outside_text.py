@@ -1,4 +1,4 @@
-"""Text from outside the corpus, that no selection reads: checks that a cut holds beyond the UDHR.
+"""Text from outside the corpus: checks that a cut holds beyond the corpus it was chosen on.
 
 Two sources of different kinds, both Debian packages that `make setup` downloads once (pinned
 versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<package>/`:
@@ -7,9 +7,9 @@ versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<
 Per language, documents are drawn evenly over the whole package (every k-th fortune or page,
 in sorted order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
 The export scores the kept languages' text and counts the dropped languages' tokens
-(`checks.verify_outside`).
-Only the export's verification reads them; the software translation catalogs (gettext) that
-issue #22's first figures came from are not used anywhere.
+(`checks.verify_outside`) on one sample ("evaluation"); the vocabulary's size is checked on another,
+disjoint one ("selection"). Nothing else reads them; software translation catalogs (gettext) are
+not used anywhere.
 """
 
 import gzip
@@ -52,7 +52,9 @@ def outside_dir() -> Path:
 
 
 def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
-    """{source: Corpus} with an "evaluation" split for each language the source has."""
+    """{source: Corpus} with two disjoint samples for each language the source has: "evaluation",
+    which the report scores and nothing else reads, and "selection", the documents half-way between
+    them, which the vocabulary's size may be checked on (`cuts.plan.trim_vocab`)."""
     out = {}
     for source, by_lang in SOURCES.items():
         texts = {}
@@ -63,14 +65,19 @@ def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
                 if not root.is_dir():
                     raise UserError(f"{root} is missing: run `make setup` (it unpacks Debian's {package})")
                 docs = _fortunes(root) if source == "fortunes" else _manpages(root)
-                texts[lang] = {"evaluation": _spread(docs, CHARS)}
+                stride = _stride(docs, CHARS)
+                texts[lang] = {"evaluation": _spread(docs, CHARS, stride), "selection": _spread(docs[stride // 2:], CHARS, stride)}
         out[source] = Corpus(texts, f"debian:{source}")
     return out
 
 
-def _spread(docs: list[str], chars: int) -> list[str]:
-    """Every k-th document, k chosen so that about `chars` characters come from the whole list."""
-    stride = max(1, sum(len(d) for d in docs) // chars)
+def _stride(docs: list[str], chars: int) -> int:
+    """k such that every k-th document gives about `chars` characters (at least 2: two disjoint samples)."""
+    return max(2, sum(len(d) for d in docs) // chars)
+
+
+def _spread(docs: list[str], chars: int, stride: int) -> list[str]:
+    """Every stride-th document, up to about `chars` characters."""
     picked, size = [], 0
     for doc in docs[::stride]:
         if size >= chars:

@@ -3,7 +3,8 @@ level of cutting, against the original, in its own file and in the next export's
 
 from statistics import mean
 
-from .report import QUALITY_LIMITS, changes, markdown_table
+from ..options import QUALITY_LIMITS
+from .report import changes, markdown_table
 
 # issue #15's goal for Gemma 3 270M, LANGS=en,de, Q4_K_M in llama.cpp
 FRONTIER_GOAL = {"decode_ratio": 2.5, "size_ratio": 0.33, "kept_bpb_rise": 0.05}

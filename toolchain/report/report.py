@@ -5,6 +5,8 @@ import math
 import statistics
 from pathlib import Path
 
+from ..options import QUALITY_LIMITS
+
 
 PARTS = {"attn_": "attention projections", "ffn_": "FFN"}
 
@@ -70,12 +72,6 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
         b, a = results["sizes"]["before"][key], results["sizes"]["after"][key]
         rows.append((f"{key}: file size (MB)", f"{b / 1e6:.1f}", f"{a / 1e6:.1f}", f"{a / b:.3f}"))
     return rows
-
-
-# The quality limits every report checks each kept language against, in the deployed file: its bits
-# per byte on the evaluation split, and its tokens and bits per byte on text beyond the corpus
-# (outside_text.py). Measured figures against stated limits, whatever the model and languages.
-QUALITY_LIMITS = {"kept_bpb_rise": 0.05, "outside_token_rise": 0.005, "outside_bpb_rise": 0.01}
 
 
 def limit_rows(report: dict) -> list[tuple[str, str, str, str]]:
