@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, option
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,39 +97,39 @@ def _files_under(path: Path, folder: Path) -> list[str]:
     return [str(path.relative_to(folder))] if path.exists() or path.is_symlink() else []
 
 
-def check_output(folder: str | Path, flag: str = "--out") -> Path:
+def check_output(folder: str | Path) -> Path:
     """Before any work: the folder an output may take whole (new, empty, or an earlier output of this
     toolchain holding only files it wrote), resolved; anything else raises UserError naming it."""
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{flag} {folder}: is a file, not a folder; give a new folder or an earlier output")
+        raise UserError(f"{option('out', folder)}: is a file, not a folder; give a new folder or an earlier output")
     for parent in folder.parents:
         if parent.exists():
             if not parent.is_dir() or not os.access(parent, os.W_OK):
-                raise UserError(f"{flag} {folder}: cannot write under {parent}")
+                raise UserError(f"{option('out', folder)}: cannot write under {parent}")
             break
     foreign = sorted(set(_files_under(folder, folder)) - written_files(folder) - {MARKER}) if folder.is_dir() else []
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise UserError(f"{flag} {folder}: holds files this toolchain did not write ({', '.join(foreign[:3])}{more}); "
+        raise UserError(f"{option('out', folder)}: holds files this toolchain did not write ({', '.join(foreign[:3])}{more}); "
                         "it never replaces them: give a new folder, or an earlier output of this toolchain")
     return folder
 
 
 @contextmanager
-def output_folder(folder: str | Path, flag: str = "--out") -> Iterator[Path]:
+def output_folder(folder: str | Path) -> Iterator[Path]:
     """Write an output folder whole: a new folder to fill, which takes folder's place when the block
     ends, with MARKER listing what is in it. Checked again just before the swap, so a file the user
     put there meanwhile is never lost."""
-    folder = check_output(folder, flag)
+    folder = check_output(folder)
     with written(folder) as partial:
         try:
             partial.mkdir()
         except OSError as err:
-            raise UserError(f"{flag} {folder}: cannot write there ({err.strerror})") from None
+            raise UserError(f"{option('out', folder)}: cannot write there ({err.strerror})") from None
         yield partial
         _write_marker(partial, _files_under(partial, partial))
-        check_output(folder, flag)
+        check_output(folder)
 
 
 @contextmanager
