@@ -28,12 +28,15 @@ def test_a_new_output_lists_what_it_wrote_and_replaces_only_its_own(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
 
 
-@pytest.mark.parametrize("user_file", ["notes.txt", "onnx/mine.onnx"])
+@pytest.mark.parametrize("user_file", ["notes.txt", "onnx/mine.onnx", "drafts/"])
 def test_a_folder_holding_a_users_file_is_refused_and_left_as_it_was(tmp_path, user_file):
     out = tmp_path / "work"
     write_output(out, {"report.md": "ours", "onnx/model.onnx": "ours"})
-    (out / user_file).parent.mkdir(exist_ok=True)
-    (out / user_file).write_text("the user's")
+    if user_file.endswith("/"):  # an empty folder of the user's
+        (out / user_file).mkdir()
+    else:
+        (out / user_file).parent.mkdir(exist_ok=True)
+        (out / user_file).write_text("the user's")
     before = snapshot(tmp_path)
     with pytest.raises(UserError, match=f"did not write \\({user_file}\\)"):
         write_output(out, {"report.md": "new"})

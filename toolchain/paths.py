@@ -91,9 +91,11 @@ def written_files(folder: Path) -> set[str]:
 
 
 def _files_under(path: Path, folder: Path) -> list[str]:
-    """Everything under path (a file, a folder or a link), relative to folder: what a replacement would lose."""
+    """Everything under path (a file, a folder or a link), relative to folder: what a replacement would lose.
+    Files and links by name; an empty folder as its name and a slash."""
     if path.is_dir() and not path.is_symlink():
-        return sorted(str(p.relative_to(folder)) for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+        return sorted(str(p.relative_to(folder)) + ("/" if p.is_dir() and not p.is_symlink() else "")
+                      for p in path.rglob("*") if not p.is_dir() or p.is_symlink() or not any(p.iterdir()))
     return [str(path.relative_to(folder))] if path.exists() or path.is_symlink() else []
 
 
