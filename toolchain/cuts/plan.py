@@ -142,6 +142,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
     from .vocab import TOKENS_PER_LANGUAGE, select_tokens, trimmed_vocab
 
     limit, target = QUALITY_LIMITS["outside_token_rise"], size or TOKENS_PER_LANGUAGE * len(langs)
+    samples = outside_samples(tokenizer, langs) if size is None else []
     while True:
         selection = select_tokens(vocab, corpus, langs, target, usage)
         kept, trimmed = len(selection.kept), trimmed_vocab(vocab, selection.keep)
@@ -152,7 +153,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
                                 "corpus's tokens, their scripts' characters, bytes and control tokens); raise it or "
                                 f"say {option('vocab', 'on')}")
             return selection.keep, trimmed, selection.counts()
-        worst = worst_outside_rise(tokenizer, trimmed, langs)
+        worst = worst_outside_rise(samples, trimmed)
         if worst is None or worst[2] <= limit:
             if worst:
                 print(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
@@ -166,18 +167,28 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
         print(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
 
 
-def worst_outside_rise(tokenizer, trimmed, langs: list[str]) -> tuple[str, str, float] | None:
-    """(language, source, token count rise) of the kept language and source whose "selection" sample beyond
-    the corpus the trimmed vocabulary lengthens most against `tokenizer`; None where none has such text."""
+def outside_samples(tokenizer, langs: list[str]) -> list[tuple[str, str, list[str], int]]:
+    """(language, source, documents, their tokens with `tokenizer`) of each kept language's "selection"
+    sample beyond the corpus: read and counted once, whatever the number of sizes tried."""
     from ..data.evaluate import scored_tokens
     from ..data.outside_text import outside_corpora
-    from ..model.tokenizer import tokenizer_from_vocab
 
-    trimmed_tokenizer, rises = tokenizer_from_vocab(trimmed), []
+    samples = []
     for source, corpus in outside_corpora(langs).items():
         for lang in corpus.languages:
             docs = corpus.texts[lang]["selection"]
-            rises.append((lang, source, scored_tokens(trimmed_tokenizer, docs) / scored_tokens(tokenizer, docs) - 1))
+            samples.append((lang, source, docs, scored_tokens(tokenizer, docs)))
+    return samples
+
+
+def worst_outside_rise(samples, trimmed) -> tuple[str, str, float] | None:
+    """(language, source, token count rise) of the `outside_samples` entry the trimmed vocabulary lengthens
+    most; None where no kept language has text beyond the corpus."""
+    from ..data.evaluate import scored_tokens
+    from ..model.tokenizer import tokenizer_from_vocab
+
+    trimmed_tokenizer = tokenizer_from_vocab(trimmed)
+    rises = [(lang, source, scored_tokens(trimmed_tokenizer, docs) / tokens - 1) for lang, source, docs, tokens in samples]
     return max(rises, key=lambda r: r[2], default=None)
 
 

@@ -114,7 +114,8 @@ def script_classes(langs, corpus) -> set[str]:
     contains: its calibration text, and its frequent words weighted by frequency (`wordfreq`: web,
     subtitles, news, books). Measured on wordfreq's 100,000 most frequent words: Latin is 4.2% of
     Korean letters, 3.7% of Japanese, 3.6% of Chinese, 1.9% of Hindi, 0.65% of Russian, 0.46% of
-    Arabic (commands, names and loanwords), under 0.01% of any other script in them."""
+    Arabic (commands, names and loanwords); no other foreign script is above 0.08% of any of the 12
+    analysis languages (the most: Han, 0.076% of Korean)."""
     names = {COMMON}
     for code in langs:
         if code in LANGUAGES:

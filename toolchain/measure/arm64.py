@@ -31,7 +31,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, via_make
 from ..paths import written
 
 ARM_CPU = "cortex-a76"  # qemu's model of the CPU the build targets
@@ -60,7 +60,7 @@ def host_cache() -> Path:
 def system_commands() -> list[list[str]]:
     """The apt/dpkg commands this machine still needs for the arm64 checks: Debian's cross compiler and
     qemu-user (TOOLS), and, until the aarch64 Python is cached, arm64 among dpkg's architectures."""
-    missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
+    missing = _missing_packages()
     commands = [["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]] if missing else []
     if not (_arm64_python_folder() / "root" / "usr" / "bin" / "python3.11").exists():
         foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True,
@@ -89,12 +89,17 @@ def prepare_system(install: bool = False) -> None:
 
 
 def _install_option() -> str:
-    return "INSTALL=1" if os.environ.get("LANGPRUNE_VIA") == "make" else "--install"
+    return "INSTALL=1" if via_make() else "--install"
+
+
+def _missing_packages() -> list[str]:
+    """The Debian packages of TOOLS whose commands this machine lacks."""
+    return [package for command, package in TOOLS.items() if not shutil.which(command)]
 
 
 def ensure_tools() -> None:
     """The cross compiler and qemu-user, or a clear error (`prepare_system` installs them when asked)."""
-    missing = [package for command, package in TOOLS.items() if not shutil.which(command)]
+    missing = _missing_packages()
     if missing:
         commands = ", ".join(command for command, package in TOOLS.items() if package in missing)
         raise UserError(f"llama.cpp's arm64 check needs {commands}: install Debian's {' '.join(missing)} "

@@ -412,7 +412,7 @@ def render(report: dict) -> str:
     kept = report["languages"]["kept"]
     measured = report["speed"].get(ceil["file"], {})
     decode_ratios = ", ".join(f"{r['decode_tps_ratio']:.3f} ({t} thr)" for t, r in measured.items())
-    setup = report["speed_setup"]
+    setup, limits = report["speed_setup"], limit_rows(report)
     parts = [
         f"# {report['model']['name']} for {', '.join(kept)}",
         f"Layout `{report['layout']}`. Kept languages: {', '.join(kept)}. {_languages_text(report)} Perplexity and "
@@ -421,8 +421,8 @@ def render(report: dict) -> str:
         "## Summary (after / before)",
         markdown_table(["", "before", "after", "ratio"], summary(report)),
         f"## Quality limits (the deployed file, `{report['deployed']}`)",
-        markdown_table(["", "limit", "measured", "within"], limit_rows(report)),
-        _limits_verdict(limit_rows(report)),
+        markdown_table(["", "limit", "measured", "within"], limits),
+        _limits_verdict(limits),
         *_cuts_text(report),
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "
