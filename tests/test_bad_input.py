@@ -31,6 +31,15 @@ def export_over_a_users_file(root):
     return EXPORT
 
 
+def an_earlier_versions_export(root):
+    """An export written before output folders listed their files: refused, with what to do."""
+    folder = root / "old-export"
+    (folder / "gguf").mkdir(parents=True)
+    (folder / "report.json").write_text("{}")
+    (folder / "gguf" / "model-Q4_K_M.gguf").write_bytes(b"GGUF")
+    return folder
+
+
 def a_file(root, name="notes.txt", data=b"not a model"):
     (root / name).write_bytes(data)
     return root / name
@@ -63,6 +72,8 @@ FRONTIER = ["bench-frontier", "--langs", "en,de"]
 CASES = [
     ("out holds a user's file", lambda r: EXPORT + ["--out", str(user_folder(r))], "did not write (thesis.tex)"),
     ("out is a file", lambda r: EXPORT + ["--out", str(a_file(r))], "is a file, not a folder"),
+    ("out is an earlier version's export", lambda r: EXPORT + ["--out", str(an_earlier_versions_export(r))],
+     "looks like an export of an earlier version"),
     ("out under a file", lambda r: EXPORT + ["--out", str(a_file(r) / "sub")], "cannot write under"),
     ("out where nothing can be made", lambda r: EXPORT + ["--out", "/proc/langprune"], "--out /proc/langprune: cannot write"),
     ("default out holds a user's file", export_over_a_users_file, "did not write (my-notes.md)"),

@@ -67,7 +67,7 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
         raise UserError(f"{option('search', options.search)}: choose {' or '.join(SEARCHES)}")
     if options.tol is not None and not 0 < options.tol < 1:
         raise UserError(f"{option('tol', options.tol)}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
-    if options.vocab is not True and options.vocab is not False and options.vocab < 1:
+    if not isinstance(options.vocab, bool) and not (isinstance(options.vocab, int) and options.vocab >= 1):
         raise UserError(f"{option('vocab', options.vocab)}: give a number of tokens, or off to keep the vocabulary")
     if options.heads is None and options.ffn is None and options.tol is None:
         options.tol = DEFAULT_TOL

@@ -144,13 +144,13 @@ def folder_corpus(folder: Path, langs: list[str]) -> Corpus:
 
 
 def load_corpus(langs: list[str], folder: str | Path | None = None) -> Corpus:
-    return folder_corpus(Path(folder), langs) if folder else udhr_corpus(langs)
+    return folder_corpus(Path(folder).expanduser(), langs) if folder else udhr_corpus(langs)
 
 
 def available_languages(folder: str | Path | None = None) -> list[str]:
     """The languages of a corpus folder, or of the UDHR table."""
     if folder:
-        return folder_languages(Path(folder))
+        return folder_languages(Path(folder).expanduser())
     root = udhr_dir()
     return [code for code, lang in sorted(LANGUAGES.items()) if (root / f"{lang.udhr}.html").exists()]
 
