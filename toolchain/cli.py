@@ -8,6 +8,10 @@ from pathlib import Path
 
 from .errors import UserError
 
+# `bench-languages`: a set per script family, Latin with and without diacritics, Cyrillic, CJK, Arabic,
+# Devanagari, Hangul, Vietnamese's stacked diacritics, Turkish's dotless i
+DEFAULT_LANGUAGE_SETS = ("en,de", "es,fr", "ru", "ja,zh", "ar", "hi", "ko", "vi", "tr")
+
 
 def cmd_languages(args) -> None:
     from .data.corpus import available_languages, load_corpus
@@ -163,6 +167,36 @@ def cmd_bench_frontier(args) -> None:
     print(f"Wrote {out}/frontier.md and .json")
 
 
+def cmd_bench_languages(args) -> None:
+    """Every set's options and folder checked first, then one export per set (a set the export refuses
+    is a row with its message), then the table."""
+    import dataclasses
+
+    from .options import ExportOptions, check_options
+    from .paths import check_output, export_dir, output_folder
+    from .pipeline import run_export
+    from .report.languages import write_languages
+
+    sets = [_split(text) or [] for text in (args.sets or DEFAULT_LANGUAGE_SETS)]
+    options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab) for langs in sets]
+    for each in options:
+        name, _ = check_options(dataclasses.replace(each))
+        check_output(export_dir() / f"{name}-{'-'.join(each.langs)}")
+    out = check_output(args.out or export_dir() / f"languages-{name}")
+    reports = {}
+    for each in options:
+        langs = ",".join(each.langs)
+        print(f"\n=== make export LANGS={langs}")
+        try:
+            reports[langs] = json.loads((run_export(each) / "report.json").read_text())
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            reports[langs] = str(err)
+    with output_folder(out) as work:
+        table = write_languages(work, name, reports)
+    print(f"\n{(out / table.name).read_text()}\nWrote {out}/languages.md and .json")
+
+
 def cmd_mobile_check(args) -> None:
     from .measure.bench import export_folders
     from .measure.mobile import mobile_check
@@ -271,6 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)
+
+    p = sub.add_parser("bench-languages", help="one export per language set, with the default options: kept tokens, "
+                       "size, decode speed-up, the worst kept language beyond the corpus (languages.md)")
+    p.add_argument("sets", nargs="*", help=f"language sets, each like --langs (default: {' '.join(DEFAULT_LANGUAGE_SETS)})")
+    p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
+    p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
+    p.add_argument("--vocab", type=_vocab, default=True, help="as for export (default auto)")
+    p.add_argument("--out", type=Path, help="the table's folder (default exported/languages-<model>); each set's "
+                   "export goes where `export` puts it")
+    p.set_defaults(func=cmd_bench_languages)
 
     p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 under qemu-user); adds to their report")
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")

@@ -1,11 +1,17 @@
 """Text from outside the corpus: checks that a cut holds beyond the corpus it was chosen on.
 
-Two sources of different kinds, both Debian packages that `make setup` downloads once (pinned
-versions, `OUTSIDE_PACKAGES` in the Makefile) and unpacks into `.cache/outside/<package>/`:
+Five sources of different kinds, registry packages that `make setup` downloads once (pinned
+versions, `OUTSIDE_PACKAGES` and `QURAN_VERSION` in the Makefile) and unpacks into `.cache/outside/<package>/`:
 - `fortunes`: fortune-cookie files (quotes, jokes, anecdotes, verse, dialogue);
-- `manpages`: manual pages (commands, system calls, file formats), roff markup stripped.
-Per language, documents are drawn evenly over the whole package (every k-th fortune or page,
-in sorted order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
+- `manpages`: manual pages (commands, system calls, file formats), roff markup stripped;
+- `handbook`: The Debian Administrator's Handbook, a book of technical prose (HTML);
+- `help`: GNOME's desktop help (Mallard pages); for Hindi, whose GNOME help is barely translated,
+  LibreOffice's help (HTML);
+- `scripture`: the Quran in Arabic, classical and fully vowelled (npm `quran-json`).
+Translations of a book or of help pages leave untranslated paragraphs in English: of those,
+only the paragraphs py3langid gives the page's language are read.
+Per language, documents are drawn evenly over the whole package (every k-th document, in sorted
+order) up to about `CHARS` characters, so a sample is neither one file nor one topic.
 The export scores the kept languages' text and counts the dropped languages' tokens
 (`checks.verify_outside`) on one sample ("evaluation"); the vocabulary's size is checked on another,
 disjoint one ("selection"). Nothing else reads them; software translation catalogs (gettext) are
@@ -13,38 +19,47 @@ not used anywhere.
 """
 
 import gzip
+import json
 import re
 import shlex
+from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import UserError
-from ..paths import cache_dir
+from ..paths import cache_dir, code_version, written
 from .corpus import Corpus
 
 CHARS = 8000  # characters per language and source
-DOC_CHARS = 800  # at most this much of one manual page; fortunes are joined up to this size
+DOC_CHARS = 800  # at most this much of one manual page; fortunes, paragraphs and verses are joined up to this size
 
-# source -> language -> (package, folder inside it)
+_HANDBOOK = "usr/share/doc/debian-handbook/html/{}/*.html"
+_GNOME_HELP = "usr/share/help/{}/gnome-help/*.page"
+# source -> language -> (package, its files as a glob inside the package)
 SOURCES = {
     "fortunes": {
-        "en": ("fortunes", "usr/share/games/fortunes"),
-        "de": ("fortunes-de", "usr/share/games/fortunes/de"),
-        "es": ("fortunes-es", "usr/share/games/fortunes/es"),
-        "it": ("fortunes-it", "usr/share/games/fortunes"),
-        "ru": ("fortunes-ru", "usr/share/games/fortunes/ru"),
-        "zh": ("fortunes-zh", "usr/share/games/fortunes"),
+        "en": ("fortunes", "usr/share/games/fortunes/*"),
+        "de": ("fortunes-de", "usr/share/games/fortunes/de/*"),
+        "es": ("fortunes-es", "usr/share/games/fortunes/es/*"),
+        "it": ("fortunes-it", "usr/share/games/fortunes/*"),
+        "ru": ("fortunes-ru", "usr/share/games/fortunes/ru/*"),
+        "zh": ("fortunes-zh", "usr/share/games/fortunes/*"),
     },
-    "manpages": {
-        "en": ("manpages", "usr/share/man"),
-        "de": ("manpages-de", "usr/share/man/de"),
-        "fr": ("manpages-fr", "usr/share/man/fr"),
-        "es": ("manpages-es", "usr/share/man/es"),
-        "ru": ("manpages-ru", "usr/share/man/ru"),
-        "ja": ("manpages-ja", "usr/share/man/ja"),
-        "zh": ("manpages-zh", "usr/share/man/zh_CN"),
-    },
+    "manpages": {lang: (f"manpages-{lang}" if lang != "en" else "manpages", f"usr/share/man/{folder}man*/*.gz")
+                 for lang, folder in {"en": "", "de": "de/", "fr": "fr/", "es": "es/", "ru": "ru/", "ja": "ja/",
+                                      "zh": "zh_CN/", "tr": "tr/", "vi": "vi/"}.items()},
+    "handbook": {lang: ("debian-handbook", _HANDBOOK.format(locale))
+                 for lang, locale in {"en": "en-US", "de": "de-DE", "fr": "fr-FR", "es": "es-ES", "ru": "ru-RU",
+                                      "zh": "zh-CN", "ja": "ja-JP", "ar": "ar-MA", "ko": "ko-KR", "tr": "tr-TR",
+                                      "vi": "vi-VN"}.items()},
+    "help": {**{lang: ("gnome-user-docs", _GNOME_HELP.format(folder))
+                for lang, folder in {"en": "C", "de": "de", "fr": "fr", "es": "es", "ru": "ru", "zh": "zh_CN",
+                                     "ja": "ja", "ko": "ko", "vi": "vi"}.items()},
+             "hi": ("libreoffice-help-hi", "usr/share/libreoffice/help/hi/text/**/*.html")},
+    "scripture": {"ar": ("quran-json", "package/dist/quran.json")},
 }
-KINDS = {"fortunes": "fortune cookies: quotes, jokes, verse, dialogue", "manpages": "manual pages: technical"}
+KINDS = {"fortunes": "fortune cookies: quotes, jokes, verse, dialogue", "manpages": "manual pages: technical",
+         "handbook": "a book: system administration", "help": "desktop and office help pages",
+         "scripture": "the Quran: classical, vowelled"}
 
 
 def outside_dir() -> Path:
@@ -60,20 +75,33 @@ def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
         texts = {}
         for lang in langs:
             if lang in by_lang:
-                package, folder = by_lang[lang]
-                root = outside_dir() / package / folder
-                if not root.is_dir():
-                    raise UserError(f"{root} is missing: run `make setup` (it unpacks Debian's {package})")
-                docs = _fortunes(root) if source == "fortunes" else _manpages(root)
+                docs = documents(source, lang)
                 stride = _stride(docs, CHARS)
                 texts[lang] = {"evaluation": _spread(docs, CHARS, stride), "selection": _spread(docs[stride // 2:], CHARS, stride)}
-        out[source] = Corpus(texts, f"debian:{source}")
+        out[source] = Corpus(texts, ", ".join(sorted({by_lang[lang][0] for lang in texts})))  # named by its packages
     return out
 
 
+def documents(source: str, lang: str) -> list[str]:
+    """All of a source's distinct documents in `lang`, in order; cached beside the packages (reading a book's
+    HTML and keeping the paragraphs in the language takes seconds: 23 s for LibreOffice's Hindi help)."""
+    package, pattern = SOURCES[source][lang]
+    cached = outside_dir() / ".documents" / f"{source}-{lang}-{code_version(__name__)}.json"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    files = sorted(p for p in (outside_dir() / package).glob(pattern) if p.is_file())
+    if not files:
+        raise UserError(f"{outside_dir() / package} has no {pattern}: run `make setup` (it unpacks {package})")
+    docs = list(dict.fromkeys(READERS[source](files, lang)))  # once each: some pages are copies (ISO 8859 charsets)
+    with written(cached) as partial:
+        partial.write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
+    return docs
+
+
 def _stride(docs: list[str], chars: int) -> int:
-    """k such that every k-th document gives about `chars` characters (at least 2: two disjoint samples)."""
-    return max(2, sum(len(d) for d in docs) // chars)
+    """k such that every k-th document gives at least `chars` characters, one document to spare for
+    the uneven sizes (and k >= 2: two disjoint samples)."""
+    return max(2, sum(len(d) for d in docs) // (chars + DOC_CHARS))
 
 
 def _spread(docs: list[str], chars: int, stride: int) -> list[str]:
@@ -87,33 +115,82 @@ def _spread(docs: list[str], chars: int, stride: int) -> list[str]:
     return picked
 
 
-def _text_files(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix not in (".dat", ".u8"))
-
-
-def _fortunes(root: Path) -> list[str]:
-    """The package's own fortune files (not its offensive `off/` ones), each fortune a paragraph,
-    joined into documents of about DOC_CHARS."""
-    fortunes = []
-    for path in _text_files(root, "*"):  # every file is UTF-8 (the .u8 names are links to them)
-        text = path.read_text(encoding="utf-8")
-        fortunes += [f.strip() for f in re.split(r"^%$", text, flags=re.M) if f.strip()]
+def _joined(parts: list[str]) -> list[str]:
+    """Consecutive parts (fortunes, paragraphs, verses) joined into documents of about DOC_CHARS."""
     docs, current = [], ""
-    for fortune in fortunes:
-        current = f"{current}\n\n{fortune}" if current else fortune
+    for part in parts:
+        current = f"{current}\n\n{part}" if current else part
         if len(current) >= DOC_CHARS:
             docs.append(current)
             current = ""
     return docs + ([current] if current else [])
 
 
-def _manpages(root: Path) -> list[str]:
+def _fortunes(files: list[Path], lang: str) -> list[str]:
+    """The package's own fortune files (not its offensive `off/` ones), each fortune a paragraph."""
+    fortunes = []
+    for path in files:
+        if path.suffix in (".dat", ".u8"):  # indexes, and links to the UTF-8 files read anyway
+            continue
+        text = path.read_text(encoding="utf-8")
+        fortunes += [f.strip() for f in re.split(r"^%$", text, flags=re.M) if f.strip()]
+    return _joined(fortunes)
+
+
+def _manpages(files: list[Path], lang: str) -> list[str]:
     pages = []
-    for path in sorted(root.glob("man*/*.gz")):
+    for path in files:
         text = strip_roff(gzip.decompress(path.read_bytes()).decode("utf-8"))
         if len(text) > 200:  # not a stub that only includes another page
             pages.append(text[:DOC_CHARS].rsplit("\n", 1)[0])
     return pages
+
+
+class _Paragraphs(HTMLParser):
+    """The running text of each paragraph (`<p>`, or DocBook's `<div class="para">`) of an HTML or
+    Mallard page; listings left out."""
+
+    LISTINGS = {"pre", "screen", "script", "style"}  # blocks; inline `code` is part of the sentence
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.depth, self.listing, self.text, self.paragraphs = 0, 0, [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.listing += tag in self.LISTINGS
+        if tag == "p" or (tag == "div" and ("class", "para") in attrs) or (self.depth and tag in ("p", "div")):
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        self.listing -= tag in self.LISTINGS and self.listing > 0
+        if tag in ("p", "div") and self.depth:
+            self.depth -= 1
+            if not self.depth:
+                paragraph = " ".join("".join(self.text).split())
+                self.paragraphs += [paragraph] if paragraph else []
+                self.text = []
+
+    def handle_data(self, data):
+        if self.depth and not self.listing:
+            self.text.append(data)
+
+
+def _paragraphs(files: list[Path], lang: str) -> list[str]:
+    """The paragraphs in `lang` (py3langid) of a translated book or help: untranslated ones are left out."""
+    import py3langid
+
+    kept = []
+    for path in files:
+        parser = _Paragraphs()
+        parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+        kept += [p for p in parser.paragraphs if py3langid.classify(p)[0] == lang]
+    return _joined(kept)
+
+
+def _verses(files: list[Path], lang: str) -> list[str]:
+    """quran-json: chapters of verses, read in order."""
+    chapters = json.loads(files[0].read_text(encoding="utf-8"))
+    return _joined([verse["text"] for chapter in chapters for verse in chapter["verses"]])
 
 
 _ESCAPES = {r"\-": "-", r"\e": "\\", r"\&": "", r"\(aq": "'", r"\(em": "—", r"\(en": "–", r"\(dq": '"',
@@ -146,3 +223,7 @@ def strip_roff(source: str) -> str:
         line = _OTHER.sub("", _ESCAPE.sub(lambda m: _ESCAPES[m.group()], _FONT.sub("", line)))
         lines.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+READERS = {"fortunes": _fortunes, "manpages": _manpages, "handbook": _paragraphs, "help": _paragraphs,
+           "scripture": _verses}

@@ -126,7 +126,7 @@ def _outside_text(report: dict) -> list[str]:
     outside = report.get("outside")
     if not outside:
         return []
-    sources = "; ".join(f"`{s}` ({v['kind']}, Debian packages)" for s, v in outside["sources"].items())
+    sources = "; ".join(f"`{s}` ({v['kind']}; {v['package']})" for s, v in outside["sources"].items())
     rows = []
     for source, quality in outside["quality"].items():
         for lang in quality["before"]:
