@@ -263,17 +263,17 @@ def test_gemma_trimmed_tokenizer_holds_beyond_the_corpus(gemma, gemma_trim):
     takes at most 0.5% more tokens than with the full vocabulary."""
     _, keep, trimmed = gemma_trim
     rises = outside_token_rises(gemma, keep, trimmed, KEPT)
-    assert len(rises) == 4 and all(0 <= rise <= 0.005 for rise in rises.values()), rises
+    assert len(rises) == 8 and all(0 <= rise <= 0.005 for rise in rises.values()), rises  # 4 sources, 2 languages
 
 
 def test_a_languages_scripts_are_measured_from_its_words_and_text():
     """Latin inside Japanese and Chinese (commands, names, loanwords: 3.7% and 3.6% of their frequent words'
-    letters), not inside English, German or Arabic (0.46%); both kana and Han for Japanese."""
+    letters) and Arabic (0.46%), no other script inside English or German; both kana and Han for Japanese."""
     corpus = udhr_corpus(["en", "de", "ja", "zh", "ar"])
     assert script_classes(["en", "de"], corpus) == {"COMMON", "LATIN"}
     assert {"LATIN", "HIRAGANA", "KATAKANA", "CJK", "FULLWIDTH"} <= script_classes(["ja"], corpus)
     assert "LATIN" in script_classes(["zh"], corpus) and "HIRAGANA" not in script_classes(["zh"], corpus)
-    assert script_classes(["ar"], corpus) == {"COMMON", "ARABIC"}
+    assert script_classes(["ar"], corpus) == {"COMMON", "ARABIC", "LATIN"}
 
 
 def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(monkeypatch):
@@ -310,7 +310,8 @@ def test_gemma_vocab_auto_for_japanese_and_chinese_holds_beyond_the_corpus(gemma
     assert 2 * TOKENS_PER_LANGUAGE <= len(keep) < len(vocab.tokens)
     assert worst_outside_rise(outside_samples(gemma.tokenizer, langs), trimmed)[2] <= 0.005
     rises = outside_token_rises(gemma, keep, tokenizer_from_vocab(trimmed), langs)
-    assert set(rises) == {("fortunes", "zh"), ("manpages", "ja"), ("manpages", "zh")}
+    assert set(rises) == {("fortunes", "zh"), *((source, lang) for source in ("manpages", "handbook", "help")
+                                                 for lang in ("ja", "zh"))}
     assert all(0 <= rise <= 0.005 for rise in rises.values()), rises
 
 

@@ -67,7 +67,7 @@ def outside_dir() -> Path:
 
 
 def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
-    """{source: Corpus} with two disjoint samples for each language the source has: "evaluation",
+    """{source: Corpus} of the sources that have any of `langs`, with two disjoint samples for each: "evaluation",
     which the report scores and nothing else reads, and "selection", the documents half-way between
     them, which the vocabulary's size may be checked on (`cuts.plan.trim_vocab`)."""
     out = {}
@@ -78,7 +78,8 @@ def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
                 docs = documents(source, lang)
                 stride = _stride(docs, CHARS)
                 texts[lang] = {"evaluation": _spread(docs, CHARS, stride), "selection": _spread(docs[stride // 2:], CHARS, stride)}
-        out[source] = Corpus(texts, ", ".join(sorted({by_lang[lang][0] for lang in texts})))  # named by its packages
+        if texts:
+            out[source] = Corpus(texts, ", ".join(sorted({by_lang[lang][0] for lang in texts})))  # named by its packages
     return out
 
 

@@ -204,12 +204,13 @@ def dropped_documents(corpus: Corpus, dropped: list[str]) -> Corpus:
 def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict,
                     langs: list[str]) -> dict:
     """{source: {side: {lang: quality}}} for `langs` on text from outside the corpus (`outside_text`),
-    in one runtime.
+    in one runtime; sources without any of `langs` are left out.
 
     Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
     what a trimmed vocabulary costs beyond the corpus it was chosen from."""
     from tqdm import tqdm
 
+    corpora = {source: corpus for source, corpus in corpora.items() if set(corpus.languages) & set(langs)}
     out = {source: {} for source in corpora}
     with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for side, files in (("before", before), ("after", after)):

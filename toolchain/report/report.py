@@ -128,14 +128,14 @@ def _outside_text(report: dict) -> list[str]:
         return []
     sources = "; ".join(f"`{s}` ({v['kind']}; {v['package']})" for s, v in outside["sources"].items())
     rows = []
-    for source, quality in outside["quality"].items():
+    for source, counted in outside["dropped_tokens"].items():  # every source; those with a kept language scored
+        quality = outside["quality"].get(source, {"before": {}})
         for lang in quality["before"]:
             tokens, bpb = _outside_changes(report, source, lang)
             b, a = quality["before"][lang], quality["after"][lang]
             alike = outside.get("tokenization", {}).get(source, {}).get(lang)
             rows.append((source, f"{lang} (kept)", b["tokens"], a["tokens"], f"{tokens:+.2%}", f"{b['bits_per_byte']:.4f}",
                          f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}", f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
-        counted = outside["dropped_tokens"][source]
         for lang, before in counted["before"].items():
             after = counted["after"][lang]
             rows.append((source, lang, before, after, f"{after / before - 1:+.2%}", "", "", "", ""))
