@@ -40,7 +40,7 @@ def test_report_numbers_are_measured_and_sane(export):
     before, after = report["structure"]["before"], report["structure"]["after"]
     assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform
     assert after["ffn_per_layer"][0] % 64 == 0 and after["ffn_per_layer"][0] <= before["ffn_per_layer"][0]
-    assert after["vocabulary"] <= before["vocabulary"] / 2
+    assert after["vocabulary"] <= 0.65 * before["vocabulary"]  # VOCAB=auto: 160,815 of 262,144 (en manual pages)
     search = report["tolerance_search"]
     assert search["tol"] == 0.05 and search["probes"]
     passing = [p["size"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]

@@ -143,6 +143,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
 
     limit, target = QUALITY_LIMITS["outside_token_rise"], size or TOKENS_PER_LANGUAGE * len(langs)
     samples = outside_samples(tokenizer, langs) if size is None else []
+    previous = None
     while True:
         selection = select_tokens(vocab, corpus, langs, target, usage)
         kept, trimmed = len(selection.kept), trimmed_vocab(vocab, selection.keep)
@@ -159,11 +160,11 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
                 print(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
             return selection.keep, trimmed, selection.counts()
         lang, source, rise = worst
-        if kept < target or kept >= len(vocab.tokens):  # every token of the kept scripts is in already
+        if kept == previous or kept >= len(vocab.tokens):  # a larger size added nothing: every token of the scripts is in
             raise UserError(f"{option('vocab', 'auto')}: {lang} takes {rise:+.2%} tokens on {source} beyond the corpus "
                             f"with {kept} of {len(vocab.tokens)} tokens kept (limit +{limit:.1%}); say "
                             f"{option('vocab', 'off')} to keep the whole vocabulary")
-        target = min(len(vocab.tokens), int(target * VOCAB_GROWTH))
+        previous, target = kept, min(len(vocab.tokens), int(target * VOCAB_GROWTH))
         print(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
 
 
