@@ -91,7 +91,8 @@ def test_report_numbers_are_measured_and_sane(export):
             assert 0 < before["bits_per_byte"] < 10 and 0 < after["bits_per_byte"] < 10
         counted = outside["dropped_tokens"][source]  # dropped ones counted: a trimmed vocabulary spells them longer
         assert counted["before"] and set(counted["before"]) == set(counted["after"]) and not set(counted["before"]) & set(kept)
-        assert all(counted["after"][lang] > counted["before"][lang] > 600 for lang in counted["before"])
+        assert all(counted["after"][lang] >= counted["before"][lang] > 600 for lang in counted["before"])
+        assert all(counted["after"][lang] > counted["before"][lang] for lang in ("ru", "zh", "ja", "ar") if lang in counted["before"])
         for lang in kept:  # the trimmed vocabulary never makes text shorter in tokens
             agreement = outside["tokenization"][source][lang]
             assert agreement["tokens_after"] >= agreement["tokens"] == quality["before"][lang]["tokens"]
