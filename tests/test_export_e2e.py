@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from toolchain.data.languages import LANGUAGES
 from toolchain.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -92,7 +93,8 @@ def test_report_numbers_are_measured_and_sane(export):
         counted = outside["dropped_tokens"][source]  # dropped ones counted: a trimmed vocabulary spells them longer
         assert counted["before"] and set(counted["before"]) == set(counted["after"]) and not set(counted["before"]) & set(kept)
         assert all(counted["after"][lang] >= counted["before"][lang] > 600 for lang in counted["before"])
-        assert all(counted["after"][lang] > counted["before"][lang] for lang in ("ru", "zh", "ja", "ar") if lang in counted["before"])
+        assert all(counted["after"][lang] > counted["before"][lang] for lang in counted["before"]
+                   if LANGUAGES[lang].script != "Latin")  # French, Spanish: as before with 160,815 tokens kept
         for lang in kept:  # the trimmed vocabulary never makes text shorter in tokens
             agreement = outside["tokenization"][source][lang]
             assert agreement["tokens_after"] >= agreement["tokens"] == quality["before"][lang]["tokens"]

@@ -57,3 +57,27 @@ def test_gguf_of_unsupported_architecture(tmp_path):
     broken.write_bytes(b"GGUF not really")
     with pytest.raises(UserError, match="not a readable GGUF"):
         load(broken)
+
+
+def test_a_recipe_of_parts_is_joined_once_and_checked_against_its_hash(tmp_path, monkeypatch):
+    """Chunks shipped in several packages (as the Qwen2.5 GGUF is on PyPI): joined in order into the cache; a wrong
+    hash is one line and leaves nothing there."""
+    import hashlib
+
+    from toolchain.model.families import FAMILIES
+    from toolchain.model.recipes import Recipe
+
+    for i, data in enumerate((b"GGUF first ", b"second")):
+        (tmp_path / "site" / f"chunk_pkg{i}" / "data").mkdir(parents=True)
+        (tmp_path / "site" / f"chunk_pkg{i}" / "__init__.py").write_text("")
+        (tmp_path / "site" / f"chunk_pkg{i}" / "data" / "part.bin").write_bytes(data)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setenv("LANGPRUNE_CACHE", str(tmp_path / "cache"))
+    parts = ("chunk_pkg0/data/part.bin", "chunk_pkg1/data/part.bin")
+    recipe = Recipe("chunks", FAMILIES["qwen2"], file="m.gguf", parts=parts, sha256="0" * 64)
+    with pytest.raises(UserError, match="the joined parts' sha256 is .*, not 0000"):
+        recipe.source_path()
+    assert list((tmp_path / "cache" / "models").iterdir()) == []
+    good = Recipe("chunks", FAMILIES["qwen2"], file="m.gguf", parts=parts,
+                  sha256=hashlib.sha256(b"GGUF first second").hexdigest())
+    assert good.source_path().read_bytes() == b"GGUF first second"

@@ -170,18 +170,16 @@ def cmd_bench_frontier(args) -> None:
 def cmd_bench_languages(args) -> None:
     """Every set's options and folder checked first, then one export per set (a set the export refuses
     is a row with its message), then the table."""
-    import dataclasses
-
     from .options import ExportOptions, check_options
-    from .paths import check_output, export_dir, output_folder
+    from .paths import check_output, export_dir, export_folder, output_folder
     from .pipeline import run_export
     from .report.languages import write_languages
 
     sets = [_split(text) or [] for text in (args.sets or DEFAULT_LANGUAGE_SETS)]
     options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab) for langs in sets]
-    for each in options:
-        name, _ = check_options(dataclasses.replace(each))
-        check_output(export_dir() / f"{name}-{'-'.join(each.langs)}")
+    for each in options:  # codes normalized here as the export will (EN -> en), so its folder is the one checked
+        name, _ = check_options(each)
+        check_output(export_folder(name, each.langs))
     out = check_output(args.out or export_dir() / f"languages-{name}")
     reports = {}
     for each in options:

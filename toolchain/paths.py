@@ -22,6 +22,11 @@ def export_dir() -> Path:
     return Path(os.environ.get("LANGPRUNE_EXPORTS", REPO_ROOT / "exported"))
 
 
+def export_folder(model_name: str, langs: list[str]) -> Path:
+    """Where `make export` writes a model's export for the kept languages, unless told otherwise."""
+    return export_dir() / f"{model_name}-{'-'.join(langs)}"
+
+
 def frontier_dir(model_name: str, langs: list[str]) -> Path:
     """Where `make bench-frontier` writes the frontier of a model and kept languages."""
     return export_dir() / f"frontier-{model_name}-{'-'.join(langs)}"

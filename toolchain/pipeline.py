@@ -16,13 +16,13 @@ from .export.files import export_all, export_original
 from .measure.checks import verify
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
-from .paths import export_dir, output_folder
+from .paths import export_folder, output_folder
 from .timing import timed
 
 
 def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
-    final = Path(options.out or export_dir() / f"{name}-{'-'.join(options.langs)}")
+    final = Path(options.out or export_folder(name, options.langs))
     with output_folder(final) as work:
         print(f"== load {options.model}")
         timings = {}

@@ -168,7 +168,8 @@ class _Paragraphs(HTMLParser):
             self.depth += 1
 
     def handle_endtag(self, tag):
-        self.listing -= tag in self.LISTINGS and self.listing > 0
+        if tag in self.LISTINGS and self.listing:
+            self.listing -= 1
         if tag in ("p", "div") and self.depth:
             self.depth -= 1
             if not self.depth:

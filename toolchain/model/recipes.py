@@ -28,16 +28,20 @@ class Recipe:
             return Path(self.path).expanduser()
         if self.parts:
             return self._joined_parts()
-        spec = find_spec(self.package)
-        if spec is None or spec.origin is None:
-            raise UserError(f"recipe {self.name}: package {self.package!r} is not installed: run `make setup`")
+        folder = self._package_dir(self.package)
         if self.assemble:  # the package's assemble() joins its chunks and checks the hash
             return Path(import_module(self.package).assemble(cache_dir() / "models" / self.file))
-        path = Path(spec.origin).parent / self.file  # found without importing the package's code
+        path = folder / self.file  # found without importing the package's code
         if not path.exists():
             raise UserError(f"recipe {self.name}: {path} is missing; reinstall with `make setup`")
         return path
 
+    def _package_dir(self, package: str) -> Path:
+        """An installed package's folder, found without importing its code."""
+        spec = find_spec(package)
+        if spec is None or spec.origin is None:
+            raise UserError(f"recipe {self.name}: package {package!r} is not installed: run `make setup`")
+        return Path(spec.origin).parent
 
     def _joined_parts(self) -> Path:
         """The parts joined once into the cache, checked against sha256 (a later call finds the file)."""
@@ -46,16 +50,10 @@ class Recipe:
         target = cache_dir() / "models" / self.file
         if target.is_file():
             return target
-        folders = []
-        for part in self.parts:
-            package = part.split("/")[0]
-            spec = find_spec(package)
-            if spec is None or spec.origin is None:
-                raise UserError(f"recipe {self.name}: package {package!r} is not installed: run `make setup`")
-            folders.append(Path(spec.origin).parent.parent / part)
+        files = [self._package_dir(part.split("/")[0]).parent / part for part in self.parts]
         digest = hashlib.sha256()
         with written(target) as partial, open(partial, "wb") as out:
-            for path in folders:
+            for path in files:
                 with open(path, "rb") as f:
                     while chunk := f.read(1 << 24):
                         digest.update(chunk)
