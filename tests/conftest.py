@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests.tiny import save_tiny
-from toolchain.model.families import FAMILIES
+from langprune.model.families import FAMILIES
 
 torch.set_num_threads(2)
 
@@ -16,6 +16,6 @@ def tiny_dir(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def gemma():
     """The real default model, loaded once for the session (prepared by `make setup`)."""
-    from toolchain.model.load import load
+    from langprune.model.load import load
 
     return load("gemma3-270m")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.analysis.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
-from toolchain.analysis.precision import output_layer_precision
-from toolchain.data.corpus import udhr_corpus
-from toolchain.data.corpus import calibration_ids, encode
-from toolchain.data.languages import DEFAULT_ANALYSIS
+from langprune.analysis.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
+from langprune.analysis.precision import output_layer_precision
+from langprune.data.corpus import udhr_corpus
+from langprune.data.corpus import calibration_ids, encode
+from langprune.data.languages import DEFAULT_ANALYSIS
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 K = 3  # heads masked together

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.analysis.analyze import (
+from langprune.analysis.analyze import (
     METHODS, Analysis, CandidateLosses, Settings, activation_frequency, analyze, analyze_cached, masking_deltas,
     mean_loss, token_losses,
 )
-from toolchain.data.corpus import udhr_corpus
-from toolchain.model.families import FAMILIES
-from toolchain.model.parts import HEADS, mask_from_drop
+from langprune.data.corpus import udhr_corpus
+from langprune.model.families import FAMILIES
+from langprune.model.parts import HEADS, mask_from_drop
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.tiny import save_tiny
-from toolchain.paths import REPO_ROOT
+from langprune.paths import REPO_ROOT
 
 UDHR_TEXT = "\n\n".join(f"Paragraph {i}: all human beings are born free and equal." for i in range(12))
 
@@ -144,8 +144,8 @@ CASES = [
     ("languages bench over a user's file", languages_bench_over_a_users_file, "my-notes.md"),
     ("languages bench over a user's folder", lambda r: ["bench-languages", "ru", "--out", str(user_folder(r))], "thesis.tex"),
     ("bench a missing folder", lambda r: ["bench", str(r / "nope")], "no such folder"),
-    ("bench a user's folder", lambda r: ["bench", str(users_report(r))], "not an export of this toolchain"),
-    ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of this toolchain"),
+    ("bench a user's folder", lambda r: ["bench", str(users_report(r))], "not an export of langprune"),
+    ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of langprune"),
     ("prepare a missing model", lambda r: ["prepare", str(r / "missing")], "nor an existing file or directory"),
     ("unknown subcommand", lambda r: ["exprot", "--langs", "en"], "invalid choice: 'exprot'"),
 ]
@@ -163,7 +163,7 @@ def test_bad_input_gets_one_line_in_seconds_and_touches_nothing(tmp_path, name, 
     env = {**os.environ, "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
     env.pop("LANGPRUNE_VIA", None)
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "toolchain.cli", *args], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, "-m", "langprune.cli", *args], capture_output=True, text=True, env=env,
                             timeout=60)
     seconds = time.monotonic() - start
     lines = result.stderr.splitlines()

@@ -5,14 +5,14 @@ import json
 from transformers import AutoTokenizer
 
 from tests.tiny import save_tiny
-from toolchain.data.corpus import load_corpus
-from toolchain.data.evaluate import scored_tokens
-from toolchain.data.outside_text import outside_corpora
-from toolchain.measure.bench import bench
-from toolchain.model.load import load
-from toolchain.options import ExportOptions
-from toolchain.paths import MARKER, written_files
-from toolchain.pipeline import run_export
+from langprune.data.corpus import load_corpus
+from langprune.data.evaluate import scored_tokens
+from langprune.data.outside_text import outside_corpora
+from langprune.measure.bench import bench
+from langprune.model.load import load
+from langprune.options import ExportOptions
+from langprune.paths import MARKER, written_files
+from langprune.pipeline import run_export
 
 
 def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
@@ -57,13 +57,13 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
         assert after[part]["bytes"] < before[part]["bytes"], part
     assert after["FFN"] == before["FFN"]
     assert "weights read per token" in (folder / "bench.md").read_text()
-    # nothing was re-exported; the export's list of what the toolchain wrote there has the bench's files too
+    # nothing was re-exported; the export's list of what langprune wrote there has the bench's files too
     assert all((folder / p).stat().st_mtime == t for p, t in exported.items())
     assert written_files(folder) == {str(p) for p in exported} | {"bench.json", "bench.md"}
 
 
 def test_the_deployed_file_is_the_smallest_gguf_whatever_the_order_typed(tmp_path):
-    from toolchain.measure.verify import deployed_file
+    from langprune.measure.verify import deployed_file
 
     files = {}
     for key, size in (("gguf F16", 400), ("gguf Q8_0", 200), ("gguf Q4_K_M", 120), ("gguf Q4_0", 110)):
@@ -75,7 +75,7 @@ def test_the_deployed_file_is_the_smallest_gguf_whatever_the_order_typed(tmp_pat
 
 
 def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
-    from toolchain.report.report import _limits_verdict, limit_rows
+    from langprune.report.report import _limits_verdict, limit_rows
 
     def q(tokens, bpb):
         return {"tokens": tokens, "bits_per_byte": bpb}

@@ -8,7 +8,7 @@ from tests.tiny import save_tiny
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "toolchain.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "langprune.cli", *args], capture_output=True, text=True)
 
 
 def test_languages_lists_the_corpus():
@@ -22,7 +22,7 @@ def test_languages_lists_the_corpus():
 def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
     exports = tmp_path / "exported"
     model_dir = save_tiny("llama", tmp_path / "llama")
-    proc = subprocess.Popen([sys.executable, "-m", "toolchain.cli", "export", "--langs", "en,de", "--model", str(model_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "langprune.cli", "export", "--langs", "en,de", "--model", str(model_dir),
                              "--heads", "0.25", "--layout", "free"], env={**os.environ, "LANGPRUNE_EXPORTS": str(exports)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -1,8 +1,8 @@
 import pytest
 
-from toolchain.data.corpus import available_languages, folder_corpus, parse_udhr, udhr_corpus, udhr_dir
-from toolchain.data.languages import LANGUAGES, parse_codes
-from toolchain.errors import UserError
+from langprune.data.corpus import available_languages, folder_corpus, parse_udhr, udhr_corpus, udhr_dir
+from langprune.data.languages import LANGUAGES, parse_codes
+from langprune.errors import UserError
 
 
 def test_every_table_language_has_its_udhr_text():
@@ -57,7 +57,7 @@ def test_user_text_folder(tmp_path):
 
 
 def test_a_language_outside_the_table_has_the_scripts_of_its_own_text(tmp_path):
-    from toolchain.cuts.vocab import script_classes
+    from langprune.cuts.vocab import script_classes
 
     text = "\n\n".join(["Привет мир, это текст номер %d." % i for i in range(800)] + ["one stray English word"])
     (tmp_path / "xx.txt").write_text(text)
@@ -73,8 +73,8 @@ def test_an_export_from_a_users_folder_of_only_the_kept_languages_and_one_outsid
     import json
 
     from tests.tiny import save_tiny
-    from toolchain.options import ExportOptions
-    from toolchain.pipeline import run_export
+    from langprune.options import ExportOptions
+    from langprune.pipeline import run_export
 
     model = str(save_tiny("llama", tmp_path / "llama"))
     udhr = udhr_corpus(["en", "de"])

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from toolchain.data.languages import LANGUAGES
-from toolchain.paths import REPO_ROOT
+from langprune.data.languages import LANGUAGES
+from langprune.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -134,9 +134,9 @@ def test_onnx_runtime_genai_generates_what_pytorch_does(export):
     import torch
 
     from tests.test_export_onnx import _genai_greedy
-    from toolchain.cuts.rewrite import load_pruned
-    from toolchain.data.corpus import encode, load_corpus
-    from toolchain.measure.verify import fidelity_prompts
+    from langprune.cuts.rewrite import load_pruned
+    from langprune.data.corpus import encode, load_corpus
+    from langprune.measure.verify import fidelity_prompts
 
     folder, _ = export
     model, tokenizer = load_pruned(folder / "pytorch")

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from tests.tiny import TINY, tiny_model, tiny_tokenizer
-from toolchain.errors import UserError
-from toolchain.export.export_gguf import export_gguf, quantize_gguf
-from toolchain.measure.llamacpp import open_gguf, tokenize, vocab_only
-from toolchain.model.parts import HEADS
+from langprune.errors import UserError
+from langprune.export.export_gguf import export_gguf, quantize_gguf
+from langprune.measure.llamacpp import open_gguf, tokenize, vocab_only
+from langprune.model.parts import HEADS
 
 TEXT = "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience"
 # tiny models: 3 layers of 4 query heads in 2 KV groups
@@ -128,7 +128,7 @@ def test_uniform_llama_exports_as_llama_and_matches_torch(tmp_path, rope_scaling
 
 
 def test_parity_check_catches_a_wrong_rope_layout(tmp_path, monkeypatch):
-    import toolchain.export.export_gguf as export
+    import langprune.export.export_gguf as export
 
     model = sharpen(HEADS.prune(tiny_model("llama"), NON_UNIFORM))
     monkeypatch.setattr(export, "interleave_rope_rows", lambda weight, head_dim: weight)
@@ -199,7 +199,7 @@ def test_source_gguf_metadata_is_copied(tmp_path):
     """A tiny Llama with SmolLM2's vocabulary: the tokenizer comes from SmolLM2's GGUF, verbatim."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from toolchain.model.recipes import load_recipe
+    from langprune.model.recipes import load_recipe
 
     source = load_recipe("smollm2-135m").source_path()
     torch.manual_seed(0)
@@ -226,8 +226,8 @@ def test_hf_tokenizer_of_a_real_vocabulary(tmp_path):
     """SmolLM2's vocabulary as a Hugging Face tokenizer, written by us: llama.cpp tokenizes as on the original."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from toolchain.model.recipes import load_recipe
-    from toolchain.model.tokenizer import tokenizer_from_gguf
+    from langprune.model.recipes import load_recipe
+    from langprune.model.tokenizer import tokenizer_from_gguf
 
     source = load_recipe("smollm2-135m").source_path()
     config = LlamaConfig(**{**TINY, "vocab_size": 49152}, head_dim=16)
@@ -238,7 +238,7 @@ def test_hf_tokenizer_of_a_real_vocabulary(tmp_path):
 
 
 def test_source_vocabulary_must_fit(tmp_path):
-    from toolchain.model.recipes import load_recipe
+    from langprune.model.recipes import load_recipe
 
     with pytest.raises(UserError, match="49152 tokens"):
         export_gguf(tiny_model("llama"), load_recipe("smollm2-135m").source_path(), None, tmp_path / "x.gguf")
@@ -330,10 +330,10 @@ def perplexity_shift(scores, reference) -> float:
 
 @pytest.mark.real
 def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
-    from toolchain.data.corpus import udhr_corpus
-    from toolchain.data.corpus import encode
-    from toolchain.data.evaluate import score_languages, torch_scorer
-    from toolchain.measure.llamacpp import llama_scorer
+    from langprune.data.corpus import udhr_corpus
+    from langprune.data.corpus import encode
+    from langprune.data.evaluate import score_languages, torch_scorer
+    from langprune.measure.llamacpp import llama_scorer
 
     keep = [[h for h in range(4) if h != layer % 4] for layer in range(18)]
     model = HEADS.prune(copy.deepcopy(gemma.model), keep)

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.data.corpus import encode
-from toolchain.data.evaluate import torch_scorer
-from toolchain.export.export_onnx import export_onnx, quantize_onnx, to_ort_format
-from toolchain.measure.onnxrt import empty_past, generate, open_session, ort_scorer, run
-from toolchain.model import families
-from toolchain.model.heads import kv_head_counts
-from toolchain.model.parts import HEADS
+from langprune.data.corpus import encode
+from langprune.data.evaluate import torch_scorer
+from langprune.export.export_onnx import export_onnx, quantize_onnx, to_ort_format
+from langprune.measure.onnxrt import empty_past, generate, open_session, ort_scorer, run
+from langprune.model import families
+from langprune.model.heads import kv_head_counts
+from langprune.model.parts import HEADS
 
 FAMILIES = list(families.FAMILIES)
 # layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all

@@ -7,14 +7,14 @@ import json
 import pytest
 
 from tests.tiny import save_tiny
-from toolchain.data.corpus import load_corpus
-from toolchain.errors import UserError
-from toolchain.measure.frontier import Level, parse_level, write_frontier
-from toolchain.model.load import load
-from toolchain.options import Context, ExportOptions, all_languages, check_options
-from toolchain.paths import frontier_dir
-from toolchain.pipeline import run_export
-from toolchain.report.frontier import frontier_changes
+from langprune.data.corpus import load_corpus
+from langprune.errors import UserError
+from langprune.measure.frontier import Level, parse_level, write_frontier
+from langprune.model.load import load
+from langprune.options import Context, ExportOptions, all_languages, check_options
+from langprune.paths import frontier_dir
+from langprune.pipeline import run_export
+from langprune.report.frontier import frontier_changes
 
 KEPT = ["en", "de"]
 

@@ -4,10 +4,10 @@ import pytest
 from gguf import GGUFReader
 
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.errors import UserError
-from toolchain.export.export_gguf import export_gguf, quantize_gguf
-from toolchain.model.gguf_file import read_header
-from toolchain.model.recipes import load_recipe
+from langprune.errors import UserError
+from langprune.export.export_gguf import export_gguf, quantize_gguf
+from langprune.model.gguf_file import read_header
+from langprune.model.recipes import load_recipe
 
 
 def assert_same_as_gguf_py(path):

@@ -8,10 +8,10 @@ import torch
 
 from tests.test_rewrite import DROP, FAMILIES
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.cuts.heal import TRAINED, coarse_kl, distillation_text, heal
-from toolchain.cuts.rewrite import keep_from_drop
-from toolchain.data.corpus import calibration_ids, udhr_corpus
-from toolchain.model.parts import HEADS
+from langprune.cuts.heal import TRAINED, coarse_kl, distillation_text, heal
+from langprune.cuts.rewrite import keep_from_drop
+from langprune.data.corpus import calibration_ids, udhr_corpus
+from langprune.model.parts import HEADS
 
 
 def test_coarse_kl_is_exact_when_the_top_covers_the_vocabulary_and_zero_at_the_teacher():
@@ -70,12 +70,12 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     """`plan.healed`: the calibration perplexity before and after; with TOL, the search's check after it, and a
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
     from tests.tiny import save_tiny
-    from toolchain.cuts import heal as heal_module
-    from toolchain.cuts.plan import Cuts, calibration_perplexity, healed
-    from toolchain.data.corpus import load_corpus
-    from toolchain.model.load import load
-    from toolchain.model.parts import Selection
-    from toolchain.options import Context, ExportOptions, check_options
+    from langprune.cuts import heal as heal_module
+    from langprune.cuts.plan import Cuts, calibration_perplexity, healed
+    from langprune.data.corpus import load_corpus
+    from langprune.model.load import load
+    from langprune.model.parts import Selection
+    from langprune.options import Context, ExportOptions, check_options
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), tol=0.2, heal=0.02,
                             analysis_langs=["en", "de"], vocab=False, layout="free")

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from tests.tiny import save_tiny
-from toolchain.analysis.neurons import select_neurons
-from toolchain.cuts import iterative, plan
-from toolchain.cuts.iterative import first_order_scores
-from toolchain.cuts.plan import Cuts, calibration_perplexity, masked_cuts, run_selection
-from toolchain.cuts.select import budget_heads
-from toolchain.data.corpus import load_corpus
-from toolchain.errors import UserError
-from toolchain.model.load import load
-from toolchain.model.parts import HEADS, NEURONS, Selection
-from toolchain.options import Context, ExportOptions, check_options
+from langprune.analysis.neurons import select_neurons
+from langprune.cuts import iterative, plan
+from langprune.cuts.iterative import first_order_scores
+from langprune.cuts.plan import Cuts, calibration_perplexity, masked_cuts, run_selection
+from langprune.cuts.select import budget_heads
+from langprune.data.corpus import load_corpus
+from langprune.errors import UserError
+from langprune.model.load import load
+from langprune.model.parts import HEADS, NEURONS, Selection
+from langprune.options import Context, ExportOptions, check_options
 
 KEPT = ["en", "de"]
 
@@ -122,10 +122,10 @@ def test_an_iterative_export_reports_its_rounds(tmp_path, monkeypatch):
     structure is what the accepted steps say, and the report shows the rounds."""
     import json
 
-    from toolchain.pipeline import run_export
+    from langprune.pipeline import run_export
 
     monkeypatch.setenv("LANGPRUNE_EXPORTS", str(tmp_path / "exported"))
-    monkeypatch.setattr("toolchain.pipeline.run_analysis", lambda ctx: pytest.fail("analysed"))
+    monkeypatch.setattr("langprune.pipeline.run_analysis", lambda ctx: pytest.fail("analysed"))
     options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp_path / "llama")), tol=0.01, layout="free",
                             search="iterative", reps=1, analysis_langs=KEPT + ["fr"], quant=["Q4_K_M"])
     folder = run_export(options)

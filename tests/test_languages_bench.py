@@ -6,13 +6,13 @@ import subprocess
 import sys
 
 from tests.tiny import save_tiny
-from toolchain.report.languages import write_languages
+from langprune.report.languages import write_languages
 
 
 def test_one_export_per_set_and_a_row_from_each_report(tmp_path):
     exports, model = tmp_path / "exported", save_tiny("llama", tmp_path / "llama")
     env = {**os.environ, "LANGPRUNE_EXPORTS": str(exports)}
-    args = [sys.executable, "-m", "toolchain.cli", "bench-languages", "en,de", "ru", "--model", str(model)]
+    args = [sys.executable, "-m", "langprune.cli", "bench-languages", "en,de", "ru", "--model", str(model)]
     result = subprocess.run(args, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     table = json.loads((exports / "languages-llama" / "languages.json").read_text())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolchain.errors import UserError
-from toolchain.model.load import load
+from langprune.errors import UserError
+from langprune.model.load import load
 
 
 def test_tiny_model_directory_loads_offline(tiny_dir):
@@ -64,8 +64,8 @@ def test_a_recipe_of_parts_is_joined_once_and_checked_against_its_hash(tmp_path,
     hash is one line and leaves nothing there."""
     import hashlib
 
-    from toolchain.model.families import FAMILIES
-    from toolchain.model.recipes import Recipe
+    from langprune.model.families import FAMILIES
+    from langprune.model.recipes import Recipe
 
     for i, data in enumerate((b"GGUF first ", b"second")):
         (tmp_path / "site" / f"chunk_pkg{i}" / "data").mkdir(parents=True)

@@ -8,11 +8,11 @@ import shutil
 import pytest
 
 from tests.tiny import save_tiny
-from toolchain.errors import UserError
-from toolchain.measure import arm64
-from toolchain.measure.mobile import mobile_check
-from toolchain.options import ExportOptions
-from toolchain.pipeline import run_export
+from langprune.errors import UserError
+from langprune.measure import arm64
+from langprune.measure.mobile import mobile_check
+from langprune.options import ExportOptions
+from langprune.pipeline import run_export
 
 KEPT = ["en", "de"]
 
@@ -55,7 +55,7 @@ def test_mobile_check_adds_the_ort_and_arm64_checks_to_the_report(export, mobile
 @pytest.mark.arm64
 def test_arm64_gguf_files_match_the_host(export, mobile):
     """Each GGUF kind, cross-built llama.cpp under qemu-user: the host's tokens, greedy tokens, perplexity."""
-    from toolchain.cuts.rewrite import load_pruned
+    from langprune.cuts.rewrite import load_pruned
 
     arm = mobile["arm64"]
     assert set(arm["files"]) == set(arm64.ARM_QUANTS)

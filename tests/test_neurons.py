@@ -8,11 +8,11 @@ import torch
 
 from tests.test_rewrite import logits_prefill_and_decode, max_diff
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.analysis.neurons import NeuronStats, neuron_scores, neuron_stats_cached, select_neurons
-from toolchain.data.corpus import Corpus, load_corpus
-from toolchain.errors import UserError
-from toolchain.model import families
-from toolchain.model.parts import NEURONS, mask_from_keep
+from langprune.analysis.neurons import NeuronStats, neuron_scores, neuron_stats_cached, select_neurons
+from langprune.data.corpus import Corpus, load_corpus
+from langprune.errors import UserError
+from langprune.model import families
+from langprune.model.parts import NEURONS, mask_from_keep
 
 FAMILIES = list(families.FAMILIES)
 
@@ -162,7 +162,7 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
     assert 0 <= stats.entropy.min() and stats.entropy.max() <= 1 + 1e-9
 
     # hand check of one neuron of layer 1 for German, from the MLP's own input
-    from toolchain.data.corpus import calibration_ids
+    from langprune.data.corpus import calibration_ids
 
     mlp, inputs = NEURONS.modules(model)[1], []
     handle = mlp.register_forward_pre_hook(lambda _m, args: inputs.append(args[0][0, 1:]))
@@ -185,7 +185,7 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
 # -- GGUF ---------------------------------------------------------------------------------
 def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, sharpen, tiny_ids
-    from toolchain.export.export_gguf import export_gguf
+    from langprune.export.export_gguf import export_gguf
 
     model = sharpen(NEURONS.prune(tiny_model("llama"), random_keep([96] * 3, [64, 32, 96])))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "deci.gguf")
@@ -197,7 +197,7 @@ def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
 
 def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, tiny_gemma6, tiny_ids
-    from toolchain.export.export_gguf import export_gguf
+    from langprune.export.export_gguf import export_gguf
 
     model = NEURONS.prune(tiny_gemma6(), random_keep([96] * 6, [64] * 6))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
@@ -211,7 +211,7 @@ def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
 @pytest.mark.real
 @pytest.mark.slow
 def test_pruned_equals_masked_on_gemma_and_scores_beat_random(gemma):
-    from toolchain.data.evaluate import score_languages, torch_scorer
+    from langprune.data.evaluate import score_languages, torch_scorer
 
     model, tokenizer = gemma.model, gemma.tokenizer
     widths = NEURONS.sizes(model)

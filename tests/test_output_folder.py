@@ -1,11 +1,11 @@
-"""A user's files are never replaced, moved or deleted: output folders (toolchain/paths.py)."""
+"""A user's files are never replaced, moved or deleted: output folders (langprune/paths.py)."""
 
 import json
 
 import pytest
 
-from toolchain.errors import UserError
-from toolchain.paths import MARKER, adding_to_output, check_output, output_folder, written
+from langprune.errors import UserError
+from langprune.paths import MARKER, adding_to_output, check_output, output_folder, written
 
 
 def snapshot(root):
@@ -47,7 +47,7 @@ def test_a_users_folder_without_a_marker_is_refused_before_the_block_runs(tmp_pa
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "thesis.tex").write_text("years of work")
     ran = []
-    with pytest.raises(UserError, match="home: holds files this toolchain did not write"):
+    with pytest.raises(UserError, match="home: holds files langprune did not write"):
         with output_folder(tmp_path / "home"):
             ran.append(True)
     assert not ran and (tmp_path / "home" / "thesis.tex").read_text() == "years of work"
@@ -76,7 +76,7 @@ def test_written_never_touches_what_already_sits_beside_the_path(tmp_path):
 
 def test_adding_to_an_output_records_new_files_and_never_replaces_a_users(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(UserError, match="not an output of this toolchain"):
+    with pytest.raises(UserError, match="not an output of langprune"):
         with adding_to_output(tmp_path, ["bench.md"]):
             pass
     write_output(out, {"report.md": "1"})
@@ -86,7 +86,7 @@ def test_adding_to_an_output_records_new_files_and_never_replaces_a_users(tmp_pa
         (out / "onnx-int4" / "model.onnx").write_text("3")
     assert json.loads((out / MARKER).read_text())["files"] == ["bench.md", "onnx-int4/model.onnx", "report.md"]
     (out / "onnx-int4" / "mine.txt").write_text("the user's")
-    with pytest.raises(UserError, match="onnx-int4/mine.txt was not written by this toolchain"):
+    with pytest.raises(UserError, match="onnx-int4/mine.txt was not written by langprune"):
         with adding_to_output(out, ["onnx-int4"]):
             raise AssertionError("the block must not run")
     with pytest.raises(UserError, match="mine.txt"):
@@ -96,7 +96,7 @@ def test_adding_to_an_output_records_new_files_and_never_replaces_a_users(tmp_pa
 def test_a_cache_key_changes_with_the_code_that_made_the_entry(tmp_path, monkeypatch):
     import importlib
 
-    from toolchain.paths import code_version
+    from langprune.paths import code_version
 
     (tmp_path / "maker.py").write_text("VALUE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -105,4 +105,4 @@ def test_a_cache_key_changes_with_the_code_that_made_the_entry(tmp_path, monkeyp
     assert code_version("maker") == first
     (tmp_path / "maker.py").write_text("VALUE = 2  # a fix\n")
     assert code_version("maker") != first
-    assert code_version("maker", "toolchain.paths") != code_version("maker")
+    assert code_version("maker", "langprune.paths") != code_version("maker")

@@ -2,9 +2,9 @@
 
 import pytest
 
-from toolchain.data.languages import DEFAULT_ANALYSIS
-from toolchain.data.outside_text import CHARS, DOC_CHARS, SOURCES, _Paragraphs, documents, outside_corpora, strip_roff
-from toolchain.errors import UserError
+from langprune.data.languages import DEFAULT_ANALYSIS
+from langprune.data.outside_text import CHARS, DOC_CHARS, SOURCES, _Paragraphs, documents, outside_corpora, strip_roff
+from langprune.errors import UserError
 
 ROFF = r""".\" a comment
 .TH LS 1 "September 2022" "GNU coreutils 9.1"

@@ -2,9 +2,9 @@
 
 import pytest
 
-from toolchain.data.corpus import udhr_corpus
-from toolchain.data.evaluate import score_languages, torch_scorer
-from toolchain.measure.llamacpp import llama_scorer, open_gguf
+from langprune.data.corpus import udhr_corpus
+from langprune.data.evaluate import score_languages, torch_scorer
+from langprune.measure.llamacpp import llama_scorer, open_gguf
 
 LANGS = ["en", "de", "fr", "ru", "zh", "ja", "ar", "hi"]
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model
-from toolchain.analysis.analyze import masking_deltas
-from toolchain.analysis.precision import ENV, matmul_gflops, output_layer_precision
-from toolchain.errors import UserError
+from langprune.analysis.analyze import masking_deltas
+from langprune.analysis.precision import ENV, matmul_gflops, output_layer_precision
+from langprune.errors import UserError
 
 
 @pytest.fixture
@@ -59,9 +59,9 @@ def test_bfloat16_output_layer_keeps_the_masking_ranking(output):
 @pytest.mark.parametrize("forced", ["float32", "bfloat16"])
 def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fresh_choice, forced):
     from tests.tiny import tiny_tokenizer
-    from toolchain.analysis.analyze import Settings
-    from toolchain.data.corpus import udhr_corpus
-    from toolchain.measure.masking_check import compare_masking, render, top_overlap
+    from langprune.analysis.analyze import Settings
+    from langprune.data.corpus import udhr_corpus
+    from langprune.measure.masking_check import compare_masking, render, top_overlap
 
     monkeypatch.setenv(ENV, forced)
     settings = Settings(("en", "de", "ru"), masking_tokens=48, candidate_top=16)
@@ -76,8 +76,8 @@ def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fre
 
 
 def test_each_precision_has_its_own_cached_analysis(monkeypatch, fresh_choice):
-    from toolchain.analysis.analyze import Settings, cache_path
-    from toolchain.data.corpus import udhr_corpus
+    from langprune.analysis.analyze import Settings, cache_path
+    from langprune.data.corpus import udhr_corpus
 
     corpus, settings = udhr_corpus(["en"]), Settings(("en",))
     paths = {}

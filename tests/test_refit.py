@@ -9,9 +9,9 @@ import torch
 
 from tests.test_rewrite import DROP, FAMILIES, max_diff
 from tests.tiny import tiny_model
-from toolchain.cuts.refit import part_grams, refit, refit_columns, refitted
-from toolchain.cuts.rewrite import keep_from_drop
-from toolchain.model.parts import HEADS, NEURONS, mask_from_drop
+from langprune.cuts.refit import part_grams, refit, refit_columns, refitted
+from langprune.cuts.rewrite import keep_from_drop
+from langprune.model.parts import HEADS, NEURONS, mask_from_drop
 
 
 def test_refit_recovers_an_exact_linear_dependence():
@@ -72,10 +72,10 @@ def test_one_pass_collects_both_parts_grams():
 def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     """One head per layer (18 of 72: the least a uniform GGUF can drop); losses on the evaluation
     split, which the refit never sees."""
-    from toolchain.analysis.analyze import language_losses
-    from toolchain.cuts.refit import refit_grams
-    from toolchain.data.corpus import load_corpus
-    from toolchain.data.corpus import encode
+    from langprune.analysis.analyze import language_losses
+    from langprune.cuts.refit import refit_grams
+    from langprune.data.corpus import load_corpus
+    from langprune.data.corpus import encode
 
     model, tokenizer = gemma.model, gemma.tokenizer
     corpus = load_corpus(["en", "de", "fr", "ru", "zh"], None)
@@ -94,12 +94,12 @@ def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monk
     """`pipeline.run_calibration`: neuron statistics and refit grams from one shared forward pass
     equal each computed on its own (and the grams alone, with the statistics cached)."""
     from tests.tiny import save_tiny
-    from toolchain.analysis.neurons import neuron_stats
-    from toolchain.cuts.refit import CHUNK_TOKENS, refit_grams
-    from toolchain.data.corpus import load_corpus
-    from toolchain.model.load import load
-    from toolchain.options import NEURON_TOKENS, Context, ExportOptions, check_options
-    from toolchain.pipeline import run_calibration
+    from langprune.analysis.neurons import neuron_stats
+    from langprune.cuts.refit import CHUNK_TOKENS, refit_grams
+    from langprune.data.corpus import load_corpus
+    from langprune.model.load import load
+    from langprune.options import NEURON_TOKENS, Context, ExportOptions, check_options
+    from langprune.pipeline import run_calibration
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), analysis_langs=["en", "de", "fr"])
     _, layout = check_options(options)
@@ -109,7 +109,7 @@ def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monk
     monkeypatch.setenv("LANGPRUNE_CACHE", str(tmp_path / "cache"))  # the statistics' cache (the corpus is read)
 
     with monkeypatch.context() as patch:  # a second pass for the grams would fail
-        patch.setattr("toolchain.cuts.refit.refit_grams", lambda *a, **k: pytest.fail("a second forward pass"))
+        patch.setattr("langprune.cuts.refit.refit_grams", lambda *a, **k: pytest.fail("a second forward pass"))
         stats, grams = run_calibration(ctx, neurons=True, refit=True)
     alone = neuron_stats(model, tokenizer, ctx.corpus, langs, NEURON_TOKENS, CHUNK_TOKENS)
     assert np.array_equal(stats.frequency, alone.frequency) and np.array_equal(stats.contribution, alone.contribution)

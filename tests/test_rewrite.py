@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tests.tiny import tiny_model
-from toolchain.cuts.rewrite import keep_from_drop, load_pruned, save_pruned
-from toolchain.errors import UserError
-from toolchain.model import families
-from toolchain.model.heads import kv_head_counts
-from toolchain.model.parts import HEADS, mask_from_drop
+from langprune.cuts.rewrite import keep_from_drop, load_pruned, save_pruned
+from langprune.errors import UserError
+from langprune.model import families
+from langprune.model.heads import kv_head_counts
+from langprune.model.parts import HEADS, mask_from_drop
 
 FAMILIES = list(families.FAMILIES)
 # tiny models: 3 layers, 4 query heads in 2 KV groups. Layer 0 keeps one head per group,

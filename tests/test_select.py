@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from toolchain.errors import UserError
-from toolchain.model.parts import kv_heads_kept
-from toolchain.cuts.select import (
+from langprune.errors import UserError
+from langprune.model.parts import kv_heads_kept
+from langprune.cuts.select import (
     budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, search, select_heads,
 )
 

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-from toolchain.data.corpus import udhr_corpus
-from toolchain.data.languages import LANGUAGES
-from toolchain.measure.llamacpp import tokenize, vocab_only
-from toolchain.model.recipes import load_recipe
-from toolchain.model.tokenizer import read_vocab, tokenizer_from_vocab
+from langprune.data.corpus import udhr_corpus
+from langprune.data.languages import LANGUAGES
+from langprune.measure.llamacpp import tokenize, vocab_only
+from langprune.model.recipes import load_recipe
+from langprune.model.tokenizer import read_vocab, tokenizer_from_vocab
 
 # 16 languages, 11 scripts: Latin, Cyrillic, Greek, Han, Japanese, Hangul, Arabic, Hebrew,
 # Devanagari, Thai, Ethiopic.

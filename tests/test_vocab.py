@@ -13,14 +13,14 @@ import torch
 
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
-from toolchain.data.corpus import Corpus, udhr_corpus
-from toolchain.data.outside_text import outside_corpora
-from toolchain.export.export_gguf import export_gguf
-from toolchain.measure.llamacpp import tokenize, vocab_only
-from toolchain.model.families import FAMILIES
-from toolchain.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
-from toolchain.model.tokenizer import vocab_from_hf_tokenizer
-from toolchain.cuts.vocab import (
+from langprune.data.corpus import Corpus, udhr_corpus
+from langprune.data.outside_text import outside_corpora
+from langprune.export.export_gguf import export_gguf
+from langprune.measure.llamacpp import tokenize, vocab_only
+from langprune.model.families import FAMILIES
+from langprune.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
+from langprune.model.tokenizer import vocab_from_hf_tokenizer
+from langprune.cuts.vocab import (
     TOKENS_PER_LANGUAGE, kept_tokens, predicted_usage, script_classes, select_tokens, tokenization_agreement, trim_embeddings,
     trimmed_vocab,
 )
@@ -80,7 +80,7 @@ def test_trimmed_model_has_the_original_logits_on_kept_tokens(family, tiny_trim,
 
 
 def test_trimming_twice_composes_and_reloads(tiny_trim, tmp_path):
-    from toolchain.cuts.rewrite import load_pruned, save_pruned
+    from langprune.cuts.rewrite import load_pruned, save_pruned
 
     _, _, keep, trimmed = tiny_trim
     model = trim_embeddings(tiny_model("llama"), keep)
@@ -118,7 +118,7 @@ def test_trimmed_source_gguf_vocabulary(corpus, tmp_path):
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     from tests.tiny import TINY
-    from toolchain.model.recipes import load_recipe
+    from langprune.model.recipes import load_recipe
 
     source = load_recipe("smollm2-135m").source_path()
     vocab = read_vocab(source)
@@ -210,7 +210,7 @@ def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
 
 def test_word_forms_split_over_cores_as_in_one(monkeypatch):
     """SentencePiece word forms are merged in forked workers where there are cores: the same sets, in order."""
-    from toolchain.cuts import vocab as vocab_module
+    from langprune.cuts import vocab as vocab_module
 
     groups = [[" abc", "abc"], ["cd", " ab"], ["abcd dd"], ["жж", " ж"]] * 300
     merger = vocab_module._Merger(spm_vocab())
@@ -279,8 +279,8 @@ def test_a_languages_scripts_are_measured_from_its_words_and_text():
 def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(monkeypatch):
     """VOCAB=auto on a tiny vocabulary (every token of the script fits at once): within the limit beyond the corpus
     it is kept as selected; over it, with nothing left to add, it is refused with the language and its figure."""
-    from toolchain.cuts import plan
-    from toolchain.errors import UserError
+    from langprune.cuts import plan
+    from langprune.errors import UserError
 
     vocab, corpus = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"])
     for rise in (0.004, 0.02):
@@ -300,7 +300,7 @@ def test_gemma_vocab_auto_for_japanese_and_chinese_holds_beyond_the_corpus(gemma
     pages' and fortunes' selection sample takes at most 0.5% more tokens; the evaluation sample, which nothing
     chose by, holds too (measured: +0.02% zh fortunes, +0.30% ja manpages, +0.18% zh manpages at 163,840 tokens;
     before Latin was measured in them: +15%, +51%, +73% at 32,589)."""
-    from toolchain.cuts.plan import outside_samples, trim_vocab, worst_outside_rise
+    from langprune.cuts.plan import outside_samples, trim_vocab, worst_outside_rise
 
     langs = ["ja", "zh"]
     corpus = udhr_corpus(langs)

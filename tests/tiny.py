@@ -16,7 +16,7 @@ TINY = dict(
 )
 
 
-# One row per family record (toolchain.families.FAMILIES): what its tiny config adds to TINY.
+# One row per family record (langprune.families.FAMILIES): what its tiny config adds to TINY.
 TINY_EXTRAS = {
     "llama": dict(head_dim=16),
     "qwen2": {},
@@ -29,7 +29,7 @@ TINY_EXTRAS = {
 def tiny_config(family: str):
     from transformers import AutoConfig
 
-    from toolchain.model.families import FAMILIES
+    from langprune.model.families import FAMILIES
 
     return AutoConfig.for_model(FAMILIES[family].model_type, **TINY, **TINY_EXTRAS[family])
 
@@ -52,7 +52,7 @@ def tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from toolchain.data.corpus import udhr_corpus
+    from langprune.data.corpus import udhr_corpus
 
     corpus = udhr_corpus(["en", "de", "ru"])
     tok = Tokenizer(models.BPE())

@@ -1,4 +1,4 @@
-"""Greedy tokens of an ONNX Runtime model: `python -m toolchain.measure.ort_greedy MODEL N_NEW < prompts`.
+"""Greedy tokens of an ONNX Runtime model: `python -m langprune.measure.ort_greedy MODEL N_NEW < prompts`.
 
 One prompt a line on stdin (token ids), its N_NEW greedy tokens a line on stdout. Needs only numpy
 and onnxruntime: `arm64.py` runs it with an aarch64 Python under qemu-user, against `onnxrt.generate`

@@ -3,7 +3,7 @@
 Each stage lives in its subpackage; this module only runs them in order, times them, and writes
 into a temporary folder beside the destination that takes its place at the end (`paths.output_folder`),
 so a failed or interrupted export leaves nothing half-written and never replaces a good export, and
-a folder holding anything the toolchain did not write is refused before any work.
+a folder holding anything langprune did not write is refused before any work.
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""Where the toolchain keeps what it downloads, caches and exports, and how it writes there."""
+"""Where langprune keeps what it downloads, caches and exports, and how it writes there."""
 
 import json
 import os
@@ -82,13 +82,13 @@ def _remove(path: Path) -> None:
 
 # -- a user's output folders -----------------------------------------------------------------------
 # An output folder (an export, a frontier, an analysis) holds MARKER: the list of every file the
-# toolchain wrote there. It may replace or add to a folder only when everything in it is on that list;
+# langprune wrote there. It may replace or add to a folder only when everything in it is on that list;
 # a folder that holds anything else is the user's, and is refused before any work.
 MARKER = ".langprune.json"
 
 
 def written_files(folder: Path) -> set[str]:
-    """The files under folder that the toolchain wrote, as its marker lists them (none: not an output)."""
+    """The files under folder that langprune wrote, as its marker lists them (none: not an output)."""
     try:
         return set(json.loads((folder / MARKER).read_text())["files"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -106,7 +106,7 @@ def _files_under(path: Path, folder: Path) -> list[str]:
 
 def check_output(folder: str | Path) -> Path:
     """Before any work: the folder an output may take whole (new, empty, or an earlier output of this
-    toolchain holding only files it wrote), resolved; anything else raises UserError naming it."""
+    langprune holding only files it wrote), resolved; anything else raises UserError naming it."""
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{option('out', folder)}: is a file, not a folder; give a new folder or an earlier output")
@@ -121,8 +121,8 @@ def check_output(folder: str | Path) -> Path:
                         "listing what it wrote), so it is not replaced: remove it yourself, or give another folder")
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise UserError(f"{option('out', folder)}: holds files this toolchain did not write ({', '.join(foreign[:3])}{more}); "
-                        "it never replaces them: give a new folder, or an earlier output of this toolchain")
+        raise UserError(f"{option('out', folder)}: holds files langprune did not write ({', '.join(foreign[:3])}{more}); "
+                        "it never replaces them: give a new folder, or an earlier output of langprune")
     return folder
 
 
@@ -145,15 +145,15 @@ def output_folder(folder: str | Path) -> Iterator[Path]:
 @contextmanager
 def adding_to_output(folder: str | Path, names: list[str]) -> Iterator[Path]:
     """Add to an earlier output (a bench, an on-device check): folder must be one, and names (files or
-    folders inside it) may be replaced only if the toolchain wrote all that is there; what the block
+    folders inside it) may be replaced only if langprune wrote all that is there; what the block
     wrote under names joins MARKER's list."""
     folder = Path(folder)
     if not (folder / MARKER).is_file():
-        raise UserError(f"{folder}: not an output of this toolchain (it has no {MARKER}); export into a new folder first")
+        raise UserError(f"{folder}: not an output of langprune (it has no {MARKER}); export into a new folder first")
     ours = written_files(folder)
     foreign = [f for name in names for f in _files_under(folder / name, folder) if f not in ours]
     if foreign:
-        raise UserError(f"{folder}: {foreign[0]} was not written by this toolchain; it is never replaced: move it first")
+        raise UserError(f"{folder}: {foreign[0]} was not written by langprune; it is never replaced: move it first")
     yield folder
     new = [f for name in names for f in _files_under(folder / name, folder)]
     _write_marker(folder, sorted(ours | set(new)))

@@ -4,7 +4,7 @@ The llama.cpp that llama-cpp-python vendors (its source distribution: the same v
 host) is cross-built for aarch64 with Debian's g++-aarch64-linux-gnu, for a Cortex-A76 (armv8.2-a
 with dot product and fp16: the big core of many phones), and linked statically with
 `gguf_probe.cpp`, a small client that tokenizes, scores and generates as
-`toolchain/measure/llamacpp.py` does here. qemu-user runs it, emulating that CPU. For each GGUF
+`langprune/measure/llamacpp.py` does here. qemu-user runs it, emulating that CPU. For each GGUF
 kind (Q4_K_M, Q8_0 and Q4_0, which llama.cpp repacks for ARM's dot product when it loads it), the
 emulated run must give the host's tokens for each kept language's text, perplexity within 1% of
 the host's (x86-64, llama-cpp-python) on the same tokens, and the host's greedy tokens up to a near
@@ -364,7 +364,7 @@ def ort_greedy_on_arm64(model: Path, prompts: dict[str, list[int]], n_new: int) 
     root, site = arm64_python()
     result = subprocess.run(
         ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{REPO_ROOT}",
-         str(root / "usr" / "bin" / "python3.11"), "-m", "toolchain.measure.ort_greedy", str(model), str(n_new)],
+         str(root / "usr" / "bin" / "python3.11"), "-m", "langprune.measure.ort_greedy", str(model), str(n_new)],
         input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True,
         timeout=EMULATION_TIMEOUT)
     answers = result.stdout.splitlines()

@@ -1,6 +1,6 @@
 // A small llama.cpp client that answers the questions the host asks of a GGUF file through
 // llama-cpp-python, so that a build for another CPU (aarch64, run under qemu-user) can be
-// compared with the host token for token. Built by toolchain/measure/arm64.py against the
+// compared with the host token for token. Built by langprune/measure/arm64.py against the
 // llama.cpp that llama-cpp-python vendors.
 //
 // Usage: gguf_probe MODEL.gguf THREADS < requests   (stderr: errors and llama.cpp's weight buffer sizes)
@@ -8,7 +8,7 @@
 //   tokenize <UTF-8 text as hex>  -> its token ids (BOS where the vocabulary adds one, specials as text)
 //   score <ids...>                -> summed negative log-likelihood, in nats, of ids[1:]
 //   greedy <n> <ids...>           -> the n next tokens, greedy, with the KV cache
-// The same steps as toolchain/measure/llamacpp.py: `tokenize`, `llama_scorer`, `greedy`.
+// The same steps as langprune/measure/llamacpp.py: `tokenize`, `llama_scorer`, `greedy`.
 #include "llama.h"
 
 #include <cmath>

@@ -145,7 +145,7 @@ def _dir_fingerprint(path: Path) -> str:
 
 def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
     fingerprint = file_sha256(path)[:16]
-    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}-{code_version(__name__, 'toolchain.model.tokenizer')}"
+    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}-{code_version(__name__, 'langprune.model.tokenizer')}"
     if not (cached / "config.json").exists():
         _dequantize_to(path, cached)
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast

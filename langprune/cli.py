@@ -1,4 +1,4 @@
-"""Command line: `toolchain <subcommand>`. It only wires the stages together."""
+"""Command line: `langprune <subcommand>`. It only wires the stages together."""
 
 import argparse
 import json
@@ -6,6 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
 
 # `bench-languages`: a set per script family, Latin with and without diacritics, Cyrillic, CJK, Arabic,
@@ -233,7 +234,7 @@ def _add_model_arguments(p, out: str) -> None:
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
     p.add_argument("--analysis-langs", help="languages to analyze besides the kept ones (default: every language of --corpus, or 12 of the UDHR)")
     p.add_argument("--out", type=Path, help=f"output folder (default {out}); a new folder or an earlier output "
-                   "of this toolchain: a folder holding anything else is refused")
+                   "of langprune: a folder holding anything else is refused")
 
 
 def _add_cut_arguments(p) -> None:
@@ -267,7 +268,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="toolchain", description=__doc__)
+    parser = _Parser(prog="langprune", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"langprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("languages", help="list the languages of the corpus")
@@ -299,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p, "exported/frontier-<model>-<langs>")
     _add_layout_argument(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
-                   "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in toolchain/measure/frontier.py)")
+                   "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in langprune/measure/frontier.py)")
     p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
     p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
     p.set_defaults(func=cmd_bench_frontier)

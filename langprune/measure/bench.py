@@ -19,7 +19,7 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
             raise UserError(f"{folder}: no such folder")
         if not (folder / "report.json").exists() or not (folder / MARKER).exists():
             raise UserError(f"{folder} has no {'report.json' if (folder / MARKER).exists() else MARKER}: not an export "
-                            "of this toolchain")
+                            "of langprune")
     return found
 
 

@@ -34,7 +34,7 @@ def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:
 def export_original(ctx) -> dict[str, Path]:
     """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint and
     the exporters' code."""
-    code = code_version(__name__, "toolchain.export.export_gguf", "toolchain.export.export_onnx")
+    code = code_version(__name__, "langprune.export.export_gguf", "langprune.export.export_onnx")
     key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}-{code}"
     folder = cache_dir() / "exports" / key
     index = folder / "files.json"

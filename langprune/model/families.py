@@ -1,4 +1,4 @@
-"""The model families the toolchain supports: one record each, holding every difference between them.
+"""The model families langprune supports: one record each, holding every difference between them.
 
 Load, export, recipes and the tests read these records and branch on nothing else; adding a
 family is adding a record here (and its tiny random model in `tests/tiny.py`). The llama.cpp

@@ -1,7 +1,7 @@
 """Measure exported models in the real runtimes: quality per language, language fidelity, speed.
 
 Quality and fidelity run in this process. Speed and peak memory run each measurement in a fresh
-worker process (`python -m toolchain.measure.verify <job.json>`), so one model's memory or warm caches
+worker process (`python -m langprune.measure.verify <job.json>`), so one model's memory or warm caches
 never leak into another's figures; repetitions interleave original and pruned.
 """
 
@@ -101,7 +101,7 @@ def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: in
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"runtime": artifact.runtime, "path": str(artifact.path), "prompt": prompt,
                    "n_decode": n_decode, "threads": threads}, f)
-    result = subprocess.run([sys.executable, "-m", "toolchain.measure.verify", f.name], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "langprune.measure.verify", f.name], capture_output=True, text=True)
     Path(f.name).unlink()
     if result.returncode:
         raise RuntimeError(f"speed worker failed for {artifact.label}: {result.stderr[-2000:]}")
