@@ -178,3 +178,15 @@ def test_under_make_a_message_names_the_make_variable():
     result = subprocess.run(["make", "-s", "export", "LANGS=en,de", "HEADS=1.0", f"PY={sys.executable}"],
                             capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert result.returncode != 0 and "error: HEADS=1.0: the fraction to drop must be in [0, 1)" in result.stderr
+
+
+def test_without_make_setup_the_corpus_is_named_with_what_to_run(tmp_path):
+    """A cache folder without the UDHR (no `make setup` yet): one line saying what is missing and what to run."""
+    env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache"), "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
+    env.pop("LANGPRUNE_VIA", None)
+    result = subprocess.run([sys.executable, "-m", "langprune", *EXPORT], capture_output=True, text=True, env=env,
+                            timeout=60)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "the UDHR corpus is not installed" in lines[0] and "run `make setup`" in lines[0], lines
+    assert not (tmp_path / "exported").exists()

