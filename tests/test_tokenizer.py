@@ -8,6 +8,7 @@ import pytest
 from langprune.data.corpus import udhr_corpus
 from langprune.data.languages import LANGUAGES
 from langprune.measure.llamacpp import tokenize, vocab_only
+from langprune.model.load import load_tokenizer
 from langprune.model.recipes import load_recipe
 from langprune.model.tokenizer import read_vocab, tokenizer_from_vocab
 
@@ -69,3 +70,26 @@ def _adds_bos(tokenizer) -> bool:
 
 def _first_diff(a, b):
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def test_a_saved_tokenizer_loads_back_the_same_and_quietly(pair, tmp_path):
+    """Saved and loaded back as every stage loads one: the same ids, and no warning from transformers that its
+    regex is "incorrect" (4.57.3+ says so of every local byte-level BPE tokenizer; ours is llama.cpp's)."""
+    import logging
+
+    from transformers import Qwen2Config
+
+    ours, _ = pair
+    ours.save_pretrained(tmp_path)
+    Qwen2Config().save_pretrained(tmp_path)  # a model's folder: transformers looks at its config to decide
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        again = load_tokenizer(tmp_path)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    text = udhr_corpus(["de", "zh"]).text("zh", "evaluation") + " 12345 I'LL"
+    assert again(text)["input_ids"] == ours(text)["input_ids"]
+    assert not [w for w in warnings if "regex" in w], warnings

@@ -27,7 +27,9 @@ def save_pruned(model, tokenizer, folder: Path) -> None:
 def load_pruned(folder: Path):
     """A model saved by `save_pruned`, rebuilt with its per-layer shapes; the original is not needed."""
     from safetensors.torch import load_file
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
+
+    from ..model.load import load_tokenizer
 
     folder = Path(folder)
     model = pruned_from_config(AutoConfig.from_pretrained(folder, local_files_only=True))
@@ -39,7 +41,7 @@ def load_pruned(folder: Path):
     if missing or result.unexpected_keys:
         raise UserError(f"{folder}: weights do not fit: missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}")
     model.tie_weights()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    tokenizer = load_tokenizer(folder)
     return model.eval(), tokenizer
 
 

@@ -25,7 +25,7 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
 
 def bench_one(folder: Path) -> dict:
     """Runtime figures of one export measured again; report.json and report.md keep the export's."""
-    from transformers import AutoTokenizer
+    from ..model.load import load_tokenizer
 
     report = json.loads((folder / "report.json").read_text())
     before = {k: Path(v) for k, v in report["files_before"].items()}
@@ -36,7 +36,7 @@ def bench_one(folder: Path) -> dict:
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     options = report["options"]
     # each side's own tokenizer, the one saved beside its ONNX model (a trimmed vocabulary differs)
-    tokenizers = {side: AutoTokenizer.from_pretrained(Path(files["onnx fp32"]).parent, local_files_only=True)
+    tokenizers = {side: load_tokenizer(Path(files["onnx fp32"]).parent)
                   for side, files in (("before", before), ("after", after))}
     corpus = load_corpus(kept + dropped, options.get("corpus"))
     quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]

@@ -25,9 +25,8 @@ GREEDY_TOKENS = 16
 
 def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     """The ORT Mobile checks of one export folder (see the module's docstring)."""
-    from transformers import AutoTokenizer
-
     from ..export.export_onnx import quantize_onnx, to_ort_format
+    from ..model.load import load_tokenizer
     from .arm64 import ort_on_arm64
     from .onnxrt import generate, open_session
     from .verify import file_size, fidelity_prompts
@@ -38,7 +37,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
         quantize_onnx(source, onnx, MOBILE_QUANT)
     ort = to_ort_format(onnx)
     config = ort.parent / "required_operators_and_types.config"
-    tokenizer = AutoTokenizer.from_pretrained(folder / "onnx", local_files_only=True)
+    tokenizer = load_tokenizer(folder / "onnx")
     corpus = load_corpus(kept, corpus_folder)
     sessions = {"onnx": open_session(onnx), "ort": open_session(ort)}
     greedy, prompts = {}, {lang: encode(tokenizer, fidelity_prompts(corpus, lang)[0]) for lang in kept}

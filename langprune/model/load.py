@@ -122,12 +122,21 @@ def _check_gguf(path: Path) -> Family:
     return family
 
 
+def load_tokenizer(folder: Path):
+    """The tokenizer saved in folder, as it is. transformers 4.57.3+ warns that every local byte-level BPE
+    tokenizer "has an incorrect regex pattern" (a check meant for Mistral's) unless told not to "fix" it;
+    ours hold llama.cpp's exact pre-tokenizer regexes, so it is told."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True, fix_mistral_regex=False)
+
+
 def _load_hf_dir(path: Path, name: str, family: Family) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", local_files_only=True).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as err:
         raise UserError(f"{path}: no usable tokenizer ({err})")
     fingerprint = _dir_fingerprint(path)
@@ -148,10 +157,10 @@ def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
     cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}-{code_version(__name__, 'langprune.model.tokenizer')}"
     if not (cached / "config.json").exists():
         _dequantize_to(path, cached)
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+    from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(cached, dtype="float32", local_files_only=True).eval()
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(cached, local_files_only=True)
+    tokenizer = load_tokenizer(cached)
     return LoadedModel(model, tokenizer, family, name, path, fingerprint)
 
 
