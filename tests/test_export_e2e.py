@@ -44,6 +44,8 @@ def test_report_numbers_are_measured_and_sane(export):
     assert after["vocabulary"] <= 0.65 * before["vocabulary"]  # VOCAB=auto: 160,815 of 262,144 (en manual pages)
     search = report["tolerance_search"]
     assert search["tol"] == 0.05 and search["probes"]
+    # each probe also measured the kept languages' text beyond the corpus (its selection sample), held to +1% bpb
+    assert {f"{lang} manpages" for lang in kept} <= set(search["outside"]) <= set(search["baseline"])
     passing = [p["size"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]
     assert max(passing, default=0) == pytest.approx(1 - after["ffn_per_layer"][0] / before["ffn_per_layer"][0])
     for lang in kept:

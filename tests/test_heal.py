@@ -71,7 +71,7 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
     from tests.tiny import save_tiny
     from langprune.cuts import heal as heal_module
-    from langprune.cuts.plan import Cuts, calibration_perplexity, healed
+    from langprune.cuts.plan import Cuts, tolerance_perplexity, healed
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection
@@ -82,7 +82,7 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     _, layout = check_options(options)
     loaded = load(options.model)
     ctx = Context(options, loaded, load_corpus(["en", "de"]), layout)
-    measure = calibration_perplexity(ctx)
+    measure = tolerance_perplexity(ctx)
     cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"))
     cuts.search = {"tol": 0.2, "baseline": measure(Cuts()), "probes": []}
     model = copy.deepcopy(loaded.model)

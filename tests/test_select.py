@@ -100,3 +100,16 @@ def test_random_selection_respects_the_layout():
     assert len(sel.drop) == 8
     for layer, kept in enumerate(sel.keep):
         kv_heads_kept(kept, 4, 2, layer)
+
+
+def test_tolerance_holds_calibration_to_tol_and_text_beyond_the_corpus_to_its_bits_per_byte_limit():
+    """A probe passes when each kept language's calibration perplexity is within TOL and its text beyond the corpus
+    ("<lang> <source>") rises at most the bits-per-byte limit: the same tokens, so log-perplexity rises as bpb."""
+    from langprune.cuts.plan import within_tolerance
+
+    search = {"tol": 0.05, "baseline": {"ru": 10.0, "ru manpages": 20.0}, "outside": ["ru manpages"],
+              "outside_bpb_rise": 0.01}
+    assert within_tolerance(search, {"ru": 10.4, "ru manpages": 20.5})  # +0.82% bits per byte
+    assert not within_tolerance(search, {"ru": 10.4, "ru manpages": 21.0})  # +1.63%, though +5% perplexity
+    assert not within_tolerance(search, {"ru": 10.6, "ru manpages": 20.0})
+    assert within_tolerance({**search, "outside": []}, {"ru": 10.4, "ru manpages": 21.0})  # a plain key: TOL

@@ -3,18 +3,19 @@
 
 SEARCH=once (default): FFN neurons first, then heads, each ranked once on the original model, by its
 fraction or the largest cut within TOL (`select.search`), measured by calibration perplexity together
-with what is already cut. SEARCH=iterative: both a step at a time, re-scored after each step
+with what is already cut, and by each kept language's text beyond the corpus within its bits-per-byte limit. SEARCH=iterative: both a step at a time, re-scored after each step
 (`iterative.py`). Then the vocabulary.
 """
 
 import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
 
 from ..analysis.analyze import Analysis
-from ..data.corpus import calibration_ids
+from ..data.corpus import calibration_ids, encode
 from ..data.evaluate import Chunk, score_chunks, torch_scorer
 from ..errors import UserError, option
 from ..model.heads import kv_head_counts
@@ -28,6 +29,7 @@ from .select import budget_heads, candidate_budgets, drop_costs, search, select_
 # uniform step of 64 is fine enough for a tolerance search, at ~3% of Gemma's 2048 a step)
 FFN_STEP = {"uniform": 64, "free": 32}
 VOCAB_GROWTH = 1.25  # VOCAB=auto: each try keeps this many times the tokens of the last (trim_vocab)
+OUTSIDE_TOKENS = 256  # a TOL probe's tokens of each kept language's selection sample beyond the corpus, per source
 
 
 @dataclass
@@ -51,10 +53,13 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None)
     from ..options import cuts_ffn, cuts_heads
 
     options, cuts, seconds = ctx.options, Cuts(), ctx.timings
-    measure = calibration_perplexity(ctx, grams)
+    measure = tolerance_perplexity(ctx, grams)
     if options.tol is not None:
         with timed(seconds, "select: baseline"):
-            cuts.search = {"tol": options.tol, "baseline": measure(cuts), "probes": []}
+            baseline = measure(cuts)
+            cuts.search = {"tol": options.tol, "baseline": baseline, "probes": [],
+                           "outside": [key for key in baseline if key not in options.langs],
+                           "outside_bpb_rise": QUALITY_LIMITS["outside_bpb_rise"]}
     if options.search == "iterative" and (cuts_heads(options) or cuts_ffn(options)):
         from .iterative import iterative_selection
 
@@ -85,8 +90,17 @@ def probe(cuts: Cuts, trial: Cuts, measure, **what) -> bool:
 
 
 def within_tolerance(search: dict, ppl: dict[str, float]) -> bool:
-    """Whether every kept language's perplexity stays within the search's TOL of its baseline."""
-    return all(ppl[lang] <= base * (1 + search["tol"]) for lang, base in search["baseline"].items())
+    """Whether every kept language's calibration perplexity stays within TOL of its baseline, and its text
+    beyond the corpus (keys "<lang> <source>") within the bits-per-byte limit: a cut of heads or neurons
+    keeps the tokens, so bits per byte rise as the log of the perplexity does."""
+    outside = set(search.get("outside", []))
+
+    def within(key: str, base: float) -> bool:
+        if key in outside:
+            return math.log(ppl[key]) <= math.log(base) * (1 + search["outside_bpb_rise"])
+        return ppl[key] <= base * (1 + search["tol"])
+
+    return all(within(key, base) for key, base in search["baseline"].items())
 
 
 def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
@@ -172,14 +186,17 @@ def outside_samples(tokenizer, langs: list[str]) -> list[tuple[str, str, list[st
     """(language, source, documents, their tokens with `tokenizer`) of each kept language's "selection"
     sample beyond the corpus: read and counted once, whatever the number of sizes tried."""
     from ..data.evaluate import scored_tokens
+
+    return [(lang, source, docs, scored_tokens(tokenizer, docs)) for lang, source, docs in outside_selection(langs)]
+
+
+def outside_selection(langs: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(language, source, documents) of each kept language's "selection" sample beyond the corpus, which the
+    report's sample never holds."""
     from ..data.outside_text import outside_corpora
 
-    samples = []
-    for source, corpus in outside_corpora(langs).items():
-        for lang in corpus.languages:
-            docs = corpus.texts[lang]["selection"]
-            samples.append((lang, source, docs, scored_tokens(tokenizer, docs)))
-    return samples
+    return [(lang, source, corpus.texts[lang]["selection"])
+            for source, corpus in outside_corpora(langs).items() for lang in corpus.languages]
 
 
 def worst_outside_rise(samples, trimmed) -> tuple[str, str, float] | None:
@@ -200,19 +217,28 @@ def source_vocab(loaded: LoadedModel):
     return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
 
 
-def calibration_perplexity(ctx, grams=None, n_tokens: int = 1024):
-    """measure(cuts) -> {kept lang: calibration perplexity} with the cuts' heads and neurons masked
+def tolerance_perplexity(ctx, grams=None):
+    """measure(cuts) -> {key: perplexity} of the `tolerance_chunks` with the cuts' heads and neurons masked
     (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
 
-    The refit's fit saw these tokens too (with every other language's); the report's quality
-    figures come from the evaluation split, which neither saw."""
-    model, chunks = ctx.loaded.model, calibration_chunks(ctx, n_tokens)
+    The refit's fit saw the calibration tokens too (with every other language's); the report's quality
+    figures come from the evaluation split and the report's sample beyond the corpus, which neither saw."""
+    model, chunks = ctx.loaded.model, tolerance_chunks(ctx)
 
     def measure(cuts: Cuts) -> dict[str, float]:
         with masked_cuts(model, cuts, grams):
             return perplexities(model, chunks)
 
     return measure
+
+
+def tolerance_chunks(ctx) -> dict[str, list[list[int]]]:
+    """What a TOL probe measures: the `calibration_chunks`, and the first OUTSIDE_TOKENS tokens of each kept
+    language's selection sample beyond the corpus per source, keyed "<lang> <source>"."""
+    chunks = calibration_chunks(ctx)
+    for lang, source, docs in outside_selection(ctx.options.langs):
+        chunks[f"{lang} {source}"] = [encode(ctx.loaded.tokenizer, "\n\n".join(docs))[:OUTSIDE_TOKENS]]
+    return chunks
 
 
 def calibration_chunks(ctx, n_tokens: int = 1024) -> dict[str, list[list[int]]]:
@@ -272,7 +298,7 @@ def healed(ctx, model, cuts: Cuts) -> None:
     that leaves a kept language beyond TOL while the cut was within it is undone (the cut's weights return)."""
     from .heal import TRAINED, distillation_text, heal
 
-    loaded, chunks = ctx.loaded, calibration_chunks(ctx)
+    loaded, chunks = ctx.loaded, tolerance_chunks(ctx)
     before = perplexities(model, chunks)
     saved = {name: p.detach().clone() for name, p in model.named_parameters()  # to undo it: only with TOL
              if cuts.search and name.endswith(TRAINED)}

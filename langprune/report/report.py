@@ -377,8 +377,11 @@ def _search_text(report: dict) -> list[str]:
     how = (f"Iterative (SEARCH=iterative): each round re-scores every unit on the model as cut so far and measures each "
            f"part's next step; the step within TOL that costs least per multiply-add is accepted. {t['rounds']} rounds "
            f"in {t['seconds']:.0f} s." if iterative else "FFN first, then heads on top of the FFN cut.")
-    return ["## Tolerance search (calibration perplexity, cuts masked)",
-            f"TOL={t['tol']}; baseline {json.dumps({k: round(v, 3) for k, v in t['baseline'].items()})}. " + how,
+    outside = (f" Text beyond the corpus (its selection sample: {', '.join(t['outside'])}) is held to "
+               f"+{t['outside_bpb_rise']:.0%} bits per byte." if t.get("outside") else "")
+    baseline = json.dumps({k: round(v, 3) for k, v in t["baseline"].items()})
+    return ["## Tolerance search (perplexity with the cuts masked)",
+            f"TOL={t['tol']} on the calibration text; baseline {baseline}.{outside} {how}",
             markdown_table((["round"] if iterative else []) + ["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
 
 
