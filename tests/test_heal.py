@@ -71,7 +71,7 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
     from tests.tiny import save_tiny
     from langprune.cuts import heal as heal_module
-    from langprune.cuts.plan import Cuts, tolerance_perplexity, healed
+    from langprune.cuts.plan import Cuts, healed, tolerance_perplexity
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection

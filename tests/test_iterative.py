@@ -10,7 +10,7 @@ from tests.tiny import save_tiny
 from langprune.analysis.neurons import select_neurons
 from langprune.cuts import iterative, plan
 from langprune.cuts.iterative import first_order_scores
-from langprune.cuts.plan import Cuts, tolerance_perplexity, masked_cuts, run_selection
+from langprune.cuts.plan import Cuts, masked_cuts, run_selection, tolerance_perplexity
 from langprune.cuts.select import budget_heads
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError

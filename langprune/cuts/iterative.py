@@ -11,8 +11,8 @@ part alone. Here each round
 2. forms each part's next step under the layout: the next head budget the layout allows (`candidate_budgets`),
    FFN_STEP more neurons (uniform: in every layer; free: wherever they cost least);
 3. with a fraction (HEADS, FFN), takes that part's step until the fraction is reached; with TOL, measures each
-   step's calibration perplexity with everything accepted so far and accepts, among the steps within TOL, the one
-   that raises the worst kept language's perplexity least per multiply-add it saves;
+   step with everything accepted so far (`plan.within_tolerance`) and accepts, among the steps within it, the one
+   that raises the worst perplexity ratio least per multiply-add it saves;
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
 
 Measured, PyTorch bits per byte of the masked model against the original, en / de on the evaluation split,
@@ -60,7 +60,7 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
     if ffn:
         targets[NEURONS] = options.ffn
     sizes = {HEADS: 0, NEURONS: 0.0}  # heads dropped, fraction of neurons dropped
-    worst = 1.0  # the worst kept language's calibration perplexity over its baseline, with the cuts accepted
+    worst = 1.0  # the worst measured text's perplexity over its baseline (`plan.tolerance_chunks`), cuts accepted
     if cuts.search is not None:
         cuts.search.update(mode="iterative", accepted=[])
     start, rounds = time.monotonic(), 0
@@ -114,8 +114,9 @@ def next_steps(ctx, scores: dict, cuts, sizes: dict, targets: dict, ffn_fraction
 
 def cheapest_passing(model, cuts, steps: dict, measure, worst: float, round_: int):
     """Measure each step on top of `cuts` (a probe each, in the search's trail); among those within TOL, the one
-    whose rise of the worst kept language's perplexity ratio per multiply-add saved is lowest, as
-    (part, size, the cuts with it, the new worst ratio); None when no step is within TOL."""
+    whose rise of the worst perplexity ratio (kept languages' calibration and text beyond the corpus) per
+    multiply-add saved is lowest, as (part, size, the cuts with it, the new worst ratio); None when no step is
+    within TOL."""
     from .plan import probe
 
     passing = []

@@ -2,8 +2,9 @@
 `ctx` is the export's `options.Context` (options, loaded model, corpus, layout).
 
 SEARCH=once (default): FFN neurons first, then heads, each ranked once on the original model, by its
-fraction or the largest cut within TOL (`select.search`), measured by calibration perplexity together
-with what is already cut, and by each kept language's text beyond the corpus within its bits-per-byte limit. SEARCH=iterative: both a step at a time, re-scored after each step
+fraction or the largest cut within TOL (`select.search`), measured together with what is already cut:
+calibration perplexity within TOL, each kept language's text beyond the corpus within its bits-per-byte
+limit (`within_tolerance`). SEARCH=iterative: both a step at a time, re-scored after each step
 (`iterative.py`). Then the vocabulary.
 """
 

@@ -69,6 +69,16 @@ def outside_dir() -> Path:
     return cache_dir() / "outside"
 
 
+def check_outside_text(langs: list[str]) -> None:
+    """Refuse, in one line and before any work, when a package of text beyond the corpus in one of `langs`
+    (which the selection and the report read) is not unpacked."""
+    for by_lang in SOURCES.values():
+        for lang in langs:
+            if lang in by_lang and not (outside_dir() / by_lang[lang][0]).is_dir():
+                raise UserError(f"{outside_dir() / by_lang[lang][0]} is missing: run `make setup` (it unpacks "
+                                f"{by_lang[lang][0]}, text beyond the corpus in {lang})")
+
+
 def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
     """{source: Corpus} of the sources that have any of `langs`, with two disjoint samples for each: "evaluation",
     which the report scores and nothing else reads, and "selection", a larger one drawn evenly from the

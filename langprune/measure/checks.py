@@ -5,20 +5,14 @@ import torch
 
 from ..cuts.plan import Cuts
 from ..data.evaluate import torch_scorer
-from ..options import GGUF_QUANTS, N_DROPPED_EVAL, Context
+from ..options import GGUF_QUANTS, Context, eval_languages
 from ..timing import timed
-
-
-def eval_languages(ctx: Context) -> tuple[list[str], list[str]]:
-    kept = ctx.options.langs
-    dropped = [lang for lang in ctx.options.analysis_langs if lang not in kept][:N_DROPPED_EVAL]
-    return kept, dropped
 
 
 def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dict) -> dict:
     from .verify import measure_exports, quality
 
-    kept, dropped = eval_languages(ctx)
+    kept, dropped = eval_languages(ctx.options)
     tokenizers = {"before": ctx.loaded.tokenizer, "after": tokenizer}
     gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
     results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,

@@ -24,9 +24,10 @@ from ..data.outside_text import KINDS, outside_corpora
 from ..errors import UserError
 from ..export.export_gguf import export_gguf, quantize_gguf
 from ..model.parts import HEADS, NEURONS
+from ..options import eval_languages
 from ..paths import check_output, output_folder
 from ..report.frontier import render_frontier
-from .checks import agreement, eval_languages
+from .checks import agreement
 from .verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
 
 QUANT = "Q4_K_M"
@@ -88,7 +89,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     from ..export.files import export_original
 
     loaded = ctx.loaded
-    kept, dropped = eval_languages(ctx)
+    kept, dropped = eval_languages(ctx.options)
     selected = _select(ctx, levels)
     original = Artifact("llama.cpp", QUANT, export_original(ctx)[f"gguf {QUANT}"])
     corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)

@@ -7,7 +7,7 @@ within every quality limit; a set the export refused gets its one line instead."
 import json
 from pathlib import Path
 
-from .report import _outside_changes, limit_rows, markdown_table
+from .report import outside_changes, limit_rows, markdown_table
 
 
 def language_row(langs: str, report: dict | str) -> dict:
@@ -16,7 +16,7 @@ def language_row(langs: str, report: dict | str) -> dict:
         return {"langs": langs, "refused": report}
     b, a = report["structure"]["before"], report["structure"]["after"]
     deployed = report["deployed"]
-    worst = max(((lang, source, *_outside_changes(report, source, lang))
+    worst = max(((lang, source, *outside_changes(report, source, lang))
                  for source, q in report.get("outside", {}).get("quality", {}).items() for lang in q["before"]),
                 key=lambda row: row[3], default=None)
     return {"langs": langs, "deployed": deployed,

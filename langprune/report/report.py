@@ -99,7 +99,7 @@ def changes(before: dict, after: dict) -> tuple[float, float]:
     return after["tokens"] / before["tokens"] - 1, after["bits_per_byte"] / before["bits_per_byte"] - 1
 
 
-def _outside_changes(report: dict, source: str, lang: str) -> tuple[float, float]:
+def outside_changes(report: dict, source: str, lang: str) -> tuple[float, float]:
     """`changes` of the export against the original on one text beyond the corpus."""
     q = report["outside"]["quality"][source]
     return changes(q["before"][lang], q["after"][lang])
@@ -112,7 +112,7 @@ def _outside_limit_rows(report: dict) -> list:
     rows = []
     for source, quality in outside["quality"].items():
         for lang in (lang for lang in report["languages"]["kept"] if lang in quality["before"]):
-            tokens, bpb = _outside_changes(report, source, lang)
+            tokens, bpb = outside_changes(report, source, lang)
             rows += [(f"tokens, {lang} {source}, change", f"<= +{QUALITY_LIMITS['outside_token_rise']:.1%}",
                       f"{tokens:+.2%}", tokens <= QUALITY_LIMITS["outside_token_rise"]),
                      (f"bits/byte, {lang} {source}, change", f"<= +{QUALITY_LIMITS['outside_bpb_rise']:.0%}",
@@ -131,7 +131,7 @@ def _outside_text(report: dict) -> list[str]:
     for source, counted in outside["dropped_tokens"].items():  # every source; those with a kept language scored
         quality = outside["quality"].get(source, {"before": {}})
         for lang in quality["before"]:
-            tokens, bpb = _outside_changes(report, source, lang)
+            tokens, bpb = outside_changes(report, source, lang)
             b, a = quality["before"][lang], quality["after"][lang]
             alike = outside.get("tokenization", {}).get(source, {}).get(lang)
             rows.append((source, f"{lang} (kept)", b["tokens"], a["tokens"], f"{tokens:+.2%}", f"{b['bits_per_byte']:.4f}",
