@@ -198,10 +198,11 @@ def cmd_bench_languages(args) -> None:
 
 def cmd_mobile_check(args) -> None:
     from .measure.bench import export_folders
-    from .measure.mobile import mobile_check
+    from .measure.mobile import arm64_quants, mobile_check
 
+    quants = arm64_quants(_split(args.quants))
     for folder in export_folders(args.exports):
-        mobile = mobile_check(folder, args.install)
+        mobile = mobile_check(folder, args.install, quants)
         ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
               f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "
@@ -321,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--install", action="store_true", help="run, as root, the apt-get/dpkg commands the arm64 checks "
                    "need (g++-aarch64-linux-gnu, qemu-user, arm64 among dpkg's architectures); without it they are "
                    "named and nothing on the system changes")
+    p.add_argument("--quants", help="the GGUF files to run on arm64, of Q4_K_M,Q8_0,Q4_0 (default: all three; "
+                   "minutes each, emulated)")
     p.set_defaults(func=cmd_mobile_check)
 
     p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")

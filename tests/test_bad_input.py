@@ -146,6 +146,8 @@ CASES = [
     ("bench a missing folder", lambda r: ["bench", str(r / "nope")], "no such folder"),
     ("bench a user's folder", lambda r: ["bench", str(users_report(r))], "not an export of langprune"),
     ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of langprune"),
+    ("mobile-check a GGUF kind it does not run", lambda r: ["mobile-check", "--quants", "Q4_0,Q5_0"],
+     "--quants Q5_0: the arm64 check runs Q4_K_M, Q8_0, Q4_0"),
     ("prepare a missing model", lambda r: ["prepare", str(r / "missing")], "nor an existing file or directory"),
     ("unknown subcommand", lambda r: ["exprot", "--langs", "en"], "invalid choice: 'exprot'"),
 ]

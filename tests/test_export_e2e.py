@@ -109,12 +109,13 @@ def test_report_numbers_are_measured_and_sane(export):
 @pytest.mark.arm64
 def test_mobile_check_on_the_real_export(export):
     """`make mobile-check` on the default export: its 4-bit ONNX model in ORT format for ONNX Runtime Mobile (also
-    run by onnxruntime for aarch64 under qemu-user), and
-    its GGUF files in llama.cpp cross-built for arm64, under qemu-user: the host's tokens, greedy tokens and
-    perplexity within 1% for each kept language."""
+    run by onnxruntime for aarch64 under qemu-user), and its Q4_0 GGUF (which llama.cpp repacks for ARM's dot
+    product) in llama.cpp cross-built for arm64, under qemu-user: the host's tokens, greedy tokens and perplexity
+    within 1% for each kept language. One GGUF kind: each is ~5 minutes emulated (tests/test_mobile.py runs all
+    three on a tiny model)."""
     folder, _ = export
-    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}", "INSTALL=1"], cwd=REPO_ROOT, capture_output=True,
-                            text=True)  # INSTALL=1: the suite lets it install its cross tools
+    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}", "INSTALL=1", "QUANTS=Q4_0"], cwd=REPO_ROOT,
+                            capture_output=True, text=True)  # INSTALL=1: the suite lets it install its cross tools
     assert result.returncode == 0, result.stderr[-3000:]
     ort = json.loads((folder / "report.json").read_text())["mobile"]["ort"]
     # a 4-bit copy: well under a third of the float32 ONNX model's bytes
@@ -123,7 +124,7 @@ def test_mobile_check_on_the_real_export(export):
     assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"en", "de"}
     assert all(r["greedy_holds"] for r in ort["arm64"].values()) and set(ort["arm64"]) == {"en", "de"}
     arm = json.loads((folder / "report.json").read_text())["mobile"]["arm64"]
-    assert set(arm["files"]) == {"Q4_K_M", "Q8_0", "Q4_0"} and arm["files"]["Q4_0"]["repacked_mib"] > 0
+    assert set(arm["files"]) == {"Q4_0"} and arm["files"]["Q4_0"]["repacked_mib"] > 0
     for kind, checked in arm["files"].items():
         assert set(checked["languages"]) == {"en", "de"} and checked["holds"], (kind, checked["languages"])
     text = (folder / "report.md").read_text()

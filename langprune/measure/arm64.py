@@ -210,13 +210,13 @@ def made_from(folder: Path, path: Path, source: Path, kind: str) -> tuple[Path, 
     return path, source
 
 
-def arm64_check(folder: Path, kept: list[str], corpus_folder=None) -> dict:
-    """The arm64 checks of one export folder, for each kind in ARM_QUANTS (see the module's docstring)."""
+def arm64_check(folder: Path, kept: list[str], corpus_folder=None, quants=ARM_QUANTS) -> dict:
+    """The arm64 checks of one export folder, for each GGUF kind in quants (see the module's docstring)."""
     from ..data.corpus import load_corpus
     from ..report.report import weights_read_per_token
     from .verify import fidelity_prompts, file_size
 
-    ggufs = {kind: gguf_for(folder, kind) for kind in ARM_QUANTS}
+    ggufs = {kind: gguf_for(folder, kind) for kind in quants}
     probe = build_probe()
     corpus = load_corpus(kept, corpus_folder)
     texts = {lang: ("\n\n".join(corpus.texts[lang]["evaluation"]), fidelity_prompts(corpus, lang)[0]) for lang in kept}

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from ..data.corpus import encode, load_corpus
-from ..errors import UserError
+from ..errors import UserError, option
 from ..paths import adding_to_output
 
 MOBILE_QUANT = "int4"
@@ -79,24 +79,36 @@ def usability(onnx: Path) -> str:
     return text.getvalue()
 
 
-def mobile_check(folder: Path, install: bool = False) -> dict:
+def arm64_quants(quants=None) -> list[str]:
+    """The GGUF kinds to run on arm64: quants (checked), else all of `arm64.ARM_QUANTS`."""
+    from .arm64 import ARM_QUANTS
+
+    if bad := [kind for kind in quants or [] if kind not in ARM_QUANTS]:
+        raise UserError(f"{option('quants', ','.join(bad))}: the arm64 check runs {', '.join(ARM_QUANTS)}")
+    return list(quants or ARM_QUANTS)
+
+
+def mobile_check(folder: Path, install: bool = False, quants=None) -> dict:
     """Run the checks on an export and add them to its report.json and report.md. install: let
-    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named)."""
+    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
+    quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes)."""
     from ..report.report import render
-    from .arm64 import ARM_QUANTS, arm64_check, gguf_source, prepare_system
+    from .arm64 import arm64_check, gguf_source, prepare_system
+
+    quants = arm64_quants(quants)
 
     folder = Path(folder)
     if not (folder / "report.json").exists():
         raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
     report = json.loads((folder / "report.json").read_text())
     kept, corpus = report["languages"]["kept"], report["options"].get("corpus")
-    names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in ARM_QUANTS]
+    names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in quants]
     with adding_to_output(folder, names):
         onnx_source(folder)  # the models the checks start from, before the system's packages
-        for kind in ARM_QUANTS:
+        for kind in quants:
             gguf_source(folder, kind)
         prepare_system(install)
-        report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus)}
+        report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus, quants)}
         (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
         (folder / "report.md").write_text(render(report))
     return report["mobile"]
