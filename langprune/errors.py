@@ -1,6 +1,7 @@
 """Errors a user can act on. The CLI prints them without a traceback, in one line."""
 
 import os
+import subprocess
 
 
 class UserError(Exception):
@@ -19,3 +20,14 @@ def option(name: str, value=None) -> str:
     if via_make():
         return f"{name.upper().replace('-', '_')}={'' if value is None else value}"
     return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")
+
+
+def run_tool(command: list, what: str, cwd=None, timeout: int = 1800) -> None:
+    """Run a command-line tool (npm, apt-get, a compiler); if it fails or hangs past timeout seconds, a UserError
+    saying what could not be done, with the end of its output."""
+    try:
+        result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"could not {what}: no answer after {timeout} s") from None
+    if result.returncode != 0:
+        raise UserError(f"could not {what}:\n{(result.stdout + result.stderr)[-3000:]}")

@@ -10,16 +10,20 @@ from pathlib import Path
 
 from .errors import UserError, option
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cache_dir() -> Path:
-    """Models assembled by `make setup`, the UDHR corpus, cached analyses."""
-    return Path(os.environ.get("LANGPRUNE_CACHE", REPO_ROOT / ".cache"))
+    """Everything langprune fetches, builds and caches, shared by every checkout and installation of it:
+    `LANGPRUNE_CACHE`, else the user's cache directory (`$XDG_CACHE_HOME/langprune`, ~/.cache/langprune)."""
+    if os.environ.get("LANGPRUNE_CACHE"):
+        return Path(os.environ["LANGPRUNE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "langprune"
 
 
 def export_dir() -> Path:
-    return Path(os.environ.get("LANGPRUNE_EXPORTS", REPO_ROOT / "exported"))
+    """Where exports go unless told otherwise: `LANGPRUNE_EXPORTS`, else exported/ in the current directory."""
+    return Path(os.environ.get("LANGPRUNE_EXPORTS") or Path.cwd() / "exported")
 
 
 def export_folder(model_name: str, langs: list[str]) -> Path:
@@ -33,7 +37,8 @@ def frontier_dir(model_name: str, langs: list[str]) -> Path:
 
 
 def recipes_dir() -> Path:
-    return Path(os.environ.get("LANGPRUNE_RECIPES", REPO_ROOT / "recipes"))
+    """The model presets: `LANGPRUNE_RECIPES`, else the package's own."""
+    return Path(os.environ.get("LANGPRUNE_RECIPES") or PACKAGE_DIR / "recipes")
 
 
 def code_version(*module_names: str) -> str:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from tests import REPO_ROOT
 from tests.tiny import save_tiny
-from langprune.paths import REPO_ROOT
 
 UDHR_TEXT = "\n\n".join(f"Paragraph {i}: all human beings are born free and equal." for i in range(12))
 
@@ -190,7 +190,7 @@ def test_without_make_setup_the_corpus_is_named_with_what_to_run(tmp_path):
                             timeout=60)
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert "the UDHR corpus is not installed" in lines[0] and "run `make setup`" in lines[0], lines
+    assert "the UDHR corpus is not installed" in lines[0] and "run `langprune prepare`" in lines[0], lines
     assert not (tmp_path / "exported").exists()
 
 
@@ -208,5 +208,5 @@ def test_without_the_text_beyond_the_corpus_the_missing_package_is_named_before_
                             timeout=60)
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert "is missing: run `make setup` (it unpacks fortunes, text beyond the corpus in en)" in lines[0], lines
+    assert "is missing: run `langprune prepare` (it unpacks fortunes, text beyond the corpus in en)" in lines[0], lines
     assert time.monotonic() - start < 15 and not (tmp_path / "exported").exists()

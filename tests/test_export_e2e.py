@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from langprune.data.languages import LANGUAGES
-from langprune.paths import REPO_ROOT
+from tests import REPO_ROOT
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

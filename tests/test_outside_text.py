@@ -68,7 +68,7 @@ def test_translated_pages_give_only_the_paragraphs_in_their_language():
     assert parser.paragraphs == ["Run apt now.", "Second one."]
 
 
-def test_a_missing_package_names_make_setup(tmp_path, monkeypatch):
+def test_a_missing_package_names_langprune_prepare(tmp_path, monkeypatch):
     monkeypatch.setenv("LANGPRUNE_CACHE", str(tmp_path))
-    with pytest.raises(UserError, match="make setup"):
+    with pytest.raises(UserError, match="langprune prepare"):
         outside_corpora(["en"])

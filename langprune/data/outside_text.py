@@ -1,7 +1,7 @@
 """Text from outside the corpus: checks that a cut holds beyond the corpus it was chosen on.
 
-Five sources of different kinds, registry packages that `make setup` downloads once (pinned
-versions, `OUTSIDE_PACKAGES` and `QURAN_VERSION` in the Makefile) and unpacks into `.cache/outside/<package>/`:
+Five sources of different kinds, registry packages that `langprune prepare` downloads once (`data/fetch.py`)
+and unpacks into the cache's `outside/<package>/`:
 - `fortunes`: fortune-cookie files (quotes, jokes, anecdotes, verse, dialogue);
 - `manpages`: manual pages (commands, system calls, file formats), roff markup stripped;
 - `handbook`: The Debian Administrator's Handbook, a book of technical prose (HTML);
@@ -75,7 +75,7 @@ def check_outside_text(langs: list[str]) -> None:
     for by_lang in SOURCES.values():
         for lang in langs:
             if lang in by_lang and not (outside_dir() / by_lang[lang][0]).is_dir():
-                raise UserError(f"{outside_dir() / by_lang[lang][0]} is missing: run `make setup` (it unpacks "
+                raise UserError(f"{outside_dir() / by_lang[lang][0]} is missing: run `langprune prepare` (it unpacks "
                                 f"{by_lang[lang][0]}, text beyond the corpus in {lang})")
 
 
@@ -107,7 +107,8 @@ def documents(source: str, lang: str) -> list[str]:
         return json.loads(cached.read_text(encoding="utf-8"))
     files = sorted(p for p in (outside_dir() / package).glob(pattern) if p.is_file())
     if not files:
-        raise UserError(f"{outside_dir() / package} has no {pattern}: run `make setup` (it unpacks {package})")
+        raise UserError(f"{outside_dir() / package} has no {pattern}: remove it and run `langprune prepare` (it "
+                        f"unpacks {package})")
     docs = list(dict.fromkeys(READERS[source](files, lang)))  # once each: some pages are copies (ISO 8859 charsets)
     with written(cached) as partial:
         partial.write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")

@@ -16,7 +16,7 @@ into a sysroot for qemu-user, generates greedily with the export's ORT-format mo
 Emulated speed says nothing about a phone and is not measured. What a phone cares about is
 reported instead: file size, weight bytes read per generated token, KV cache bytes per 1k tokens
 of context, and the host's peak memory. The cross build and the arm64 Python are made once and
-cached, like the llama-cpp-python wheel, in ~/.cache/langprune.
+cached, like the llama-cpp-python wheel, in `paths.cache_dir()` (~/.cache/langprune).
 """
 
 import hashlib
@@ -31,8 +31,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ..errors import UserError, via_make
-from ..paths import written
+from ..errors import UserError, run_tool, via_make
+from ..paths import PACKAGE_DIR, cache_dir, written
 
 ARM_CPU = "cortex-a76"  # qemu's model of the CPU the build targets
 ARM_ARCH = "armv8.2-a+dotprod+fp16"
@@ -45,16 +45,10 @@ PERPLEXITY_TOLERANCE = 0.01
 # 0.13-0.16, and one margin reads 0.16 one token at a time and 0.23 in one batch; arm64 parted at 0.13, 0.16 and 0.23.
 NEAR_TIE = 0.5
 THREADS = 2
-STEP_TIMEOUT = 1800  # seconds for a download, build or unpacking step (the cross build: about 2 minutes on 2 cores)
 INSTALL_TIMEOUT = 1800  # an apt-get install or update
 EMULATION_TIMEOUT = 3600  # one file's or model's run under qemu-user (emulated: ~4 tokens/s on Gemma 3 270M)
 TOOLS = {"aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user"}  # command: Debian package
 PROBE_SOURCE = Path(__file__).with_name("gguf_probe.cpp")
-
-
-def host_cache() -> Path:
-    """Where builds that outlive a checkout are kept (the llama-cpp-python wheel's place)."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "langprune"
 
 
 def system_commands() -> list[list[str]]:
@@ -85,7 +79,7 @@ def prepare_system(install: bool = False) -> None:
         raise UserError(f"the arm64 checks need, run as root on a Debian system: `{text}`")
     for command in commands:
         print(f"   {' '.join(command)}")
-        _run(command, f"run `{' '.join(command)}`", timeout=INSTALL_TIMEOUT)
+        run_tool(command, f"run `{' '.join(command)}`", timeout=INSTALL_TIMEOUT)
 
 
 def _install_option() -> str:
@@ -108,12 +102,12 @@ def ensure_tools() -> None:
 
 def llama_cpp_source(version: str) -> Path:
     """llama.cpp as llama-cpp-python `version` vendors it, from its source distribution (cached)."""
-    root = host_cache() / f"llama-cpp-python-{version}"
+    root = cache_dir() / f"llama-cpp-python-{version}"
     if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
         print(f"   downloading llama-cpp-python {version}'s source (once)")
         with tempfile.TemporaryDirectory() as tmp, written(root) as partial:
-            _run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                  f"llama-cpp-python=={version}", "-d", tmp], "download llama-cpp-python's source")
+            run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                      f"llama-cpp-python=={version}", "-d", tmp], "download llama-cpp-python's source")
             with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
                 archive.extractall(tmp, filter="tar")
             shutil.move(next(p for p in Path(tmp).iterdir() if p.is_dir()), partial)
@@ -125,7 +119,7 @@ def build_probe() -> Path:
     import llama_cpp
 
     version = llama_cpp.__version__
-    folder = host_cache() / f"llama.cpp-{version}-{ARM_ARCH}"
+    folder = cache_dir() / f"llama.cpp-{version}-{ARM_ARCH}"
     probe = folder / f"gguf_probe-{hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()[:12]}"
     if probe.exists():
         return probe
@@ -135,28 +129,19 @@ def build_probe() -> Path:
     if not all(lib.exists() for lib in libs):
         print(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
               f"(about 2 minutes on 2 cores, once; cached in {folder})")
-        _run(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux",
-              "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
-              "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++", "-DGGML_NATIVE=OFF", f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}",
-              "-DGGML_OPENMP=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-              "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
-             "configure llama.cpp's aarch64 build")
-        _run(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama"],
-             "cross-build llama.cpp for aarch64")
+        run_tool(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux",
+                  "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
+                  "-DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++", "-DGGML_NATIVE=OFF", f"-DGGML_CPU_ARM_ARCH={ARM_ARCH}",
+                  "-DGGML_OPENMP=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+                  "-DLLAMA_BUILD_TOOLS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
+                 "configure llama.cpp's aarch64 build")
+        run_tool(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama"],
+                 "cross-build llama.cpp for aarch64")
     with written(probe) as partial:
-        _run(["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static", "-I", source / "include",
-              "-I", source / "ggml" / "include", PROBE_SOURCE, *libs, "-lpthread", "-o", partial],
-             "link gguf_probe for aarch64")
+        run_tool(["aarch64-linux-gnu-g++", "-O2", "-std=c++17", "-static", "-I", source / "include",
+                  "-I", source / "ggml" / "include", PROBE_SOURCE, *libs, "-lpthread", "-o", partial],
+                 "link gguf_probe for aarch64")
     return probe
-
-
-def _run(command: list, what: str, cwd=None, timeout: int = STEP_TIMEOUT) -> None:
-    try:
-        result = subprocess.run([str(c) for c in command], capture_output=True, text=True, cwd=cwd, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"could not {what}: no answer after {timeout} s") from None
-    if result.returncode != 0:
-        raise UserError(f"could not {what}:\n{(result.stdout + result.stderr)[-3000:]}")
 
 
 def ask(probe: Path, gguf: Path, requests: list[str]) -> tuple[list[str], str]:
@@ -310,7 +295,7 @@ def _arm64_python_folder() -> Path:
     import numpy
     import onnxruntime
 
-    return host_cache() / f"python3.11-arm64-onnxruntime-{onnxruntime.__version__}-numpy-{numpy.__version__}"
+    return cache_dir() / f"python3.11-arm64-onnxruntime-{onnxruntime.__version__}-numpy-{numpy.__version__}"
 
 
 def arm64_python() -> tuple[Path, Path]:
@@ -326,12 +311,12 @@ def arm64_python() -> tuple[Path, Path]:
             _download_arm64_debs(Path(debs))
             (partial / "root" / "proc").mkdir(parents=True)
             for deb in sorted(Path(debs).glob("*.deb")):
-                _run(["dpkg-deb", "-x", deb, partial / "root"], f"unpack {deb.name}")
+                run_tool(["dpkg-deb", "-x", deb, partial / "root"], f"unpack {deb.name}")
             (partial / "root" / "proc" / "cpuinfo").write_text("\n".join(CPUINFO.format(i=i) for i in range(THREADS)))
-            _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps", "--python-version",
-                  "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_aarch64", "--platform",
-                  "manylinux_2_17_aarch64", "-d", debs, f"onnxruntime=={onnxruntime.__version__}",
-                  f"numpy=={numpy.__version__}"], "download onnxruntime's and numpy's aarch64 wheels")
+            run_tool([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
+                      "--python-version", "3.11", "--implementation", "cp", "--platform", "manylinux_2_28_aarch64",
+                      "--platform", "manylinux_2_17_aarch64", "-d", debs, f"onnxruntime=={onnxruntime.__version__}",
+                      f"numpy=={numpy.__version__}"], "download onnxruntime's and numpy's aarch64 wheels")
             for wheel in Path(debs).glob("*.whl"):
                 with zipfile.ZipFile(wheel) as archive:
                     archive.extractall(partial / "site")
@@ -340,8 +325,9 @@ def arm64_python() -> tuple[Path, Path]:
 
 def _download_arm64_debs(folder: Path) -> None:
     """apt-get download of PYTHON_DEBS for arm64 (arm64 among dpkg's architectures: `prepare_system`)."""
-    _run(["apt-get", "download", "-q", *(f"{name}:arm64" for name in PYTHON_DEBS)], "download Debian's arm64 Python "
-         "(is arm64 among dpkg's architectures, with apt's lists updated?)", cwd=folder)
+    run_tool(["apt-get", "download", "-q", *(f"{name}:arm64" for name in PYTHON_DEBS)],
+             "download Debian's arm64 Python (is arm64 among dpkg's architectures, with apt's lists updated?)",
+             cwd=folder)
 
 
 def ort_on_arm64(model: Path, session, prompts: dict[str, list[int]], host: dict[str, list[int]]) -> dict[str, dict]:
@@ -359,11 +345,9 @@ def ort_on_arm64(model: Path, session, prompts: dict[str, list[int]], host: dict
 
 def ort_greedy_on_arm64(model: Path, prompts: dict[str, list[int]], n_new: int) -> dict[str, list[int]]:
     """Greedy tokens of an ONNX Runtime model for each prompt, in aarch64 onnxruntime under qemu-user."""
-    from ..paths import REPO_ROOT
-
     root, site = arm64_python()
     result = subprocess.run(
-        ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{REPO_ROOT}",
+        ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{PACKAGE_DIR.parent}",
          str(root / "usr" / "bin" / "python3.11"), "-m", "langprune.measure.ort_greedy", str(model), str(n_new)],
         input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True,
         timeout=EMULATION_TIMEOUT)

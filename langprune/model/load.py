@@ -1,8 +1,8 @@
 """Load a model, offline, as a float32 transformers model with a tokenizer that matches llama.cpp.
 
-Sources: a recipe name (recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
+Sources: a recipe name (langprune/recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
 model directory of a supported family. Nothing is ever downloaded.
-A GGUF's dequantized weights and tokenizer are cached under .cache/hf/, keyed by the file's hash.
+A GGUF's dequantized weights and tokenizer are cached under the cache's hf/ (`paths.cache_dir()`), keyed by the file's hash.
 """
 
 import hashlib

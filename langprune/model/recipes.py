@@ -1,4 +1,5 @@
-"""Model presets: one TOML file per model in recipes/ says where it comes from and how it exports."""
+"""Model presets: one TOML file per model in langprune/recipes/ (package data) says where it comes from and how it
+exports."""
 
 import tomllib
 from dataclasses import dataclass
