@@ -68,10 +68,15 @@ def run_installed(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run([venv / "bin" / "langprune", *args], capture_output=True, text=True, cwd=cwd, env=env)
 
 
-def test_the_installed_package_is_the_wheel_not_this_checkout(installed, tmp_path):
-    result = subprocess.run([installed / "bin" / "python", "-c", "import langprune; print(langprune.__file__)"],
-                            capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0 and Path(result.stdout.strip()).is_relative_to(installed), result
+def test_the_installed_package_is_the_wheel_with_its_data(installed, tmp_path):
+    code = ("import langprune; from langprune.model.recipes import available_recipes, recipes_dir; "
+            "from langprune.measure.arm64 import PROBE_SOURCE; "
+            "print(langprune.__file__, recipes_dir(), PROBE_SOURCE.is_file(), *available_recipes())")
+    result = subprocess.run([installed / "bin" / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    package, recipes, probe, *names = result.stdout.split()
+    assert Path(package).is_relative_to(installed) and Path(recipes).is_relative_to(installed) and probe == "True"
+    assert names == sorted(p.stem for p in (REPO_ROOT / "langprune" / "recipes").glob("*.toml"))
 
 
 def test_the_installed_tool_runs_from_another_directory(installed, tmp_path):
