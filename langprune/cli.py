@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .log import show_progress
+
+    show_progress()  # the library's phase lines and progress bars, which a script calling it does not get
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # refused, not ignored

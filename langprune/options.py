@@ -8,8 +8,8 @@ from .data.corpus import available_languages, load_corpus
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
 from .data.outside_text import check_outside_text
 from .errors import UserError, option
-from .export.export_gguf import check_hf_source
-from .export.files import DEFAULT_QUANTS, GGUF_QUANTS, ONNX_QUANTS
+from .exporters.export_gguf import check_hf_source
+from .exporters.files import DEFAULT_QUANTS, GGUF_QUANTS, ONNX_QUANTS
 from .model.families import LAYOUTS
 from .model.load import LoadedModel, check_source
 

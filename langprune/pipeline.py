@@ -12,7 +12,8 @@ from .analysis.analyze import Analysis, Settings, analyze_cached
 from .cuts.plan import apply_cuts, run_selection
 from .cuts.rewrite import save_pruned
 from .data.corpus import load_corpus
-from .export.files import export_all, export_original
+from .exporters.files import export_all, export_original
+from .log import say
 from .measure.checks import verify
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
@@ -24,7 +25,7 @@ def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
     final = Path(options.out or export_folder(name, options.langs))
     with output_folder(final) as work:
-        print(f"== load {options.model}")
+        say(f"== load {options.model}")
         timings = {}
         with timed(timings, "load"):
             loaded, corpus = load(options.model), load_corpus(all_languages(options), options.corpus)
@@ -56,7 +57,7 @@ def _export_into(ctx: Context, work: Path) -> None:
 
 
 def step(ctx: Context, name: str, fn):
-    print(f"== {name}")
+    say(f"== {name}")
     with timed(ctx.timings, name):
         return fn()
 
@@ -66,8 +67,8 @@ def run_analysis(ctx: Context) -> Analysis:
     settings = Settings(tuple(all_languages(ctx.options)), **ctx.options.settings)
     loaded = ctx.loaded
     analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, ctx.corpus, settings, loaded.fingerprint)
-    print("   analysis reused from cache" if cached else f"   analysis took {sum(analysis.seconds.values()):.0f}s")
-    print(f"   {analysis.masking_setup()}")
+    say("   analysis reused from cache" if cached else f"   analysis took {sum(analysis.seconds.values()):.0f}s")
+    say(f"   {analysis.masking_setup()}")
     return analysis
 
 
@@ -79,7 +80,7 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     on the AVX2-capped EPYC); the statistics are cached, the grams are not."""
     from contextlib import nullcontext
 
-    from tqdm import tqdm
+    from .log import progress
 
     from .analysis.neurons import neuron_stats_cached
     from .cuts.refit import CHUNK_TOKENS, GramCollector, refit_grams
@@ -89,10 +90,10 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     stats, collector, cached = None, GramCollector() if refit else None, True
     if neurons:
         with (collector.hooked(loaded.model) if refit else nullcontext()), \
-                tqdm(total=len(langs) * NEURON_TOKENS, desc="FFN neuron statistics", unit="tok") as bar:
+                progress(total=len(langs) * NEURON_TOKENS, desc="FFN neuron statistics", unit="tok") as bar:
             stats, cached = neuron_stats_cached(loaded.model, loaded.tokenizer, ctx.corpus, langs, loaded.fingerprint,
                                                 n_tokens=NEURON_TOKENS, chunk_tokens=CHUNK_TOKENS, progress=bar)
-        print("   neuron statistics reused from cache" if cached else "   neuron statistics computed")
+        say("   neuron statistics reused from cache" if cached else "   neuron statistics computed")
     if not refit:
         return stats, None
     if not cached:  # the statistics' pass ran, and collected the grams too

@@ -3,6 +3,8 @@
 import time
 from contextlib import contextmanager
 
+from .log import say
+
 
 @contextmanager
 def timed(seconds: dict, name: str):
@@ -10,4 +12,4 @@ def timed(seconds: dict, name: str):
     start = time.perf_counter()
     yield
     seconds[name] = round(time.perf_counter() - start, 1)
-    print(f"   {name}: {seconds[name]:.0f}s")
+    say(f"   {name}: {seconds[name]:.0f}s")

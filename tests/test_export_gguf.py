@@ -15,7 +15,7 @@ import torch
 
 from tests.tiny import TINY, tiny_model, tiny_tokenizer
 from langprune.errors import UserError
-from langprune.export.export_gguf import export_gguf, quantize_gguf
+from langprune.exporters.export_gguf import export_gguf, quantize_gguf
 from langprune.measure.llamacpp import open_gguf, tokenize, vocab_only
 from langprune.model.parts import HEADS
 
@@ -128,7 +128,7 @@ def test_uniform_llama_exports_as_llama_and_matches_torch(tmp_path, rope_scaling
 
 
 def test_parity_check_catches_a_wrong_rope_layout(tmp_path, monkeypatch):
-    import langprune.export.export_gguf as export
+    import langprune.exporters.export_gguf as export
 
     model = sharpen(HEADS.prune(tiny_model("llama"), NON_UNIFORM))
     monkeypatch.setattr(export, "interleave_rope_rows", lambda weight, head_dim: weight)

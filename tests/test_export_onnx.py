@@ -9,7 +9,7 @@ import torch
 from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.data.corpus import encode
 from langprune.data.evaluate import torch_scorer
-from langprune.export.export_onnx import export_onnx, quantize_onnx, to_ort_format
+from langprune.exporters.export_onnx import export_onnx, quantize_onnx, to_ort_format
 from langprune.measure.onnxrt import empty_past, generate, open_session, ort_scorer, run
 from langprune.model import families
 from langprune.model.heads import kv_head_counts
@@ -257,8 +257,9 @@ def test_onnx_runtime_genai_generates_what_pytorch_does(family, tmp_path):
     assert _genai_greedy(path.parent, ids, STEPS) == expected == generate(open_session(path), ids, STEPS)
 
 
-def test_no_genai_config_where_layers_keep_different_kv_heads(tmp_path, capsys):
+def test_no_genai_config_where_layers_keep_different_kv_heads(tmp_path, caplog):
     model = HEADS.prune(tiny_model("llama"), KEEP)  # layer 1 keeps one KV group of two
-    path = export_onnx(model, tiny_tokenizer(), tmp_path)
+    with caplog.at_level("INFO", logger="langprune"):
+        path = export_onnx(model, tiny_tokenizer(), tmp_path)
     assert path.exists() and not (tmp_path / "genai_config.json").exists()
-    assert "ONNX Runtime GenAI takes one KV head count for all layers" in capsys.readouterr().out
+    assert "ONNX Runtime GenAI takes one KV head count for all layers" in caplog.text

@@ -5,7 +5,7 @@ from gguf import GGUFReader
 
 from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.errors import UserError
-from langprune.export.export_gguf import export_gguf, quantize_gguf
+from langprune.exporters.export_gguf import export_gguf, quantize_gguf
 from langprune.model.gguf_file import read_header
 from langprune.model.recipes import load_recipe
 

@@ -185,7 +185,7 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
 # -- GGUF ---------------------------------------------------------------------------------
 def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, sharpen, tiny_ids
-    from langprune.export.export_gguf import export_gguf
+    from langprune.exporters.export_gguf import export_gguf
 
     model = sharpen(NEURONS.prune(tiny_model("llama"), random_keep([96] * 3, [64, 32, 96])))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "deci.gguf")
@@ -197,7 +197,7 @@ def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
 
 def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
     from tests.test_export_gguf import compare, metadata, tiny_gemma6, tiny_ids
-    from langprune.export.export_gguf import export_gguf
+    from langprune.exporters.export_gguf import export_gguf
 
     model = NEURONS.prune(tiny_gemma6(), random_keep([96] * 6, [64] * 6))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "gemma3.gguf")

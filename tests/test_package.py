@@ -2,6 +2,7 @@
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -47,8 +48,11 @@ def installed(tmp_path_factory):
     """The wheel of this checkout installed into a new venv that sees this one's packages (a .pth file) but not its
     editable langprune: pip installs it with --no-index, so every declared dependency must already be there."""
     tmp = tmp_path_factory.mktemp("package")
+    source = tmp / "source"  # built from a copy: setuptools leaves build/ where it builds, and reuses what is there
+    shutil.copytree(REPO_ROOT / "langprune", source / "langprune", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", source)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-                            tmp / "wheel", REPO_ROOT], capture_output=True, text=True)
+                            tmp / "wheel", source], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp / "wheel").glob("langprune-*.whl")
     venv = tmp / "venv"

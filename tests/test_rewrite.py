@@ -99,3 +99,52 @@ def test_pruned_equals_masked_on_gemma(gemma):
     assert HEADS.sizes(pruned_model) == [3] * 18 and kv_head_counts(pruned_model) == [1] * 18
     assert max_diff(pruned, masked) <= 1e-6
     assert max_diff(pruned, full) > 1e-2  # the heads did matter
+
+
+# every layer keeps one whole KV group of two query heads (not the same one) and 48 FFN neurons: one shape for all
+# layers
+UNIFORM_HEADS = [[0, 1], [2, 3], [0, 1]]
+STOCK_LOAD = """import json, sys, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], local_files_only=True).eval()
+assert "langprune" not in sys.modules
+ids = torch.tensor([json.loads(sys.argv[2])])
+with torch.no_grad():
+    print(json.dumps(model(ids).logits[0].tolist()))"""
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_uniform_cut_is_a_standard_checkpoint_that_stock_transformers_loads(family, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from langprune.model.parts import NEURONS
+    from tests.tiny import tiny_tokenizer
+
+    model = HEADS.prune(tiny_model(family), UNIFORM_HEADS)
+    width = model.model.layers[0].mlp.up_proj.out_features
+    model = NEURONS.prune(model, [list(range(layer % 2, width, 2)) for layer in range(3)])  # 48 of 96 each
+    save_pruned(model, tiny_tokenizer(), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["num_attention_heads"], config["num_key_value_heads"], config["intermediate_size"]) == (2, 1, 48)
+    assert "kept_heads" not in config and config["langprune"]["kept_heads"] == UNIFORM_HEADS
+    ids = [5, 17, 42, 99, 7, 3]
+    stock = subprocess.run([sys.executable, "-c", STOCK_LOAD, str(tmp_path), json.dumps(ids)], capture_output=True,
+                           text=True, cwd=tmp_path)  # not the repository: `import langprune` would fail there
+    assert stock.returncode == 0, stock.stderr[-2000:]
+    with torch.no_grad():
+        ours = model(torch.tensor([ids])).logits[0]
+    assert float((torch.tensor(json.loads(stock.stdout)) - ours).abs().max()) <= 1e-5
+    reloaded, _ = load_pruned(tmp_path)  # and langprune's own loader reads it too
+    assert HEADS.sizes(reloaded) == [2, 2, 2] and kv_head_counts(reloaded) == [1, 1, 1]
+
+
+def test_per_layer_shapes_keep_the_kept_indices_for_load_pruned(tmp_path):
+    import json
+
+    from tests.tiny import tiny_tokenizer
+
+    save_pruned(HEADS.prune(tiny_model("llama"), keep_from_drop([4, 4, 4], DROP)), tiny_tokenizer(), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["num_attention_heads"] == 4 and config["kept_heads"] == [[0, 3], [0, 1], [0, 1, 2, 3]]

@@ -15,7 +15,7 @@ from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.data.corpus import Corpus, udhr_corpus
 from langprune.data.outside_text import outside_corpora
-from langprune.export.export_gguf import export_gguf
+from langprune.exporters.export_gguf import export_gguf
 from langprune.measure.llamacpp import tokenize, vocab_only
 from langprune.model.families import FAMILIES
 from langprune.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab

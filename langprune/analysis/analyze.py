@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..log import progress
 
 from ..data.corpus import Corpus, calibration_ids
 from ..model.parts import HEADS, mask_from_drop
@@ -394,14 +394,14 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
     seconds = {}
     start = time.perf_counter()
     total = sum(len(c) for chunks in cheap.values() for c in chunks)
-    with tqdm(total=total, desc="gradient + activation", unit="tok") as bar:
+    with progress(total=total, desc="gradient + activation", unit="tok") as bar:
         grads, norms = gradient_and_activation(model, cheap, bar)
     freq, entropy = activation_frequency(norms, settings.quantile)
     seconds["gradient_activation"] = time.perf_counter() - start
 
     start = time.perf_counter()
     precision = output_layer_precision()
-    with tqdm(total=sum(counts), desc=f"head masking ({settings.masking_output} output layer)", unit="head") as bar:
+    with progress(total=sum(counts), desc=f"head masking ({settings.masking_output} output layer)", unit="head") as bar:
         deltas, base = masking_deltas(model, exact, bar, settings.masking_output, settings.candidate_top, precision.dtype)
     seconds["masking"] = time.perf_counter() - start
 

@@ -41,7 +41,7 @@ refit, 5 minutes, the same figures) the two tie: consumers and norms en +12.1/+8
 import time
 
 import torch
-from tqdm import tqdm
+from ..log import progress
 
 from ..data.corpus import calibration_ids
 
@@ -95,7 +95,7 @@ def heal(student, teacher, chunks: list[list[int]], minutes: float, tokens: list
     optimizer = torch.optim.Adam(trained, lr=lr)
     losses, start = [], time.monotonic()
     try:
-        with tqdm(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
+        with progress(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
             while not losses or time.monotonic() - start < minutes * 60:
                 ids, (top, log_q) = chunks[len(losses) % len(chunks)], targets[len(losses) % len(chunks)]
                 loss = coarse_kl(torch.log_softmax(_hidden(student, ids) @ weight.T, -1), top, log_q)

@@ -34,11 +34,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..analysis.analyze import frozen, mean_loss
 from ..data.corpus import calibration_ids
 from ..errors import UserError
+from ..log import progress, say
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS, NEURONS
 from .select import budget_heads, candidate_budgets, select_heads
@@ -64,7 +64,7 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
     if cuts.search is not None:
         cuts.search.update(mode="iterative", accepted=[])
     start, rounds = time.monotonic(), 0
-    with tqdm(desc="iterative selection", unit="round") as bar:
+    with progress(desc="iterative selection", unit="round") as bar:
         while not all(target is not None and sizes[part] >= target for part, target in targets.items()):
             steps = next_steps(ctx, first_order_scores(model, chunks, cuts, grams), cuts, sizes, targets, ffn_fractions)
             fixed = [part for part in steps if targets[part] is not None]
@@ -83,7 +83,7 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
             bar.update(1)
             bar.set_postfix(heads=sizes[HEADS], ffn=f"{sizes[NEURONS]:.3f}")
             if not fixed and time.monotonic() - start > SEARCH_SECONDS:
-                print(f"   iterative selection stopped after {rounds} rounds ({SEARCH_SECONDS} s)")
+                say(f"   iterative selection stopped after {rounds} rounds ({SEARCH_SECONDS} s)")
                 break
     if cuts.search is not None:
         cuts.search.update(rounds=rounds, seconds=round(time.monotonic() - start, 1))

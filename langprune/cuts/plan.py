@@ -19,6 +19,7 @@ from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids, encode
 from ..data.evaluate import Chunk, score_chunks, torch_scorer
 from ..errors import UserError, option
+from ..log import say
 from ..model.heads import kv_head_counts
 from ..model.load import LoadedModel
 from ..model.parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
@@ -144,7 +145,7 @@ def vocab_evidence(ctx):
 
     loaded, langs = ctx.loaded, ctx.options.langs
     for lang in (lang for lang in langs if not frequent_words(lang, 1)):
-        print(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
+        say(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
               "model's own predictions only, and may not hold on other text")
     return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
 
@@ -162,7 +163,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
     while True:
         selection = select_tokens(vocab, corpus, langs, target, usage)
         kept, trimmed = len(selection.kept), trimmed_vocab(vocab, selection.keep)
-        print(f"   vocabulary: {kept} of {len(vocab.tokens)} tokens ({selection.counts()})")
+        say(f"   vocabulary: {kept} of {len(vocab.tokens)} tokens ({selection.counts()})")
         if size is not None:
             if kept > size:
                 raise UserError(f"{option('vocab', size)}: the kept languages need at least {kept} tokens (their "
@@ -172,7 +173,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
         worst = worst_outside_rise(samples, trimmed)
         if worst is None or worst[2] <= limit:
             if worst:
-                print(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
+                say(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
             return selection.keep, trimmed, selection.counts()
         lang, source, rise = worst
         if kept == previous or kept >= len(vocab.tokens):  # a larger size added nothing: every token of the scripts is in
@@ -180,7 +181,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
                             f"with {kept} of {len(vocab.tokens)} tokens kept (limit +{limit:.1%}); say "
                             f"{option('vocab', 'off')} to keep the whole vocabulary")
         previous, target = kept, min(len(vocab.tokens), int(target * VOCAB_GROWTH))
-        print(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
+        say(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
 
 
 def outside_samples(tokenizer, langs: list[str]) -> list[tuple[str, str, list[str], int]]:
@@ -314,7 +315,7 @@ def healed(ctx, model, cuts: Cuts) -> None:
                     if name in saved:
                         p.copy_(saved[name])
             cuts.heal["kept"] = False
-            print(f"   warning: after HEAL a kept language's calibration perplexity is beyond TOL={cuts.search['tol']} "
+            say(f"   warning: after HEAL a kept language's calibration perplexity is beyond TOL={cuts.search['tol']} "
                   f"({_rounded(after)} against {_rounded(cuts.search['baseline'])}): the distillation is undone")
 
 

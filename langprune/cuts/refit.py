@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack, contextmanager
 
 import torch
-from tqdm import tqdm
+from ..log import progress
 
 from ..data.corpus import calibration_ids
 from ..model.parts import HEADS, Part, unit_index
@@ -90,7 +90,7 @@ class GramCollector:
 def part_grams(model, chunks: Sequence[Sequence[int]], parts: Sequence[Part] = (HEADS,)) -> Grams:
     """Per part and layer, E[x x^T] of the consumer's input over the chunks."""
     with torch.inference_mode(), GramCollector(parts).hooked(model) as collector:
-        for ids in tqdm(chunks, desc="inputs for the refit", unit="chunk", leave=False):
+        for ids in progress(chunks, desc="inputs for the refit", unit="chunk", leave=False):
             model.model(input_ids=torch.tensor([list(ids)]), use_cache=False)
     return collector.grams()
 

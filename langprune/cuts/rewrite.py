@@ -2,13 +2,17 @@
 
 The cuts themselves are physical (`model.parts.Part.prune`: fewer rows and columns, not zeroed weights).
 A pruned model's config records the original indices it keeps (`kept_heads`, `kept_neurons`, and
-`kept_tokens` for a trimmed vocabulary), from which `load_pruned` rebuilds its shapes.
+`kept_tokens` for a trimmed vocabulary), from which `load_pruned` rebuilds its shapes. Where every
+layer keeps the same shapes the config is instead a standard one with the reduced counts, which any
+tool built on transformers loads (`standard_config`).
 """
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UserError
+from ..model.heads import layer_shapes
 from ..model.parts import pruned_from_config
 
 
@@ -18,10 +22,29 @@ def keep_from_drop(counts: Sequence[int], drop: Sequence[tuple[int, int]]) -> li
 
 
 def save_pruned(model, tokenizer, folder: Path) -> None:
-    """safetensors + config.json (with kept_heads) + tokenizer: reloadable by `load_pruned`."""
+    """safetensors + config.json + tokenizer, reloadable by `load_pruned`; where every layer keeps the same
+    shapes, a standard config that stock transformers loads (`standard_config`)."""
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    if standard := standard_config(model, config):
+        (folder / "config.json").write_text(json.dumps(standard, indent=2, sort_keys=True) + "\n")
+
+
+def standard_config(model, config: dict) -> dict | None:
+    """config.json for a pruned model whose layers all keep the same query heads, KV heads and FFN width: those
+    counts as the model's own (`num_attention_heads`, `num_key_value_heads`, `intermediate_size`, an explicit
+    `head_dim`), so `AutoModelForCausalLM.from_pretrained` (no langprune) builds the pruned shapes; the kept indices
+    stay, renamed, as a record. None for per-layer shapes, which only `load_pruned` rebuilds."""
+    heads, kv, ffn = layer_shapes(model)
+    if len(set(heads)) != 1 or len(set(kv)) != 1 or len(set(ffn)) != 1:
+        return None
+    standard = {key: value for key, value in config.items() if key not in ("kept_heads", "kept_neurons")}
+    standard.update(num_attention_heads=heads[0], num_key_value_heads=kv[0], intermediate_size=ffn[0],
+                    head_dim=model.model.layers[0].self_attn.head_dim,
+                    langprune={key: config[key] for key in ("kept_heads", "kept_neurons") if config.get(key)})
+    return standard
 
 
 def load_pruned(folder: Path):

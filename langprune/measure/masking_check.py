@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from ..log import progress
 
 from ..analysis.analyze import Settings, masking_chunks, masking_deltas, spearman
 from ..analysis.precision import output_layer_precision
@@ -40,7 +40,7 @@ def compare_masking(model, tokenizer, corpus: Corpus, settings: Settings) -> dic
     for output, dtype in variants:
         name = f"{output} {str(dtype).removeprefix('torch.')}"
         start = time.perf_counter()
-        with tqdm(total=sum(HEADS.sizes(model)), desc=f"masking, {name}", unit="head") as bar:
+        with progress(total=sum(HEADS.sizes(model)), desc=f"masking, {name}", unit="head") as bar:
             deltas[name], _ = masking_deltas(model, chunks, bar, output, settings.candidate_top, dtype)
         seconds[name] = round(time.perf_counter() - start, 1)
     reference = deltas.pop("exact float32")

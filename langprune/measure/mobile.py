@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..data.corpus import encode, load_corpus
 from ..errors import UserError, option
+from ..log import say
 from ..paths import adding_to_output
 
 MOBILE_QUANT = "int4"
@@ -25,7 +26,7 @@ GREEDY_TOKENS = 16
 
 def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     """The ORT Mobile checks of one export folder (see the module's docstring)."""
-    from ..export.export_onnx import quantize_onnx, to_ort_format
+    from ..exporters.export_onnx import quantize_onnx, to_ort_format
     from ..model.load import load_tokenizer
     from .arm64 import ort_on_arm64
     from .onnxrt import generate, open_session
@@ -33,7 +34,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
 
     onnx, source = onnx_source(folder)
     if onnx != source:
-        print(f"   quantizing {source.relative_to(folder)} to {MOBILE_QUANT} for ONNX Runtime Mobile")
+        say(f"   quantizing {source.relative_to(folder)} to {MOBILE_QUANT} for ONNX Runtime Mobile")
         quantize_onnx(source, onnx, MOBILE_QUANT)
     ort = to_ort_format(onnx)
     config = ort.parent / "required_operators_and_types.config"
@@ -44,7 +45,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     for lang, ids in prompts.items():
         runs = {kind: generate(session, ids, GREEDY_TOKENS) for kind, session in sessions.items()}
         greedy[lang] = {"same": runs["onnx"] == runs["ort"], **runs}
-    print(f"   {ort.relative_to(folder)} in onnxruntime for aarch64 under qemu-aarch64")
+    say(f"   {ort.relative_to(folder)} in onnxruntime for aarch64 under qemu-aarch64")
     arm64 = ort_on_arm64(ort, sessions["ort"], prompts, {lang: g["ort"] for lang, g in greedy.items()})
     return {"onnx": str(onnx.relative_to(folder)), "ort": str(ort.relative_to(folder)), "ort_bytes": file_size(ort),
             "config": str(config.relative_to(folder)), "operators": operator_lines(config),

@@ -10,7 +10,7 @@ With `grams`, each cut is measured a second time with o_proj refit to the kept h
 import math
 
 import numpy as np
-from tqdm import tqdm
+from ..log import progress
 
 from ..analysis.analyze import Analysis, language_losses
 from ..cuts.refit import refitted
@@ -37,7 +37,7 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
             picks.append((n, f"random {seed}", random_selection(len(costs), n_heads, n_kv, n, LAYOUT, seed).drop))
     cuts = [(n, name, drop, refit) for n, name, drop in picks for refit in ((False, True) if grams else (False,))]
     runs = []
-    for n, name, drop, refit in tqdm(cuts, desc="selected and random heads", unit="cut"):
+    for n, name, drop, refit in progress(cuts, desc="selected and random heads", unit="cut"):
         with refitted(model, HEADS, drop, grams if refit else None):
             loss = language_losses(model, held, drop)
         runs.append({"heads": n, "selection": name + (" + refit" if refit else ""),

@@ -162,7 +162,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
     PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file."""
-    from tqdm import tqdm
+    from ..log import progress
 
     deployed = deployed_file(after, gguf_quants)
     quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in gguf_quants]
@@ -171,7 +171,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]
     dropped_text = dropped_documents(corpus, dropped)
-    with timed(seconds, "quality"), tqdm(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
+    with timed(seconds, "quality"), progress(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
                 score = scorer(artifact(key, files))
@@ -180,14 +180,14 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                     runs |= quality(score, tokenizers[side], dropped_text, dropped)
                 results["quality"].setdefault(key, {})[side] = runs
                 bar.update(1)
-    with timed(seconds, "fidelity"), tqdm(total=2, desc="language fidelity", unit="model") as bar:
+    with timed(seconds, "fidelity"), progress(total=2, desc="language fidelity", unit="model") as bar:
         for side, files in sides:
             results["fidelity"].setdefault(deployed, {})[side] = fidelity(artifact(deployed, files), tokenizers[side],
                                                                           corpus, kept)
             bar.update(1)
     prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
-    with timed(seconds, "speed"), tqdm(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
+    with timed(seconds, "speed"), progress(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": DECODE_TOKENS,
                               "reps": reps}
@@ -208,11 +208,11 @@ def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, befo
 
     Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
     what a trimmed vocabulary costs beyond the corpus it was chosen from."""
-    from tqdm import tqdm
+    from ..log import progress
 
     corpora = {source: corpus for source, corpus in corpora.items() if set(corpus.languages) & set(langs)}
     out = {source: {} for source in corpora}
-    with tqdm(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
+    with progress(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for side, files in (("before", before), ("after", after)):
             score = scorer(artifact(key, files))  # each file opened once for every source
             for source, corpus in corpora.items():

@@ -7,20 +7,17 @@ A GGUF's dequantized weights and tokenizer are cached under the cache's hf/ (`pa
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+from gguf import Keys
 
-from gguf import Keys  # noqa: E402
-
-from ..errors import UserError  # noqa: E402
-from ..paths import cache_dir, code_version, written  # noqa: E402
-from .families import Family, family_of, family_of_gguf  # noqa: E402
-from .recipes import Recipe, available_recipes, load_recipe  # noqa: E402
+from ..errors import UserError
+from ..log import say
+from ..paths import cache_dir, code_version, written
+from .families import Family, family_of, family_of_gguf
+from .recipes import Recipe, available_recipes, load_recipe
 
 
 @dataclass
@@ -170,8 +167,8 @@ def _dequantize_to(path: Path, target: Path) -> None:
 
     from .tokenizer import tokenizer_from_gguf
 
-    print(f"Dequantizing {path.name} to float32 (once; cached in {target})")
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32")
+    say(f"Dequantizing {path.name} to float32 (once; cached in {target})")
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32", local_files_only=True)
     tokenizer = tokenizer_from_gguf(path)
     with written(target) as partial:
         model.save_pretrained(partial)

@@ -41,7 +41,8 @@ class Recipe:
         """An installed package's folder, found without importing its code."""
         spec = find_spec(package)
         if spec is None or spec.origin is None:
-            raise UserError(f"recipe {self.name}: package {package!r} is not installed: run `make setup`")
+            raise UserError(f"recipe {self.name}: package {package!r} is not installed: `pip install {package}` "
+                            "(`make setup` installs every recipe's)")
         return Path(spec.origin).parent
 
     def _joined_parts(self) -> Path:

@@ -4,6 +4,7 @@ The original model's files, the "before" of every comparison, are cached by its 
 import json
 from pathlib import Path
 
+from ..log import say
 from ..paths import cache_dir, code_version, written
 from .export_gguf import QUANT_KINDS
 
@@ -34,12 +35,12 @@ def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:
 def export_original(ctx) -> dict[str, Path]:
     """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint and
     the exporters' code."""
-    code = code_version(__name__, "langprune.export.export_gguf", "langprune.export.export_onnx")
+    code = code_version(__name__, "langprune.exporters.export_gguf", "langprune.exporters.export_onnx")
     key = f"{ctx.loaded.name}-{ctx.loaded.fingerprint}-{'-'.join(sorted(ctx.options.quant))}-{code}"
     folder = cache_dir() / "exports" / key
     index = folder / "files.json"
     if index.exists():
-        print("   original exports reused from cache")
+        say("   original exports reused from cache")
         return {k: Path(v) for k, v in json.loads(index.read_text()).items()}
     with written(folder) as partial:
         files = export_all(ctx, ctx.loaded.model, ctx.loaded.tokenizer, partial)

@@ -36,7 +36,7 @@ from gguf import GGUFValueType, Keys
 from ..errors import UserError
 from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
-from ..model.heads import kv_head_counts
+from ..model.heads import kv_head_counts, layer_shapes
 from ..model.parts import HEADS
 from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
 from ..paths import written
@@ -60,12 +60,6 @@ _FILE_KEYS = {Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE, Keys.General.QU
 _VOCAB_IDS = {Keys.Tokenizer.BOS_ID: "bos_id", Keys.Tokenizer.EOS_ID: "eos_id", Keys.Tokenizer.UNK_ID: "unk_id",
               Keys.Tokenizer.PAD_ID: "pad_id"}
 _VOCAB_KEYS = {Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.SCORES, Keys.Tokenizer.MERGES, *_VOCAB_IDS}
-
-
-def layer_shapes(model) -> tuple[list[int], list[int], list[int]]:
-    """Per layer: query heads, KV heads, FFN width, read from the actual weights."""
-    ffn = [layer.mlp.up_proj.out_features for layer in model.model.layers]
-    return HEADS.sizes(model), kv_head_counts(model), ffn
 
 
 def choose_arch(

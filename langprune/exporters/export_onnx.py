@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..log import say
 from ..model.heads import head_dim, kv_head_counts
 from ..model.parts import HEADS
 
@@ -168,7 +169,7 @@ def write_genai_config(model, tokenizer, folder: Path) -> Path | None:
     config, kv = model.config, kv_head_counts(model)
     if len(set(kv)) > 1 or config.model_type not in GENAI_TYPES:
         why = f"its layers keep {kv} KV heads" if len(set(kv)) > 1 else f"model type {config.model_type} is not mapped"
-        print(f"   no genai_config.json: ONNX Runtime GenAI takes one KV head count for all layers and {why}")
+        say(f"   no genai_config.json: ONNX Runtime GenAI takes one KV head count for all layers and {why}")
         return None
     attn = HEADS.modules(model)[0]
     names = {"past_key_names": "past_key_values.%d.key", "past_value_names": "past_key_values.%d.value"}

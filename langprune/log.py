@@ -1,0 +1,32 @@
+"""What langprune says while it works: phase lines and progress bars, through `logging` ("langprune").
+
+A library says nothing by default: its lines are INFO messages, and its progress bars show only
+where those are shown. The command line turns both on (`show_progress`); a script can too, or
+configure logging as it likes.
+"""
+
+import logging
+import sys
+
+from tqdm import tqdm
+
+LOG = logging.getLogger("langprune")
+
+
+def say(message: str) -> None:
+    LOG.info(message)
+
+
+def progress(*args, **kwargs) -> tqdm:
+    """A tqdm progress bar, shown where langprune's INFO messages are."""
+    return tqdm(*args, disable=not LOG.isEnabledFor(logging.INFO), **kwargs)
+
+
+def show_progress(stream=sys.stdout) -> None:
+    """Print langprune's messages, bare, to stream, and show its progress bars (the command line's setting)."""
+    if not LOG.handlers:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False

@@ -1,0 +1,91 @@
+"""langprune from Python: export, analyze and load_pruned, without printing and without touching the environment."""
+
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+import langprune
+from langprune.model.parts import HEADS
+from tests.tiny import save_tiny, tiny_model
+
+
+def test_importing_langprune_changes_no_environment_and_prints_nothing():
+    code = ("import os; before = dict(os.environ); import langprune, langprune.pipeline, langprune.model.load; "
+            "assert dict(os.environ) == before, set(os.environ) ^ set(before)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "", result.stderr[-2000:]
+
+
+@contextmanager
+def written_to_fds(tmp: Path):
+    """What the block writes to file descriptors 1 and 2 (Python's prints, native libraries' logs, progress bars)."""
+    saved, captured = [os.dup(fd) for fd in (1, 2)], {}
+    files = [open(tmp / name, "w+b") for name in ("stdout", "stderr")]
+    sys.stdout.flush(), sys.stderr.flush()
+    for fd, file in zip((1, 2), files):
+        os.dup2(file.fileno(), fd)
+    try:
+        yield captured
+    finally:
+        sys.stdout.flush(), sys.stderr.flush()
+        for fd, copy, file in zip((1, 2), saved, files):
+            os.dup2(copy, fd)
+            os.close(copy)
+            file.seek(0)
+            captured[fd] = file.read().decode(errors="replace")
+            file.close()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """One export from Python, of a tiny model, and what it wrote to stdout and stderr."""
+    tmp = tmp_path_factory.mktemp("api")
+    model = save_tiny("llama", tmp / "llama")
+    with written_to_fds(tmp) as printed:
+        result = langprune.export(langs="en,de", model=model, heads=0.25, layout="free", out=tmp / "out")
+    return result, model, printed
+
+
+def test_export_returns_the_folder_its_report_and_the_files_it_wrote(exported):
+    result, _, _ = exported
+    assert result.report["languages"]["kept"] == ["en", "de"] and result.report["heads"]["dropped"]
+    assert {"report.json", "report.md", "pytorch/config.json"} <= {str(f) for f in result.files}
+    assert any(f.parent.name == "gguf" and f.suffix == ".gguf" for f in result.files)
+    assert all((result.folder / f).is_file() for f in result.files)
+
+
+def test_the_library_prints_nothing(exported):
+    """No phase lines and no progress bars; the command line turns them on (`show_progress`)."""
+    _, _, printed = exported
+    assert printed[1] == "", printed[1][-2000:]
+    assert "== verify" not in printed[2] and "it/s" not in printed[2] and "%|" not in printed[2], printed[2][-2000:]
+
+
+def test_load_pruned_gives_the_cut_model(exported):
+    result, _, _ = exported
+    model, tokenizer = langprune.load_pruned(result.folder)
+    heads = sum(HEADS.sizes(model))
+    assert heads == sum(HEADS.sizes(tiny_model("llama"))) - len(result.report["heads"]["dropped"])
+    ids = tokenizer("Alle Menschen sind frei", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+
+
+def test_analyze_scores_every_head_of_every_language(exported):
+    _, model, _ = exported
+    analysis = langprune.analyze(["en", "de"], model=model, analysis_langs=["fr"])
+    config = tiny_model("llama").config
+    assert analysis.languages == ["en", "de", "fr"]
+    for scores in analysis.scores.values():
+        assert scores.shape == (3, config.num_hidden_layers, config.num_attention_heads)
+
+
+def test_bad_input_raises_before_any_work(tmp_path):
+    with pytest.raises(langprune.UserError, match="unknown language code 'xx'"):
+        langprune.export(langs=["en", "xx"], out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
