@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ..log import progress
 
 from ..data.corpus import Corpus, calibration_ids
+from ..log import progress
 from ..model.parts import HEADS, mask_from_drop
 from ..paths import cache_dir, code_version, written
 from .precision import output_layer_precision

@@ -10,40 +10,15 @@ calibration split and continuations the original model samples from their openin
 one document a language; no data is downloaded). The loop runs for the minutes given, in whole
 steps, with a progress bar; the export measures the result like any other cut.
 
-Measured on Gemma 3 270M, en+de, HEADS=0.25 with the refit and the default vocabulary, 2-core
-EPYC (native), bits per byte in PyTorch against the original, en / de, training only the consumer projections
-(`o_proj`, `down_proj`: the ones the cuts and the refit change) and the norms, as HEAL did until the next table:
-    no recovery                    evaluation +13.5 +3.6   fortunes +10.9 +7.6   manpages +14.5 +11.0 %
-    3 min, lr 1e-5 (90 steps)      evaluation +14.0 +2.2   fortunes  +8.8 +6.6   manpages +12.5  +9.2 %
-    3 min, lr 1e-4 (86 steps)      evaluation +27.8 +15.9  fortunes +16.7 +19.6  manpages +24.1 +24.3 %
-Adam moves every weight by about the learning rate a step, and the o_proj/down_proj weights' mean
-magnitude is 0.014-0.028 (layers 0 and 9): at 1e-4 they drift by a third of that within a pass.
-
-How the gain grows with minutes, SmolLM2-135M, free layout, FFN=0.25 ranked once, en+de, PyTorch bits per byte
-against the original, evaluation / fortunes / manpages (one run in stages; Adam restarts at each):
-                                         en                  de
-    no recovery                          +16.5/+29.5/+34.7   +14.4/+16.4/+22.9
-    o_proj, down_proj, norms  2.5 min    +9.2/+25.8/+31.5    +7.9/+11.6/+18.3    115 steps
-                              5 min      +6.9/+24.5/+30.3    +6.1/+10.4/+16.7    223
-                              10 min     +5.9/+23.6/+29.4    +5.2/+9.6/+15.6     433
-                              20 min     +6.0/+23.2/+28.8    +4.7/+9.2/+14.7     892
-    every projection, norms   2.5 min    +6.4/+24.6/+30.3    +6.1/+10.5/+16.9    93
-                              5 min      +5.3/+23.4/+29.4    +4.9/+9.5/+15.5     185
-    the same, 32 samples a language (SAMPLES=8 above), 5 min
-                                         +6.0/+23.3/+28.2    +5.9/+9.9/+14.5     180
-The gain flattens after about 10 minutes; the evaluation split (the training text's source) recovers about 10
-points, text beyond the corpus 4.4-6.2 at 5 minutes and 5.9-8.2 at 20. Training every projection reaches in 5 minutes what the
-consumers alone reach in 20; four times the sampled text changes nothing. On Gemma 3 270M (vocab+heads=0.25,
-refit, 5 minutes, the same figures) the two tie: consumers and norms en +12.1/+8.9/+12.4 de +2.1/+6.8/+9.3
-(150 steps), every projection en +13.9/+8.6/+11.7 de +1.2/+7.0/+9.3 (111 steps), mean +8.6% both.
+Why these choices (what trains, the learning rate, the minutes): docs/benchmarks.md, "HEAL".
 """
 
 import time
 
 import torch
-from ..log import progress
 
 from ..data.corpus import calibration_ids
+from ..log import progress
 
 CHUNK_TOKENS = 256
 SAMPLED_TOKENS = 256  # new tokens per sampled continuation

@@ -15,18 +15,8 @@ part alone. Here each round
    that raises the worst perplexity ratio least per multiply-add it saves;
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
 
-Measured, PyTorch bits per byte of the masked model against the original, en / de on the evaluation split,
-fortunes, manpages (2-core EPYC; the script is in the ninth session's note on issue #15):
-    SmolLM2-135M free FFN=0.25      en +16.5/+29.5/+34.7  de +14.4/+16.4/+22.9  mean +22.4%  ranked once (contribution)
-                                    en +18.1/+30.4/+29.2  de +14.6/+13.4/+19.4  mean +20.9%  once, per-token first order
-                                    en +20.4/+32.0/+29.8  de +13.5/+14.1/+15.9  mean +21.0%  iterative, per-token (79 s)
-                                    en +32.8/+32.5/+36.7  de +33.3/+29.3/+39.4  mean +34.0%  iterative, |m dL/dm| a chunk
-    Gemma 3 270M FFN=0.125          en +27.9/+19.0/+16.9  de  +7.9/+13.4/+16.6  mean +17.0%  ranked once (contribution)
-                                    en +29.8/+17.9/+18.5  de  +9.0/+12.3/+16.6  mean +17.4%  once, per-token first order
-                                    en +26.0/+18.8/+17.7  de  +9.9/+12.6/+16.1  mean +16.9%  iterative, per-token (51 s)
-The score summed over a chunk before its absolute value (the last SmolLM2 row, this module's first version) let
-effects of opposite sign cancel and lost badly; per position it ties ranking once on Gemma and gains 1.4 points on
-SmolLM2, as much once as iteratively: re-scoring after each step does not pay here. SEARCH=once stays the default.
+Measured against ranking once (docs/benchmarks.md, "SEARCH=iterative"): it ties on Gemma 3 270M and
+gains little on SmolLM2-135M, so SEARCH=once stays the default.
 """
 
 import time

@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import torch
-from ..log import progress
 
 from ..analysis.analyze import Settings, masking_chunks, masking_deltas, spearman
 from ..analysis.precision import output_layer_precision
 from ..data.corpus import Corpus
+from ..log import progress
 from ..model.parts import HEADS
 from ..report.report import markdown_table
 

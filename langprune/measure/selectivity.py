@@ -10,13 +10,13 @@ With `grams`, each cut is measured a second time with o_proj refit to the kept h
 import math
 
 import numpy as np
-from ..log import progress
 
 from ..analysis.analyze import Analysis, language_losses
 from ..cuts.refit import refitted
 from ..cuts.select import drop_costs, random_selection, select_heads
 from ..data.corpus import Corpus
 from ..data.corpus import encode
+from ..log import progress
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS
 from ..report.report import markdown_table
