@@ -17,9 +17,14 @@ def say(message: str) -> None:
     LOG.info(message)
 
 
+def showing() -> bool:
+    """Whether langprune's INFO messages, and so its progress bars, are shown."""
+    return LOG.isEnabledFor(logging.INFO)
+
+
 def progress(*args, **kwargs) -> tqdm:
     """A tqdm progress bar, shown where langprune's INFO messages are."""
-    return tqdm(*args, disable=not LOG.isEnabledFor(logging.INFO), **kwargs)
+    return tqdm(*args, disable=not showing(), **kwargs)
 
 
 def show_progress(stream=sys.stdout) -> None:

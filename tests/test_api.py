@@ -89,3 +89,27 @@ def test_bad_input_raises_before_any_work(tmp_path):
     with pytest.raises(langprune.UserError, match="unknown language code 'xx'"):
         langprune.export(langs=["en", "xx"], out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+DEQUANTIZE = """import sys
+import langprune
+from langprune.model.load import load
+if sys.argv[2] == "show":
+    langprune.show_progress()
+load(sys.argv[1])"""
+
+
+@pytest.mark.parametrize("show", ["show", "quiet"])
+def test_dequantizing_a_gguf_prints_only_when_asked(tmp_path, show):
+    """A GGUF is dequantized once (transformers' loader, with its own progress bar): silent from a script, shown as
+    the command line shows it."""
+    from langprune.exporters.export_gguf import export_gguf
+    from tests.tiny import tiny_tokenizer
+
+    gguf = export_gguf(tiny_model("llama"), None, tiny_tokenizer(), tmp_path / "tiny-F16.gguf")
+    env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", DEQUANTIZE, str(gguf), show], capture_output=True, text=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = "Dequantizing tiny-F16.gguf" in result.stdout and "de-quantizing GGUF tensors" in result.stderr
+    assert said if show == "show" else (result.stdout == "" and "GGUF tensors" not in result.stderr), result

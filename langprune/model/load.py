@@ -6,7 +6,9 @@ A GGUF's dequantized weights and tokenizer are cached under the cache's hf/ (`pa
 """
 
 import hashlib
+import io
 import json
+from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 from gguf import Keys
 
 from ..errors import UserError
-from ..log import say
+from ..log import say, showing
 from ..paths import cache_dir, code_version, written
 from .families import Family, family_of, family_of_gguf
 from .recipes import Recipe, available_recipes, load_recipe
@@ -168,7 +170,11 @@ def _dequantize_to(path: Path, target: Path) -> None:
     from .tokenizer import tokenizer_from_gguf
 
     say(f"Dequantizing {path.name} to float32 (once; cached in {target})")
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32", local_files_only=True)
+    # transformers' GGUF loader draws a plain tqdm bar on stderr, which no setting of its own turns off: shown only
+    # where ours are
+    with nullcontext() if showing() else redirect_stderr(io.StringIO()):
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
+                                                     local_files_only=True)
     tokenizer = tokenizer_from_gguf(path)
     with written(target) as partial:
         model.save_pretrained(partial)
