@@ -8,8 +8,6 @@ configure logging as it likes.
 import logging
 import sys
 
-from tqdm import tqdm
-
 LOG = logging.getLogger("langprune")
 
 
@@ -22,8 +20,12 @@ def showing() -> bool:
     return LOG.isEnabledFor(logging.INFO)
 
 
-def progress(*args, **kwargs) -> tqdm:
-    """A tqdm progress bar, shown where langprune's INFO messages are."""
+def progress(*args, **kwargs):
+    """A tqdm progress bar, shown where langprune's INFO messages are. (tqdm is imported here, not with the package:
+    `import langprune` needs the standard library only, so the aarch64 Python of `measure/arm64.py`, which has just
+    numpy and onnxruntime, can run `measure/ort_greedy.py`.)"""
+    from tqdm import tqdm
+
     return tqdm(*args, disable=not showing(), **kwargs)
 
 

@@ -21,6 +21,21 @@ def test_importing_langprune_changes_no_environment_and_prints_nothing():
     assert result.returncode == 0 and result.stdout == "", result.stderr[-2000:]
 
 
+def test_the_package_and_the_ort_greedy_client_import_with_the_standard_library_numpy_and_onnxruntime_alone():
+    """`measure/arm64.py` runs `measure/ort_greedy.py` in an aarch64 Python that has only numpy and onnxruntime."""
+    code = ("import builtins, sys; real = builtins.__import__\n"
+            "def only(name, *args, **kwargs):\n"
+            "    top = name.split('.')[0]\n"
+            "    if args and len(args) > 3 and args[3]: return real(name, *args, **kwargs)  # relative\n"
+            "    if top not in sys.stdlib_module_names and top not in ('langprune', 'numpy', 'onnxruntime'):\n"
+            "        raise ImportError(f'{name} is not in the aarch64 Python')\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = only\n"
+            "import langprune.measure.ort_greedy")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 @contextmanager
 def written_to_fds(tmp: Path):
     """What the block writes to file descriptors 1 and 2 (Python's prints, native libraries' logs, progress bars)."""
