@@ -82,7 +82,7 @@ def test_missing_system_packages_are_named_and_installed_only_when_asked(monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))  # no cross tools, no dpkg, no apt-get
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no aarch64 Python cached
     ran = []
-    monkeypatch.setattr(arm64, "_run", lambda command, *args, **kwargs: ran.append(command))
+    monkeypatch.setattr(arm64, "run_tool", lambda command, *args, **kwargs: ran.append(command))
     with pytest.raises(UserError, match="g\\+\\+-aarch64-linux-gnu qemu-user"):
         arm64.ensure_tools()
     with pytest.raises(UserError, match="run, as root, `apt-get install -y -q --no-install-recommends "
