@@ -1,7 +1,7 @@
 """What langprune says while it works: phase lines and progress bars, through `logging` ("langprune").
 
 A library says nothing by default: its lines are INFO messages, and its progress bars show only
-where those are shown. The command line turns both on (`show_progress`); a script can too, or
+where those are shown; only its warnings reach a script that configured nothing. The command line turns both on (`show_progress`); a script can too, or
 configure logging as it likes.
 """
 
@@ -13,6 +13,11 @@ LOG = logging.getLogger("langprune")
 
 def say(message: str) -> None:
     LOG.info(message)
+
+
+def warn(message: str) -> None:
+    """A warning: shown to a script too (Python prints an unhandled WARNING on stderr), not only to the CLI."""
+    LOG.warning(message)
 
 
 def showing() -> bool:

@@ -19,7 +19,7 @@ from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids, encode
 from ..data.evaluate import Chunk, score_chunks, torch_scorer
 from ..errors import UserError, option
-from ..log import say
+from ..log import say, warn
 from ..model.heads import kv_head_counts
 from ..model.load import LoadedModel
 from ..model.parts import HEADS, NEURONS, Selection, mask_from_drop, mask_from_keep
@@ -145,8 +145,8 @@ def vocab_evidence(ctx):
 
     loaded, langs = ctx.loaded, ctx.options.langs
     for lang in (lang for lang in langs if not frequent_words(lang, 1)):
-        say(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
-              "model's own predictions only, and may not hold on other text")
+        warn(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
+             "model's own predictions only, and may not hold on other text")
     return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
 
 
@@ -315,8 +315,8 @@ def healed(ctx, model, cuts: Cuts) -> None:
                     if name in saved:
                         p.copy_(saved[name])
             cuts.heal["kept"] = False
-            say(f"   warning: after HEAL a kept language's calibration perplexity is beyond TOL={cuts.search['tol']} "
-                  f"({_rounded(after)} against {_rounded(cuts.search['baseline'])}): the distillation is undone")
+            warn(f"   warning: after HEAL a kept language's calibration perplexity is beyond TOL={cuts.search['tol']} "
+                 f"({_rounded(after)} against {_rounded(cuts.search['baseline'])}): the distillation is undone")
 
 
 def _rounded(ppl: dict) -> dict:

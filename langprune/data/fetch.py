@@ -60,7 +60,7 @@ def fetch_debian(packages: list[str], folder: Path) -> None:
     say(f"   fetching {len(packages)} Debian packages of text beyond the corpus into {folder}: {' '.join(packages)}")
     with tempfile.TemporaryDirectory() as tmp:
         run_tool(["apt-get", "download", "-q", *packages], "download Debian's packages (are apt's lists updated?)",
-             cwd=tmp)
+                 cwd=tmp)
         for package in packages:
             debs = list(Path(tmp).glob(f"{package}_*.deb"))
             if len(debs) != 1:
