@@ -3,7 +3,7 @@
     import langprune
 
     result = langprune.export(langs=["en", "de"])  # the default model, cut, exported and verified
-    result.folder, result.report["summary"], result.files
+    result.folder, result.report["languages"], result.files
     model, tokenizer = langprune.load_pruned(result.folder / "pytorch")
 
 The options are the command line's, as keywords (`options.ExportOptions`): model, heads, ffn, tol,
@@ -27,11 +27,10 @@ class ExportResult:
 
 def export(langs, model: str = "gemma3-270m", **options) -> ExportResult:
     """Shrink `model` to the languages `langs` (codes: ["en", "de"] or "en,de"), export and verify it."""
-    from .options import ExportOptions
     from .paths import written_files
     from .pipeline import run_export
 
-    folder = run_export(ExportOptions(langs=_codes(langs), model=str(model), **options))
+    folder = run_export(_options(langs, model, options))
     return ExportResult(folder, json.loads((folder / "report.json").read_text()),
                         [Path(name) for name in sorted(written_files(folder))])
 
@@ -39,19 +38,15 @@ def export(langs, model: str = "gemma3-270m", **options) -> ExportResult:
 def analyze(langs, model: str = "gemma3-270m", corpus=None, analysis_langs=None):
     """The per-language head analysis (`analysis.analyze.Analysis`: scores, specificity, agreement) of `model` on
     the languages `langs` and `analysis_langs` (default: the corpus's, or the UDHR's 12), cached like an export's."""
-    from .analysis.analyze import Settings, analyze_cached
     from .data.corpus import load_corpus
     from .model.load import load
-    from .options import ExportOptions, all_languages, check_options
+    from .options import Context, all_languages, check_options
+    from .pipeline import run_analysis
 
-    options = ExportOptions(langs=_codes(langs), model=str(model), corpus=corpus, analysis_langs=analysis_langs,
-                            vocab=False)
-    check_options(options)
-    loaded = load(options.model)
-    languages = all_languages(options)
-    analysis, _ = analyze_cached(loaded.model, loaded.tokenizer, load_corpus(languages, options.corpus),
-                                 Settings(tuple(languages)), loaded.fingerprint)
-    return analysis
+    options = _options(langs, model, {"corpus": corpus, "analysis_langs": analysis_langs})
+    _, layout = check_options(options)
+    return run_analysis(Context(options, load(options.model), load_corpus(all_languages(options), options.corpus),
+                                layout))
 
 
 def load_pruned(folder):
@@ -63,5 +58,14 @@ def load_pruned(folder):
     return load(folder / "pytorch" if (folder / "pytorch").is_dir() else folder)
 
 
-def _codes(langs) -> list[str]:
-    return [code.strip() for code in langs.split(",")] if isinstance(langs, str) else list(langs)
+def _options(langs, model, options: dict):
+    """The ExportOptions of the keywords (langs: ["en", "de"] or "en,de"); an unknown keyword names the known ones."""
+    from dataclasses import fields
+
+    from .options import ExportOptions
+
+    known = {f.name for f in fields(ExportOptions)} - {"langs", "model"}
+    if unknown := sorted(set(options) - known):
+        raise TypeError(f"unknown option {', '.join(unknown)}: langprune takes {', '.join(sorted(known))}")
+    codes = [code.strip() for code in langs.split(",")] if isinstance(langs, str) else list(langs)
+    return ExportOptions(langs=codes, model=str(model), **options)

@@ -103,7 +103,30 @@ def test_analyze_scores_every_head_of_every_language(exported):
 def test_bad_input_raises_before_any_work(tmp_path):
     with pytest.raises(langprune.UserError, match="unknown language code 'xx'"):
         langprune.export(langs=["en", "xx"], out=tmp_path / "out")
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(TypeError, match="unknown option Heads: langprune takes .*heads"):
+        langprune.export(langs=["en", "de"], Heads=0.25, out=tmp_path / "out")
+    with pytest.raises(langprune.UserError, match="is not a model langprune saved"):
+        langprune.load_pruned(tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+WARNED = """import sys
+import langprune
+try:
+    langprune.export(langs=["en", "sw"], model=sys.argv[1], heads=0, ffn=0, layout="free", analysis_langs=["de"],
+                     vocab=50, out=sys.argv[2])
+except langprune.UserError as err:
+    print("refused:", err, file=sys.stderr)"""
+
+
+def test_a_script_sees_the_warnings_and_nothing_else(tmp_path):
+    """Warnings (here: no word frequencies for Swahili) reach a script that configured no logging, on stderr."""
+    model = save_tiny("llama", tmp_path / "llama")
+    result = subprocess.run([sys.executable, "-c", WARNED, str(model), str(tmp_path / "out")], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stdout == "", result.stderr[-2000:]
+    assert "warning: wordfreq has no word frequencies for sw" in result.stderr and "refused: --vocab 50" in result.stderr
+    assert "== select" not in result.stderr
 
 
 DEQUANTIZE = """import sys

@@ -148,3 +148,12 @@ def test_per_layer_shapes_keep_the_kept_indices_for_load_pruned(tmp_path):
     save_pruned(HEADS.prune(tiny_model("llama"), keep_from_drop([4, 4, 4], DROP)), tiny_tokenizer(), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["num_attention_heads"] == 4 and config["kept_heads"] == [[0, 3], [0, 1], [0, 1, 2, 3]]
+
+
+def test_an_uncut_model_keeps_the_config_transformers_wrote(tmp_path):
+    import json
+
+    from tests.tiny import tiny_tokenizer
+
+    save_pruned(tiny_model("llama"), tiny_tokenizer(), tmp_path)
+    assert "langprune" not in json.loads((tmp_path / "config.json").read_text())  # not rewritten

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import UserError
-from ..model.heads import layer_shapes
+from ..model.heads import head_dim, layer_shapes
 from ..model.parts import pruned_from_config
 
 
@@ -36,14 +36,15 @@ def standard_config(model, config: dict) -> dict | None:
     """config.json for a pruned model whose layers all keep the same query heads, KV heads and FFN width: those
     counts as the model's own (`num_attention_heads`, `num_key_value_heads`, `intermediate_size`, an explicit
     `head_dim`), so `AutoModelForCausalLM.from_pretrained` (no langprune) builds the pruned shapes; the kept indices
-    stay, renamed, as a record. None for per-layer shapes, which only `load_pruned` rebuilds."""
+    stay, renamed, as a record. None where no head or neuron was cut (the config is standard already) and for
+    per-layer shapes, which only `load_pruned` rebuilds."""
+    kept = {key: config[key] for key in ("kept_heads", "kept_neurons") if config.get(key)}
     heads, kv, ffn = layer_shapes(model)
-    if len(set(heads)) != 1 or len(set(kv)) != 1 or len(set(ffn)) != 1:
+    if not kept or len(set(heads)) != 1 or len(set(kv)) != 1 or len(set(ffn)) != 1:
         return None
     standard = {key: value for key, value in config.items() if key not in ("kept_heads", "kept_neurons")}
     standard.update(num_attention_heads=heads[0], num_key_value_heads=kv[0], intermediate_size=ffn[0],
-                    head_dim=model.model.layers[0].self_attn.head_dim,
-                    langprune={key: config[key] for key in ("kept_heads", "kept_neurons") if config.get(key)})
+                    head_dim=head_dim(model), langprune=kept)
     return standard
 
 
@@ -55,6 +56,9 @@ def load_pruned(folder: Path):
     from ..model.load import load_tokenizer
 
     folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{folder} is not a model langprune saved (no config.json): give an export's folder or its "
+                        "pytorch/ folder")
     model = pruned_from_config(AutoConfig.from_pretrained(folder, local_files_only=True))
     state = {}
     for file in sorted(folder.glob("*.safetensors")):
