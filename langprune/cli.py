@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "need (g++-aarch64-linux-gnu, qemu-user, arm64 among dpkg's architectures); without it they are "
                    "named and nothing on the system changes")
     p.add_argument("--quants", help="the GGUF files to run on arm64, of Q4_K_M,Q8_0,Q4_0 (default: all three; "
-                   "minutes each, emulated)")
+                   "each is minutes emulated)")
     p.set_defaults(func=cmd_mobile_check)
 
     p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, and assemble and cache a model, "
