@@ -57,10 +57,12 @@ def code_version(*module_names: str) -> str:
 def written(path: str | Path) -> Iterator[Path]:
     """A hidden temporary name beside `path` to write a file or folder under; when the block ends
     it takes `path`'s place whole (an older file or folder there goes), and if the block fails it
-    is removed: nothing half-written ever sits under the real name. The temporary names are new
-    each time, so nothing already beside `path` is touched. Whether `path` may be replaced is the
-    caller's to decide: a user's output folder goes through `output_folder`."""
+    is removed, with the folders made for it that are left empty: nothing half-written ever sits under
+    the real name. The temporary names are new each time, so nothing already beside `path` is touched.
+    Whether `path` may be replaced is the caller's to decide: a user's output folder goes through
+    `output_folder`."""
     path = Path(path)
+    made = [parent for parent in path.parents if not parent.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -71,6 +73,10 @@ def written(path: str | Path) -> Iterator[Path]:
         yield partial
     except BaseException:
         _remove(partial)
+        for folder in made:
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
         raise
     if path.is_dir() and not path.is_symlink():
         path.rename(old)

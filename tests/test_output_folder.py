@@ -74,6 +74,16 @@ def test_written_never_touches_what_already_sits_beside_the_path(tmp_path):
         ".out.partial": "the user's", ".out.old": "the user's", "out": "ours"}
 
 
+def test_a_failed_output_leaves_no_folder_it_made_and_every_folder_it_did_not(tmp_path):
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "exported" / "model-en", tmp_path / "kept" / "a" / "model-en"):
+        with pytest.raises(RuntimeError):
+            with output_folder(out) as partial:
+                (partial / "report.md").write_text("half")
+                raise RuntimeError("the export failed")
+    assert snapshot(tmp_path) == {"kept": None}  # exported/ and kept/a/ were made for it; kept/ was the user's
+
+
 def test_adding_to_an_output_records_new_files_and_never_replaces_a_users(tmp_path):
     out = tmp_path / "out"
     with pytest.raises(UserError, match="not an output of langprune"):

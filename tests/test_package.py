@@ -38,9 +38,14 @@ def imported_distributions() -> set[str]:
     return {_name(owners[module][0]) for module in modules}
 
 
+# Needed at run time by a dependency that does not declare it: transformers loads a GGUF file only with accelerate
+# installed (a fresh `pip install` of the wheel failed there: "accelerate is required when loading a GGUF file").
+UNDECLARED_BY_DEPENDENCIES = {"accelerate"}
+
+
 def test_declared_dependencies_are_exactly_those_imported():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    assert {_name(r) for r in project["dependencies"]} == imported_distributions()
+    assert {_name(r) for r in project["dependencies"]} == imported_distributions() | UNDECLARED_BY_DEPENDENCIES
 
 
 @pytest.fixture(scope="module")
