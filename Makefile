@@ -16,6 +16,8 @@ MODEL ?= gemma3-270m
 # The CLI as make runs it: its messages name Make variables (HEADS=0.5), not flags (--heads 0.5)
 CLI := LANGPRUNE_VIA=make $(PY) -m langprune
 MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT))
+# Speed measurement: THREADS=1,2 (the default) and REPS=3 interleaved repetitions (the default)
+SPEED_ARGS = $(if $(THREADS),--threads $(THREADS)) $(if $(REPS),--reps $(REPS))
 
 .PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
@@ -40,7 +42,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml Makefile
 export:
 	$(CLI) export $(MODEL_ARGS) $(if $(HEADS),--heads $(HEADS)) \
 		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(SEARCH),--search $(SEARCH)) $(if $(HEAL),--heal $(HEAL)) \
-		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT))
+		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT)) $(SPEED_ARGS)
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
 bench:
@@ -63,7 +65,7 @@ bench-selection:
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: langprune/measure/frontier.py).
 bench-frontier:
 	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \
-		$(if $(LAYOUT),--layout $(LAYOUT))
+		$(if $(LAYOUT),--layout $(LAYOUT)) $(SPEED_ARGS)
 
 # One export per language set (SETS="en,de ja,zh"; default: one per script family, DEFAULT_LANGUAGE_SETS in
 # langprune/cli.py), each where `make export` puts it, and a table of them (exported/languages-<model>/languages.md).

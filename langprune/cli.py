@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, option
 
 # `bench-languages`: a set per script family, Latin with and without diacritics, Cyrillic, CJK, Arabic,
 # Devanagari, Hangul, Vietnamese's stacked diacritics, Turkish's dotless i
@@ -79,6 +79,10 @@ def _export_options(args):
     for name in ("quant", "analysis_langs"):
         if name in given:
             given[name] = _split(given[name]) or []
+    if getattr(args, "threads", None) is not None:
+        given["threads"] = tuple(_int_list(args.threads, "threads", "1,2"))
+    if getattr(args, "reps", None) is not None:
+        given["reps"] = args.reps
     return ExportOptions(**given)
 
 
@@ -103,7 +107,7 @@ def cmd_analyze(args) -> None:
     options = _export_options(args)
     name, _ = check_options(options)
     out = check_output(args.out or export_dir() / f"{name}-analysis")
-    budgets = _int_list(args.against_random, "--against-random") if args.against_random else None
+    budgets = _int_list(args.against_random, "against_random") if args.against_random else None
     loaded = load(options.model)
     langs = all_languages(options)
     corpus, settings = load_corpus(langs, options.corpus), Settings(tuple(langs))
@@ -162,12 +166,9 @@ def cmd_bench_frontier(args) -> None:
     options = _export_options(args)
     name, layout = check_options(options)
     levels = [parse_level(text) for text in _split(args.levels if args.levels is not None else DEFAULT_LEVELS) or [""]]
-    threads = tuple(_int_list(args.threads, "--threads", "1,2"))
-    if args.reps < 1:
-        raise UserError(f"--reps {args.reps}: give at least 1 interleaved repetition")
     out = check_output(args.out or frontier_dir(name, options.langs))
     ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
-    print(write_frontier(ctx, levels, out, threads, args.reps).read_text())
+    print(write_frontier(ctx, levels, out, options.threads, options.reps).read_text())
     print(f"Wrote {out}/frontier.md and .json")
 
 
@@ -213,14 +214,14 @@ def cmd_mobile_check(args) -> None:
                                                               for kind, c in arm["files"].items()) + "; report.md updated")
 
 
-def _int_list(text: str, what: str, example: str = "2,4,9,18") -> list[int]:
-    """Positive whole numbers separated by commas."""
+def _int_list(text: str, name: str, example: str = "2,4,9,18") -> list[int]:
+    """Positive whole numbers separated by commas, given as option `name`."""
     try:
         numbers = [int(x) for x in _split(text) or []]
     except ValueError:
         numbers = []
     if not numbers or min(numbers) < 1:
-        raise UserError(f"{what} {text!r}: expected positive whole numbers separated by commas, e.g. {example}")
+        raise UserError(f"{option(name, repr(text))}: expected positive whole numbers separated by commas, e.g. {example}")
     return numbers
 
 
@@ -261,6 +262,11 @@ def _add_cut_arguments(p) -> None:
                    "GGUF file is the deployed one")
 
 
+def _add_speed_arguments(p) -> None:
+    p.add_argument("--threads", help="threads the decode speed-up is measured at, e.g. 1,2 (the default)")
+    p.add_argument("--reps", type=int, help="interleaved repetitions of each speed measurement (default 3)")
+
+
 def _add_layout_argument(p) -> None:
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
 
@@ -283,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="analyze, prune, export ONNX and GGUF, verify, report")
     _add_model_arguments(p, "exported/<model>-<langs>")
     _add_cut_arguments(p)
+    _add_speed_arguments(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("analyze", help="per-language head importance: analysis.json and heatmap.png")
@@ -306,8 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layout_argument(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
                    "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in langprune/measure/frontier.py)")
-    p.add_argument("--threads", default="1,2", help="threads for the decode speed-up, e.g. 1,2")
-    p.add_argument("--reps", type=int, default=3, help="interleaved speed repetitions")
+    _add_speed_arguments(p)
     p.set_defaults(func=cmd_bench_frontier)
 
     p = sub.add_parser("bench-languages", help="one export per language set, with the default options: kept tokens, "

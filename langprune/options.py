@@ -62,6 +62,10 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     for name, value in (("heads", options.heads), ("ffn", options.ffn)):
         if value is not None and not 0 <= value < 1:
             raise UserError(f"{option(name, value)}: the fraction to drop must be in [0, 1)")
+    if options.reps < 1:
+        raise UserError(f"{option('reps', options.reps)}: give at least 1 interleaved repetition")
+    if not options.threads or min(options.threads) < 1:
+        raise UserError(f"{option('threads', ','.join(map(str, options.threads)))}: give positive numbers of threads")
     if options.heal is not None and not options.heal > 0:
         raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, e.g. {option('heal', 5)}")
     if options.search not in SEARCHES:

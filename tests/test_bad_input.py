@@ -135,6 +135,8 @@ CASES = [
     ("analyze takes no --heads", lambda r: ["analyze", "--langs", "en", "--heads", "0.5"], "analyze does not take --heads"),
     ("analyze budgets", lambda r: ["analyze", "--langs", "en", "--against-random", "2,x"], "expected positive whole"),
     ("frontier takes no --quant", lambda r: FRONTIER + ["--quant", "Q8_0"], "bench-frontier does not take --quant"),
+    ("export reps 0", lambda r: EXPORT + ["--reps", "0"], "--reps 0: give at least 1"),
+    ("export threads", lambda r: EXPORT + ["--threads", "2,x"], "--threads '2,x': expected positive whole numbers"),
     ("frontier reps 0", lambda r: FRONTIER + ["--reps", "0"], "--reps 0: give at least 1"),
     ("frontier no threads", lambda r: FRONTIER + ["--threads", ""], "--threads '': expected positive whole numbers"),
     ("frontier threads 0", lambda r: FRONTIER + ["--threads", "0,2"], "--threads '0,2': expected positive whole"),
