@@ -250,7 +250,7 @@ def _add_cut_arguments(p) -> None:
                    "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
     p.add_argument("--vocab", type=_vocab, default=True, help="auto (or on; the default), off, or a number of tokens: "
                    "trim the vocabulary to the kept languages' tokens (auto: grown until their text beyond the corpus "
-                   "takes at most 0.5%% more tokens; a number: at most that many)")
+                   "takes at most 0.5%% more tokens and 1%% more bits per byte; a number: at most that many)")
     p.add_argument("--refit", type=_on_off, default=True, help="on (default) or off: refit o_proj to the kept heads "
                    "by least squares on calibration text")
     p.add_argument("--search", default="once", help="once (default): rank heads and FFN neurons once on the original "

@@ -294,6 +294,51 @@ def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(mon
                 plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
 
 
+def test_vocab_auto_grows_on_bits_per_byte_too(monkeypatch):
+    """Within the token limit yet over the bits-per-byte limit beyond the corpus: grown, then refused with the figure."""
+    from langprune.cuts import plan
+    from langprune.errors import UserError
+
+    vocab, corpus, tried = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"]), []
+    monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", 0.0))
+    monkeypatch.setattr(plan, "outside_bit_samples", lambda model, tokenizer, langs: [("en", "manpages", [], 1.0)])
+    monkeypatch.setattr(plan, "worst_outside_bits_rise", lambda model, samples, keep, trimmed: tried.append(len(keep))
+                        or ("en", "manpages", 0.02))
+    with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% bits per byte on manpages beyond the corpus "
+                       r"with \d+ of \d+ tokens kept \(limit \+1.0%\)"):
+        plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer(), model=object())
+    assert tried and tried == sorted(tried)
+
+
+def test_the_bits_rise_is_the_physically_trimmed_models():
+    """worst_outside_bits_rise scores a trimmed vocabulary as the model with only the kept rows does, on the
+    documents it tokenizes differently (the others count unchanged); keeping every token changes nothing."""
+    from collections import Counter
+
+    from langprune.cuts.plan import worst_outside_bits_rise
+    from langprune.cuts.vocab import trimmed_vocab
+    from langprune.data.corpus import encode
+    from langprune.data.evaluate import torch_scorer
+
+    model, tokenizer = tiny_model("llama"), tiny_tokenizer()
+    vocab = vocab_from_hf_tokenizer(tokenizer)
+    docs = outside_corpora(["en"])["manpages"].texts["en"]["selection"][:4]
+    scored = [(doc, encode(tokenizer, doc), torch_scorer(model)(encode(tokenizer, doc))) for doc in docs]
+    total = sum(nll for *_, nll in scored)
+    sample = ("en", "manpages", scored, total)
+    every = list(range(len(vocab.tokens)))
+    assert worst_outside_bits_rise(model, [sample], every, trimmed_vocab(vocab, every)) == ("en", "manpages", 0.0)
+    used = Counter(i for _, ids, _ in scored[:2] for i in ids if len(vocab.tokens[i]) > 1 and i > 1)
+    keep = [i for i in every if i not in dict(used.most_common(5))]  # the first two documents' 5 commonest merges go
+    trimmed = trimmed_vocab(vocab, keep)
+    small, trimmed_tokenizer = trim_embeddings(copy.deepcopy(model), keep), tokenizer_from_vocab(trimmed)
+    changed = [(doc, nll) for doc, ids, nll in scored if [keep[i] for i in encode(trimmed_tokenizer, doc)] != ids]
+    assert len(changed) >= 2
+    expected = sum(torch_scorer(small)(encode(trimmed_tokenizer, doc)) - nll for doc, nll in changed) / total
+    assert worst_outside_bits_rise(model, [sample], keep, trimmed) == ("en", "manpages", pytest.approx(expected, rel=1e-4))
+    assert expected > 0.005  # the commonest merges gone: the documents take more bits
+
+
 @pytest.mark.real
 def test_gemma_vocab_auto_for_japanese_and_chinese_holds_beyond_the_corpus(gemma):
     """ja,zh with VOCAB=auto: their Latin words kept too (script_classes), the vocabulary grown until the manual

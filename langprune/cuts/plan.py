@@ -17,7 +17,7 @@ import torch
 
 from ..analysis.analyze import Analysis
 from ..data.corpus import calibration_ids, encode
-from ..data.evaluate import Chunk, score_chunks, torch_scorer
+from ..data.evaluate import Chunk, nll_from_logits, score_chunks, torch_scorer
 from ..errors import UserError, option
 from ..log import say, warn
 from ..model.heads import kv_head_counts
@@ -136,7 +136,8 @@ def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection |
 def select_vocab(ctx, evidence=None):
     """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
     size = None if ctx.options.vocab is True else ctx.options.vocab
-    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size, ctx.loaded.tokenizer)
+    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size, ctx.loaded.tokenizer,
+                      ctx.loaded.model)
 
 
 def vocab_evidence(ctx):
@@ -150,15 +151,17 @@ def vocab_evidence(ctx):
     return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
 
 
-def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokenizer=None):
+def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokenizer=None, model=None):
     """`select_vocab` for one size, from `vocab_evidence`; or, for VOCAB=auto (size None), the default
     size grown by VOCAB_GROWTH until every kept language's text beyond the corpus takes at most
-    QUALITY_LIMITS["outside_token_rise"] more tokens than with `tokenizer` (the original's), measured
-    on each source's "selection" sample (the report scores the other, `outside_text`)."""
+    QUALITY_LIMITS["outside_token_rise"] more tokens than with `tokenizer` (the original's) and, given the
+    `model`, at most QUALITY_LIMITS["outside_bpb_rise"] more bits per byte, measured on each source's
+    "selection" sample (the report scores the other, `outside_text`)."""
     from .vocab import TOKENS_PER_LANGUAGE, select_tokens, trimmed_vocab
 
-    limit, target = QUALITY_LIMITS["outside_token_rise"], size or TOKENS_PER_LANGUAGE * len(langs)
+    target = size or TOKENS_PER_LANGUAGE * len(langs)
     samples = outside_samples(tokenizer, langs) if size is None else []
+    bit_samples = outside_bit_samples(model, tokenizer, langs) if size is None and model is not None else []
     previous = None
     while True:
         selection = select_tokens(vocab, corpus, langs, target, usage)
@@ -170,18 +173,22 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
                                 "corpus's tokens, their scripts' characters, bytes and control tokens); raise it or "
                                 f"say {option('vocab', 'on')}")
             return selection.keep, trimmed, selection.counts()
-        worst = worst_outside_rise(samples, trimmed)
+        worst, what, limit = worst_outside_rise(samples, trimmed), "tokens", QUALITY_LIMITS["outside_token_rise"]
         if worst is None or worst[2] <= limit:
-            if worst:
-                say(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]}, selection sample)")
-            return selection.keep, trimmed, selection.counts()
+            bits = worst_outside_bits_rise(model, bit_samples, selection.keep, trimmed) if bit_samples else None
+            if bits is None or bits[2] <= QUALITY_LIMITS["outside_bpb_rise"]:
+                if worst:
+                    say(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]})"
+                        + (f", {bits[2]:+.2%} bits per byte ({bits[0]} {bits[1]})" if bits else "") + ", selection sample")
+                return selection.keep, trimmed, selection.counts()
+            worst, what, limit = bits, "bits per byte", QUALITY_LIMITS["outside_bpb_rise"]
         lang, source, rise = worst
         if kept == previous or kept >= len(vocab.tokens):  # a larger size added nothing: every token of the scripts is in
-            raise UserError(f"{option('vocab', 'auto')}: {lang} takes {rise:+.2%} tokens on {source} beyond the corpus "
+            raise UserError(f"{option('vocab', 'auto')}: {lang} takes {rise:+.2%} {what} on {source} beyond the corpus "
                             f"with {kept} of {len(vocab.tokens)} tokens kept (limit +{limit:.1%}); say "
                             f"{option('vocab', 'off')} to keep the whole vocabulary")
         previous, target = kept, min(len(vocab.tokens), int(target * VOCAB_GROWTH))
-        say(f"   {lang} takes {rise:+.2%} tokens on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
+        say(f"   {lang} takes {rise:+.2%} {what} on {source} beyond the corpus (limit +{limit:.1%}): trying {target}")
 
 
 def outside_samples(tokenizer, langs: list[str]) -> list[tuple[str, str, list[str], int]]:
@@ -209,6 +216,45 @@ def worst_outside_rise(samples, trimmed) -> tuple[str, str, float] | None:
 
     trimmed_tokenizer = tokenizer_from_vocab(trimmed)
     rises = [(lang, source, scored_tokens(trimmed_tokenizer, docs) / tokens - 1) for lang, source, docs, tokens in samples]
+    return max(rises, key=lambda r: r[2], default=None)
+
+
+def outside_bit_samples(model, tokenizer, langs: list[str]) -> list[tuple[str, str, list[tuple], float]]:
+    """(language, source, [(document, its ids, their NLL)], the NLL of them all) of each kept language's
+    "selection" sample beyond the corpus, its first CHARS characters, scored once by the original."""
+    from ..data.outside_text import CHARS
+
+    score, out = torch_scorer(model), []
+    for lang, source, docs in outside_selection(langs):
+        scored = []
+        for doc in docs:
+            if sum(len(d) for d, *_ in scored) >= CHARS:
+                break
+            ids = encode(tokenizer, doc)  # a document is at most DOC_CHARS characters
+            scored.append((doc, ids, score(ids)))
+        out.append((lang, source, scored, sum(nll for *_, nll in scored)))
+    return out
+
+
+def worst_outside_bits_rise(model, samples, keep: list[int], trimmed) -> tuple[str, str, float] | None:
+    """(language, source, rise of the NLL, so of the bits per byte) of the `outside_bit_samples` entry the trimmed
+    vocabulary costs most, scored as the trimmed model scores it: the original's logits of the kept tokens (a trimmed
+    embedding and output layer are their rows). Documents it tokenizes as the original did count unchanged (their
+    NLL can only fall, the softmax running over fewer tokens), so only the others are scored again."""
+    from ..model.tokenizer import tokenizer_from_vocab
+
+    trimmed_tokenizer, index = tokenizer_from_vocab(trimmed), torch.tensor(keep)
+    rises = []
+    with torch.inference_mode():
+        for lang, source, scored, total in samples:
+            change = 0.0
+            for doc, ids, nll in scored:
+                after = encode(trimmed_tokenizer, doc)
+                original_ids = [keep[i] for i in after]
+                if original_ids != ids:
+                    logits = model(torch.tensor([original_ids])).logits[0][:, index]
+                    change += nll_from_logits(logits, after) - nll
+            rises.append((lang, source, change / total if total else 0.0))
     return max(rises, key=lambda r: r[2], default=None)
 
 

@@ -30,8 +30,9 @@ from ..paths import cache_dir, code_version, written
 from .corpus import Corpus
 
 CHARS = 4000  # characters per language and source: en,de has four sources, scored in llama.cpp in about 2 minutes
-# The vocabulary's sample is only tokenized, so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at
-# 131,072 tokens, and the report's sample then showed Chinese manual pages at +1.31% tokens
+# The vocabulary's sample is tokenized whole (its first CHARS characters are also scored: `plan.outside_bit_samples`),
+# so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at 131,072 tokens, and the report's sample then
+# showed Chinese manual pages at +1.31% tokens
 SELECTION_CHARS = 4 * CHARS
 DOC_CHARS = 800  # at most this much of one manual page; fortunes, paragraphs and verses are joined up to this size
 
