@@ -64,6 +64,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
             raise UserError(f"{option(name, value)}: the fraction to drop must be in [0, 1)")
     if options.reps < 1:
         raise UserError(f"{option('reps', options.reps)}: give at least 1 interleaved repetition")
+    if isinstance(options.threads, int):  # threads=2 from Python: one count
+        options.threads = (options.threads,)
     if not options.threads or min(options.threads) < 1:
         raise UserError(f"{option('threads', ','.join(map(str, options.threads)))}: give positive numbers of threads")
     if options.heal is not None and not options.heal > 0:

@@ -107,6 +107,8 @@ def test_bad_input_raises_before_any_work(tmp_path):
         langprune.export(langs=["en", "de"], Heads=0.25, out=tmp_path / "out")
     with pytest.raises(langprune.UserError, match="--threads 0,2: give positive numbers of threads"):
         langprune.export(langs=["en", "de"], threads=(0, 2), out=tmp_path / "out")
+    with pytest.raises(langprune.UserError, match="--threads 0: give positive numbers of threads"):
+        langprune.export(langs=["en", "de"], threads=0, out=tmp_path / "out")  # one count, as a plain number
     with pytest.raises(langprune.UserError, match="is not a model langprune saved"):
         langprune.load_pruned(tmp_path)
     assert not any(tmp_path.iterdir())

@@ -157,6 +157,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
     QUALITY_LIMITS["outside_token_rise"] more tokens than with `tokenizer` (the original's) and, given the
     `model`, at most QUALITY_LIMITS["outside_bpb_rise"] more bits per byte, measured on each source's
     "selection" sample (the report scores the other, `outside_text`)."""
+    from ..model.tokenizer import tokenizer_from_vocab
     from .vocab import TOKENS_PER_LANGUAGE, select_tokens, trimmed_vocab
 
     target = size or TOKENS_PER_LANGUAGE * len(langs)
@@ -173,9 +174,11 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
                                 "corpus's tokens, their scripts' characters, bytes and control tokens); raise it or "
                                 f"say {option('vocab', 'on')}")
             return selection.keep, trimmed, selection.counts()
-        worst, what, limit = worst_outside_rise(samples, trimmed), "tokens", QUALITY_LIMITS["outside_token_rise"]
+        trimmed_tokenizer = tokenizer_from_vocab(trimmed)
+        worst = worst_outside_rise(samples, trimmed_tokenizer)
+        what, limit = "tokens", QUALITY_LIMITS["outside_token_rise"]
         if worst is None or worst[2] <= limit:
-            bits = worst_outside_bits_rise(model, bit_samples, selection.keep, trimmed) if bit_samples else None
+            bits = worst_outside_bits_rise(model, bit_samples, selection.keep, trimmed_tokenizer) if bit_samples else None
             if bits is None or bits[2] <= QUALITY_LIMITS["outside_bpb_rise"]:
                 if worst:
                     say(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]})"
@@ -208,13 +211,11 @@ def outside_selection(langs: list[str]) -> list[tuple[str, str, list[str]]]:
             for source, corpus in outside_corpora(langs).items() for lang in corpus.languages]
 
 
-def worst_outside_rise(samples, trimmed) -> tuple[str, str, float] | None:
-    """(language, source, token count rise) of the `outside_samples` entry the trimmed vocabulary lengthens
-    most; None where no kept language has text beyond the corpus."""
+def worst_outside_rise(samples, trimmed_tokenizer) -> tuple[str, str, float] | None:
+    """(language, source, token count rise) of the `outside_samples` entry the trimmed vocabulary's tokenizer
+    lengthens most; None where no kept language has text beyond the corpus."""
     from ..data.evaluate import scored_tokens
-    from ..model.tokenizer import tokenizer_from_vocab
 
-    trimmed_tokenizer = tokenizer_from_vocab(trimmed)
     rises = [(lang, source, scored_tokens(trimmed_tokenizer, docs) / tokens - 1) for lang, source, docs, tokens in samples]
     return max(rises, key=lambda r: r[2], default=None)
 
@@ -226,24 +227,23 @@ def outside_bit_samples(model, tokenizer, langs: list[str]) -> list[tuple[str, s
 
     score, out = torch_scorer(model), []
     for lang, source, docs in outside_selection(langs):
-        scored = []
+        scored, chars = [], 0
         for doc in docs:
-            if sum(len(d) for d, *_ in scored) >= CHARS:
+            if chars >= CHARS:
                 break
             ids = encode(tokenizer, doc)  # a document is at most DOC_CHARS characters
             scored.append((doc, ids, score(ids)))
+            chars += len(doc)
         out.append((lang, source, scored, sum(nll for *_, nll in scored)))
     return out
 
 
-def worst_outside_bits_rise(model, samples, keep: list[int], trimmed) -> tuple[str, str, float] | None:
+def worst_outside_bits_rise(model, samples, keep: list[int], trimmed_tokenizer) -> tuple[str, str, float] | None:
     """(language, source, rise of the NLL, so of the bits per byte) of the `outside_bit_samples` entry the trimmed
     vocabulary costs most, scored as the trimmed model scores it: the original's logits of the kept tokens (a trimmed
     embedding and output layer are their rows). Documents it tokenizes as the original did count unchanged (their
     NLL can only fall, the softmax running over fewer tokens), so only the others are scored again."""
-    from ..model.tokenizer import tokenizer_from_vocab
-
-    trimmed_tokenizer, index = tokenizer_from_vocab(trimmed), torch.tensor(keep)
+    index = torch.tensor(keep)
     rises = []
     with torch.inference_mode():
         for lang, source, scored, total in samples:
