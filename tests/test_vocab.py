@@ -301,7 +301,7 @@ def test_vocab_auto_grows_on_bits_per_byte_too(monkeypatch):
 
     vocab, corpus, tried = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"]), []
     monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", 0.0))
-    monkeypatch.setattr(plan, "outside_bit_samples", lambda model, tokenizer, langs: [("en", "manpages", [], 1.0)])
+    monkeypatch.setattr(plan, "outside_bit_samples", lambda model, tokenizer, langs: [plan.BitSample("en", "manpages", [], 1.0, {})])
     monkeypatch.setattr(plan, "worst_outside_bits_rise", lambda model, samples, keep, trimmed: tried.append(len(keep))
                         or ("en", "manpages", 0.02))
     with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% bits per byte on manpages beyond the corpus "
@@ -315,17 +315,18 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
     documents it tokenizes differently (the others count unchanged); keeping every token changes nothing."""
     from collections import Counter
 
-    from langprune.cuts.plan import worst_outside_bits_rise
+    from langprune.cuts.plan import outside_bit_samples, worst_outside_bits_rise
     from langprune.cuts.vocab import trimmed_vocab
     from langprune.data.corpus import encode
     from langprune.data.evaluate import torch_scorer
 
     model, tokenizer = tiny_model("llama"), tiny_tokenizer()
     vocab = vocab_from_hf_tokenizer(tokenizer)
-    docs = outside_corpora(["en"])["manpages"].texts["en"]["selection"][:4]
-    scored = [(doc, encode(tokenizer, doc), torch_scorer(model)(encode(tokenizer, doc))) for doc in docs]
-    total = sum(nll for *_, nll in scored)
-    sample = ("en", "manpages", scored, total)
+    sample = next(s for s in outside_bit_samples(model, tokenizer, ["en"]) if s.source == "manpages")
+    sample.docs = sample.docs[:4]
+    scored = [(doc, ids, torch_scorer(model)(ids)) for doc, ids in sample.docs]
+    sample.total = total = sum(nll for *_, nll in scored)
+    sample.nll.clear()  # a document's own NLL is scored when a vocabulary first changes it
     every = list(range(len(vocab.tokens)))
     every_tokenizer = tokenizer_from_vocab(trimmed_vocab(vocab, every))
     assert worst_outside_bits_rise(model, [sample], every, every_tokenizer) == ("en", "manpages", 0.0)
@@ -339,6 +340,7 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
     assert worst_outside_bits_rise(model, [sample], keep, trimmed_tokenizer) == (
         "en", "manpages", pytest.approx(expected, rel=1e-4))
     assert expected > 0.005  # the commonest merges gone: the documents take more bits
+    assert len(sample.nll) == len(changed)  # only they were scored
 
 
 @pytest.mark.real

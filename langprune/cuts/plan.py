@@ -220,41 +220,59 @@ def worst_outside_rise(samples, trimmed_tokenizer) -> tuple[str, str, float] | N
     return max(rises, key=lambda r: r[2], default=None)
 
 
-def outside_bit_samples(model, tokenizer, langs: list[str]) -> list[tuple[str, str, list[tuple], float]]:
-    """(language, source, [(document, its ids, their NLL)], the NLL of them all) of each kept language's
-    "selection" sample beyond the corpus, its first CHARS characters, scored once by the original."""
+@dataclass
+class BitSample:
+    """A kept language's "selection" sample of one source beyond the corpus, as the bits check reads it."""
+
+    lang: str
+    source: str
+    docs: list[tuple[str, list[int]]]  # each document and its ids with the original's tokenizer
+    total: float  # the original's NLL of them all, estimated (`outside_bit_samples`)
+    nll: dict[int, float]  # the original's NLL of document i, once scored
+
+
+def outside_bit_samples(model, tokenizer, langs: list[str]) -> list[BitSample]:
+    """Each kept language's "selection" sample beyond the corpus, whole. The original's NLL of it all is its NLL
+    per byte on the first CHARS characters times the sample's bytes: scoring 16,000 characters through Gemma's
+    262,144-token output layer takes about a minute a source on two cores, and only the documents a tried
+    vocabulary tokenizes differently need their own (`worst_outside_bits_rise` scores them when it meets them).
+    A sample of CHARS characters is too few documents to hold a limit of +1% (docs/benchmarks.md)."""
     from ..data.outside_text import CHARS
 
     score, out = torch_scorer(model), []
     for lang, source, docs in outside_selection(langs):
-        scored, chars = [], 0
-        for doc in docs:
+        sample = BitSample(lang, source, [(doc, encode(tokenizer, doc)) for doc in docs], 0.0, {})
+        chars = scored_bytes = 0
+        for i, (doc, ids) in enumerate(sample.docs):
             if chars >= CHARS:
                 break
-            ids = encode(tokenizer, doc)  # a document is at most DOC_CHARS characters
-            scored.append((doc, ids, score(ids)))
-            chars += len(doc)
-        out.append((lang, source, scored, sum(nll for *_, nll in scored)))
+            sample.nll[i] = score(ids)
+            chars, scored_bytes = chars + len(doc), scored_bytes + len(doc.encode())
+        all_bytes = sum(len(doc.encode()) for doc in docs)
+        sample.total = sum(sample.nll.values()) * all_bytes / scored_bytes if scored_bytes else 0.0
+        out.append(sample)
     return out
 
 
-def worst_outside_bits_rise(model, samples, keep: list[int], trimmed_tokenizer) -> tuple[str, str, float] | None:
+def worst_outside_bits_rise(model, samples: list[BitSample], keep: list[int], trimmed_tokenizer
+                            ) -> tuple[str, str, float] | None:
     """(language, source, rise of the NLL, so of the bits per byte) of the `outside_bit_samples` entry the trimmed
     vocabulary costs most, scored as the trimmed model scores it: the original's logits of the kept tokens (a trimmed
     embedding and output layer are their rows). Documents it tokenizes as the original did count unchanged (their
-    NLL can only fall, the softmax running over fewer tokens), so only the others are scored again."""
-    index = torch.tensor(keep)
-    rises = []
+    NLL can only fall, the softmax running over fewer tokens), so only the others are scored, before and after."""
+    score, index, rises = torch_scorer(model), torch.tensor(keep), []
     with torch.inference_mode():
-        for lang, source, scored, total in samples:
+        for sample in samples:
             change = 0.0
-            for doc, ids, nll in scored:
+            for i, (doc, ids) in enumerate(sample.docs):
                 after = encode(trimmed_tokenizer, doc)
-                original_ids = [keep[i] for i in after]
+                original_ids = [keep[t] for t in after]
                 if original_ids != ids:
+                    if i not in sample.nll:
+                        sample.nll[i] = score(ids)
                     logits = model(torch.tensor([original_ids])).logits[0][:, index]
-                    change += nll_from_logits(logits, after) - nll
-            rises.append((lang, source, change / total if total else 0.0))
+                    change += nll_from_logits(logits, after) - sample.nll[i]
+            rises.append((sample.lang, sample.source, change / sample.total if sample.total else 0.0))
     return max(rises, key=lambda r: r[2], default=None)
 
 

@@ -30,7 +30,7 @@ from ..paths import cache_dir, code_version, written
 from .corpus import Corpus
 
 CHARS = 4000  # characters per language and source: en,de has four sources, scored in llama.cpp in about 2 minutes
-# The vocabulary's sample is tokenized whole (its first CHARS characters are also scored: `plan.outside_bit_samples`),
+# The vocabulary's sample is tokenized whole, and scored where a tried vocabulary changes it (`plan.outside_bit_samples`),
 # so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at 131,072 tokens, and the report's sample then
 # showed Chinese manual pages at +1.31% tokens
 SELECTION_CHARS = 4 * CHARS
