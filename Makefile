@@ -71,7 +71,7 @@ bench-frontier:
 # langprune/cli.py), each where `make export` puts it, and a table of them (exported/languages-<model>/languages.md).
 bench-languages:
 	$(CLI) bench-languages $(SETS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)) $(if $(OUT),--out $(OUT)) \
-		$(if $(VOCAB),--vocab $(VOCAB))
+		$(if $(VOCAB),--vocab $(VOCAB)) $(SPEED_ARGS)
 
 # On-device checks of existing exports (EXPORTS=folders; default: every export): ONNX Runtime Mobile's
 # ORT format, reduced-build operator config and usability check, greedy parity; llama.cpp cross-built for

@@ -79,11 +79,17 @@ def _export_options(args):
     for name in ("quant", "analysis_langs"):
         if name in given:
             given[name] = _split(given[name]) or []
+    return ExportOptions(**given, **_speed_options(args))
+
+
+def _speed_options(args) -> dict:
+    """The ExportOptions `threads` and `reps` a subcommand's flags give (none: the options' defaults)."""
+    given = {}
     if getattr(args, "threads", None) is not None:
         given["threads"] = tuple(_int_list(args.threads, "threads", "1,2"))
     if getattr(args, "reps", None) is not None:
         given["reps"] = args.reps
-    return ExportOptions(**given)
+    return given
 
 
 def cmd_export(args) -> None:
@@ -181,7 +187,8 @@ def cmd_bench_languages(args) -> None:
     from .report.languages import write_languages
 
     sets = [_split(text) or [] for text in (args.sets or DEFAULT_LANGUAGE_SETS)]
-    options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab) for langs in sets]
+    options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab, **_speed_options(args))
+               for langs in sets]
     for each in options:  # codes normalized here as the export will (EN -> en), so its folder is the one checked
         name, _ = check_options(each)
         check_output(export_folder(name, each.langs))
@@ -324,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", type=_vocab, default=True, help="as for export (default auto)")
     p.add_argument("--out", type=Path, help="the table's folder (default exported/languages-<model>); each set's "
                    "export goes where `export` puts it")
+    _add_speed_arguments(p)
     p.set_defaults(func=cmd_bench_languages)
 
     p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 under qemu-user); adds to their report")

@@ -138,6 +138,7 @@ CASES = [
     ("export reps 0", lambda r: EXPORT + ["--reps", "0"], "--reps 0: give at least 1"),
     ("export threads", lambda r: EXPORT + ["--threads", "2,x"], "--threads '2,x': expected positive whole numbers"),
     ("frontier reps 0", lambda r: FRONTIER + ["--reps", "0"], "--reps 0: give at least 1"),
+    ("languages bench reps 0", lambda r: ["bench-languages", "en,de", "--reps", "0"], "--reps 0: give at least 1"),
     ("frontier no threads", lambda r: FRONTIER + ["--threads", ""], "--threads '': expected positive whole numbers"),
     ("frontier threads 0", lambda r: FRONTIER + ["--threads", "0,2"], "--threads '0,2': expected positive whole"),
     ("frontier unknown level", lambda r: FRONTIER + ["--levels", "vocab,bogus"], "'bogus' is not one of"),

@@ -12,7 +12,8 @@ from langprune.report.languages import write_languages
 def test_one_export_per_set_and_a_row_from_each_report(tmp_path):
     exports, model = tmp_path / "exported", save_tiny("llama", tmp_path / "llama")
     env = {**os.environ, "LANGPRUNE_EXPORTS": str(exports)}
-    args = [sys.executable, "-m", "langprune.cli", "bench-languages", "en,de", "ru", "--model", str(model)]
+    args = [sys.executable, "-m", "langprune.cli", "bench-languages", "en,de", "ru", "--model", str(model),
+            "--threads", "1", "--reps", "1"]
     result = subprocess.run(args, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     table = json.loads((exports / "languages-llama" / "languages.json").read_text())
@@ -24,6 +25,7 @@ def test_one_export_per_set_and_a_row_from_each_report(tmp_path):
         deployed = report["deployed"]
         assert row["size"] == report["sizes"]["after"][deployed] / report["sizes"]["before"][deployed] < 1
         assert row["decode"] == {t: r["decode_tps_ratio"] for t, r in report["speed"][deployed].items()}
+        assert report["speed_setup"]["reps"] == 1 and set(report["speed"][deployed]) == {"1"}  # the speed flags reach it
         verdict = "Every kept language is within every limit." in (exports / folder / "report.md").read_text()
         assert row["within_limits"] == verdict  # the table says what each report says
     assert "| en,de | " in (exports / "languages-llama" / "languages.md").read_text()

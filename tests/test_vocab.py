@@ -301,7 +301,7 @@ def test_vocab_auto_grows_on_bits_per_byte_too(monkeypatch):
 
     vocab, corpus, tried = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"]), []
     monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", 0.0))
-    monkeypatch.setattr(plan, "outside_bit_samples", lambda model, tokenizer, langs: [plan.BitSample("en", "manpages", [], 1.0, {})])
+    monkeypatch.setattr(plan, "outside_bit_samples", lambda tokenizer, langs: [plan.BitSample("en", "manpages", [])])
     monkeypatch.setattr(plan, "worst_outside_bits_rise", lambda model, samples, keep, trimmed: tried.append(len(keep))
                         or ("en", "manpages", 0.02))
     with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% bits per byte on manpages beyond the corpus "
@@ -315,6 +315,7 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
     documents it tokenizes differently (the others count unchanged); keeping every token changes nothing."""
     from collections import Counter
 
+    from langprune.cuts import plan
     from langprune.cuts.plan import outside_bit_samples, worst_outside_bits_rise
     from langprune.cuts.vocab import trimmed_vocab
     from langprune.data.corpus import encode
@@ -322,14 +323,14 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
 
     model, tokenizer = tiny_model("llama"), tiny_tokenizer()
     vocab = vocab_from_hf_tokenizer(tokenizer)
-    sample = next(s for s in outside_bit_samples(model, tokenizer, ["en"]) if s.source == "manpages")
+    sample = next(s for s in outside_bit_samples(tokenizer, ["en"]) if s.source == "manpages")
     sample.docs = sample.docs[:4]
     scored = [(doc, ids, torch_scorer(model)(ids)) for doc, ids in sample.docs]
     sample.total = total = sum(nll for *_, nll in scored)
-    sample.nll.clear()  # a document's own NLL is scored when a vocabulary first changes it
     every = list(range(len(vocab.tokens)))
     every_tokenizer = tokenizer_from_vocab(trimmed_vocab(vocab, every))
     assert worst_outside_bits_rise(model, [sample], every, every_tokenizer) == ("en", "manpages", 0.0)
+    assert not sample.nll  # nothing changed, nothing scored
     used = Counter(i for _, ids, _ in scored[:2] for i in ids if len(vocab.tokens[i]) > 1 and i > 1)
     keep = [i for i in every if i not in dict(used.most_common(5))]  # the first two documents' 5 commonest merges go
     trimmed = trimmed_vocab(vocab, keep)
@@ -341,6 +342,8 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
         "en", "manpages", pytest.approx(expected, rel=1e-4))
     assert expected > 0.005  # the commonest merges gone: the documents take more bits
     assert len(sample.nll) == len(changed)  # only they were scored
+    whole = plan.BitSample("en", "manpages", sample.docs)  # 4 documents, fewer than CHARS characters: all scored
+    assert plan._estimated_total(whole, torch_scorer(model)) == pytest.approx(total, rel=1e-6)
 
 
 @pytest.mark.real

@@ -11,7 +11,7 @@ limit (`within_tolerance`). SEARCH=iterative: both a step at a time, re-scored a
 import copy
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -162,7 +162,7 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
 
     target = size or TOKENS_PER_LANGUAGE * len(langs)
     samples = outside_samples(tokenizer, langs) if size is None else []
-    bit_samples = outside_bit_samples(model, tokenizer, langs) if size is None and model is not None else []
+    bit_samples = outside_bit_samples(tokenizer, langs) if size is None and model is not None else []
     previous = None
     while True:
         selection = select_tokens(vocab, corpus, langs, target, usage)
@@ -227,31 +227,16 @@ class BitSample:
     lang: str
     source: str
     docs: list[tuple[str, list[int]]]  # each document and its ids with the original's tokenizer
-    total: float  # the original's NLL of them all, estimated (`outside_bit_samples`)
-    nll: dict[int, float]  # the original's NLL of document i, once scored
+    nll: dict[int, float] = field(default_factory=dict)  # the original's NLL of document i, once scored
+    total: float | None = None  # the original's NLL of them all, once estimated (`_estimated_total`)
 
 
-def outside_bit_samples(model, tokenizer, langs: list[str]) -> list[BitSample]:
-    """Each kept language's "selection" sample beyond the corpus, whole. The original's NLL of it all is its NLL
-    per byte on the first CHARS characters times the sample's bytes: scoring 16,000 characters through Gemma's
-    262,144-token output layer takes about a minute a source on two cores, and only the documents a tried
-    vocabulary tokenizes differently need their own (`worst_outside_bits_rise` scores them when it meets them).
-    A sample of CHARS characters is too few documents to hold a limit of +1% (docs/benchmarks.md)."""
-    from ..data.outside_text import CHARS
-
-    score, out = torch_scorer(model), []
-    for lang, source, docs in outside_selection(langs):
-        sample = BitSample(lang, source, [(doc, encode(tokenizer, doc)) for doc in docs], 0.0, {})
-        chars = scored_bytes = 0
-        for i, (doc, ids) in enumerate(sample.docs):
-            if chars >= CHARS:
-                break
-            sample.nll[i] = score(ids)
-            chars, scored_bytes = chars + len(doc), scored_bytes + len(doc.encode())
-        all_bytes = sum(len(doc.encode()) for doc in docs)
-        sample.total = sum(sample.nll.values()) * all_bytes / scored_bytes if scored_bytes else 0.0
-        out.append(sample)
-    return out
+def outside_bit_samples(tokenizer, langs: list[str]) -> list[BitSample]:
+    """Each kept language's "selection" sample beyond the corpus, whole, tokenized by the original. Nothing is
+    scored until a tried vocabulary tokenizes a document differently (`worst_outside_bits_rise`): for en,de one
+    document of 161 changes."""
+    return [BitSample(lang, source, [(doc, encode(tokenizer, doc)) for doc in docs])
+            for lang, source, docs in outside_selection(langs)]
 
 
 def worst_outside_bits_rise(model, samples: list[BitSample], keep: list[int], trimmed_tokenizer
@@ -263,17 +248,39 @@ def worst_outside_bits_rise(model, samples: list[BitSample], keep: list[int], tr
     score, index, rises = torch_scorer(model), torch.tensor(keep), []
     with torch.inference_mode():
         for sample in samples:
-            change = 0.0
+            change, changed = 0.0, False
             for i, (doc, ids) in enumerate(sample.docs):
                 after = encode(trimmed_tokenizer, doc)
                 original_ids = [keep[t] for t in after]
                 if original_ids != ids:
-                    if i not in sample.nll:
-                        sample.nll[i] = score(ids)
                     logits = model(torch.tensor([original_ids])).logits[0][:, index]
-                    change += nll_from_logits(logits, after) - sample.nll[i]
-            rises.append((sample.lang, sample.source, change / sample.total if sample.total else 0.0))
+                    change += nll_from_logits(logits, after) - _original_nll(sample, i, score)
+                    changed = True
+            rises.append((sample.lang, sample.source, change / _estimated_total(sample, score) if changed else 0.0))
     return max(rises, key=lambda r: r[2], default=None)
+
+
+def _original_nll(sample: BitSample, i: int, score) -> float:
+    if i not in sample.nll:
+        sample.nll[i] = score(sample.docs[i][1])
+    return sample.nll[i]
+
+
+def _estimated_total(sample: BitSample, score) -> float:
+    """The original's NLL of the whole sample: its NLL per byte on the first CHARS characters times the sample's
+    bytes (scoring 16,000 characters through Gemma's 262,144-token output layer takes about a minute a source on
+    two cores; a sample of CHARS characters alone is too few documents to hold a +1% limit: docs/benchmarks.md)."""
+    from ..data.outside_text import CHARS
+
+    if sample.total is None:
+        chars = nll = scored_bytes = 0
+        for i, (doc, _) in enumerate(sample.docs):
+            if chars >= CHARS:
+                break
+            nll += _original_nll(sample, i, score)
+            chars, scored_bytes = chars + len(doc), scored_bytes + len(doc.encode())
+        sample.total = nll * sum(len(doc.encode()) for doc, _ in sample.docs) / scored_bytes
+    return sample.total
 
 
 def source_vocab(loaded: LoadedModel):
