@@ -233,8 +233,8 @@ class BitSample:
 
 def outside_bit_samples(tokenizer, langs: list[str]) -> list[BitSample]:
     """Each kept language's "selection" sample beyond the corpus, whole, tokenized by the original. Nothing is
-    scored until a tried vocabulary tokenizes a document differently (`worst_outside_bits_rise`): for en,de one
-    document of 161 changes."""
+    scored until a tried vocabulary tokenizes a document differently (`worst_outside_bits_rise`): en,de's
+    160,815 tokens change one document of 145."""
     return [BitSample(lang, source, [(doc, encode(tokenizer, doc)) for doc in docs])
             for lang, source, docs in outside_selection(langs)]
 
@@ -261,6 +261,7 @@ def worst_outside_bits_rise(model, samples: list[BitSample], keep: list[int], tr
 
 
 def _original_nll(sample: BitSample, i: int, score) -> float:
+    """The original's NLL of the sample's document i, scored once."""
     if i not in sample.nll:
         sample.nll[i] = score(sample.docs[i][1])
     return sample.nll[i]
@@ -268,8 +269,8 @@ def _original_nll(sample: BitSample, i: int, score) -> float:
 
 def _estimated_total(sample: BitSample, score) -> float:
     """The original's NLL of the whole sample: its NLL per byte on the first CHARS characters times the sample's
-    bytes (scoring 16,000 characters through Gemma's 262,144-token output layer takes about a minute a source on
-    two cores; a sample of CHARS characters alone is too few documents to hold a +1% limit: docs/benchmarks.md)."""
+    bytes (scoring all 16,000 characters through Gemma's 262,144-token output layer takes about 30 s a source on
+    two cores, 1.5-1.7 s a document; a sample of CHARS characters alone is too few documents to hold a +1% limit: docs/benchmarks.md)."""
     from ..data.outside_text import CHARS
 
     if sample.total is None:
