@@ -7,8 +7,10 @@ configure logging as it likes.
 
 import logging
 import sys
+from contextlib import contextmanager
 
 LOG = logging.getLogger("langprune")
+NATIVE = logging.getLogger("langprune.llama_cpp")
 
 
 def say(message: str) -> None:
@@ -42,3 +44,40 @@ def show_progress(stream=sys.stdout) -> None:
         LOG.addHandler(handler)
     LOG.setLevel(logging.INFO)
     LOG.propagate = False
+
+
+_native_lines: list[list[str]] = []  # the lists llama.cpp's log lines go to, besides NATIVE (`llama_cpp_log`)
+_native_callback = None  # the ctypes callback llama.cpp holds; kept here so Python never frees it
+
+
+def quiet_llama_cpp() -> None:
+    """Route llama.cpp's native log to the "langprune.llama_cpp" logger (DEBUG), never to stderr. llama-cpp-python's
+    own callback reads ggml's log levels as an older llama.cpp numbered them (WARN is now 3, which it takes for
+    ERROR), so with verbose=False it still prints warnings such as `using full-size SWA cache`."""
+    global _native_callback
+    if _native_callback is None:
+        import ctypes
+
+        import llama_cpp
+
+        @llama_cpp.llama_log_callback
+        def route(level, text, user_data):
+            line = text.decode("utf-8", errors="replace")
+            NATIVE.debug(line.rstrip("\n"))
+            for lines in _native_lines:
+                lines.append(line)
+
+        _native_callback = route
+        llama_cpp.llama_log_set(_native_callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def llama_cpp_log():
+    """The lines llama.cpp logs inside the block (a list, filled as it runs), e.g. to show on a failure."""
+    quiet_llama_cpp()
+    lines: list[str] = []
+    _native_lines.append(lines)
+    try:
+        yield lines
+    finally:
+        _native_lines.remove(lines)

@@ -155,3 +155,20 @@ def test_dequantizing_a_gguf_prints_only_when_asked(tmp_path, show):
     assert result.returncode == 0, result.stderr[-2000:]
     said = "Dequantizing tiny-F16.gguf" in result.stdout and "de-quantizing GGUF tensors" in result.stderr
     assert said if show == "show" else (result.stdout == "" and "GGUF tensors" not in result.stderr), result
+
+
+OPEN_GGUF = """import sys
+from langprune.measure.llamacpp import open_gguf
+open_gguf(sys.argv[1], n_ctx=64)"""
+
+
+def test_opening_a_sliding_window_gguf_prints_nothing(tmp_path):
+    """llama.cpp warns as it opens a model with sliding-window attention (`using full-size SWA cache`), and
+    llama-cpp-python's verbose=False lets it through to stderr; langprune routes llama.cpp's log to logging."""
+    from langprune.exporters.export_gguf import export_gguf
+    from tests.test_export_gguf import tiny_gemma6
+    from tests.tiny import tiny_tokenizer
+
+    gguf = export_gguf(tiny_gemma6(), None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
+    result = subprocess.run([sys.executable, "-c", OPEN_GGUF, str(gguf)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr[-2000:]

@@ -25,7 +25,6 @@ Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`v
 
 import ctypes
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import gguf
@@ -34,6 +33,7 @@ import torch
 from gguf import GGUFValueType, Keys
 
 from ..errors import UserError
+from ..log import llama_cpp_log
 from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
 from ..model.heads import kv_head_counts, layer_shapes
@@ -323,7 +323,7 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
     llama_cpp.llama_backend_init()
-    with written(dst) as partial, _llama_log() as log:
+    with written(dst) as partial, llama_cpp_log() as log:
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
         if status != 0:
             tail = "".join(log)[-2000:]
@@ -331,20 +331,3 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
     return dst
 
 
-@contextmanager
-def _llama_log():
-    """Collect llama.cpp's log lines instead of printing them; restores llama-cpp-python's logger."""
-    import llama_cpp
-    from llama_cpp import _logger
-
-    lines: list[str] = []
-
-    @llama_cpp.llama_log_callback
-    def collect(level, text, user_data):
-        lines.append(text.decode("utf-8", errors="replace"))
-
-    llama_cpp.llama_log_set(collect, ctypes.c_void_p(0))
-    try:
-        yield lines
-    finally:
-        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))

@@ -6,12 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from ..data.evaluate import MAX_TOKENS, nll_from_logits
+from ..log import quiet_llama_cpp
 
 
 def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None,
               flash_attn: bool = False):
     from llama_cpp import Llama
 
+    quiet_llama_cpp()
     return Llama(
         model_path=str(path),
         n_ctx=n_ctx,
@@ -28,6 +30,7 @@ def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True
 def vocab_only(path: str | Path):
     from llama_cpp import Llama
 
+    quiet_llama_cpp()
     return Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 
