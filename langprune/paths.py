@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -58,7 +59,8 @@ def written(path: str | Path) -> Iterator[Path]:
     """A hidden temporary name beside `path` to write a file or folder under; when the block ends
     it takes `path`'s place whole (an older file or folder there goes), and if the block fails it
     is removed, with the folders made for it that are left empty: nothing half-written ever sits under
-    the real name. The temporary names are new each time, so nothing already beside `path` is touched.
+    the real name. The temporary names are new each time and carry the process id, so nothing already beside
+    `path` is touched but what a killed langprune left there (`_remove_left_behind`).
     Whether `path` may be replaced is the caller's to decide: a user's output folder goes through
     `output_folder`."""
     path = Path(path)
@@ -67,7 +69,8 @@ def written(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror})") from None
-    token = secrets.token_hex(4)
+    _remove_left_behind(path)
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
     partial, old = (path.with_name(f".{path.name}.{token}.{suffix}") for suffix in ("partial", "old"))
     try:
         yield partial
@@ -82,6 +85,26 @@ def written(path: str | Path) -> Iterator[Path]:
         path.rename(old)
     partial.replace(path)
     _remove(old)
+
+
+def _remove_left_behind(path: Path) -> None:
+    """Remove the `.<name>.<pid>-<token>.partial` beside path of a process that no longer runs: a script killed by
+    SIGTERM or anything killed by SIGKILL runs no cleanup. (A process id is this machine's: on a folder shared
+    with another machine, its partials are left.)"""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[0-9a-f]{{8}}\.partial")
+    for other in path.parent.iterdir() if path.parent.is_dir() else ():
+        if (match := pattern.fullmatch(other.name)) and not _running(int(match[1])):
+            _remove(other)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _remove(path: Path) -> None:

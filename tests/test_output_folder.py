@@ -1,6 +1,9 @@
 """A user's files are never replaced, moved or deleted: output folders (langprune/paths.py)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,6 +75,20 @@ def test_written_never_touches_what_already_sits_beside_the_path(tmp_path):
         partial.write_text("ours")
     assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
         ".out.partial": "the user's", ".out.old": "the user's", "out": "ours"}
+
+
+def test_written_removes_what_a_killed_langprune_left_half_written(tmp_path):
+    """A script killed by SIGTERM (Python runs no cleanup then) left its partial folder: the next write of that
+    path removes it, and only it: not a running process's, not another path's, not a user's look-alike."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = {f".out.{dead.stdout.strip()}-0123abcd.partial", f".other.{dead.stdout.strip()}-0123abcd.partial"}
+    running = {f".out.{os.getpid()}-0123abcd.partial", f".out.{dead.stdout.strip()}-notours.partial"}
+    for name in left | running:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.onnx").write_text("half")
+    with written(tmp_path / "out") as partial:
+        partial.write_text("ours")
+    assert {p.name for p in tmp_path.iterdir()} == {"out", f".other.{dead.stdout.strip()}-0123abcd.partial"} | running
 
 
 def test_a_failed_output_leaves_no_folder_it_made_and_every_folder_it_did_not(tmp_path):
