@@ -78,9 +78,11 @@ bench-languages:
 # arm64 under qemu-user (needs g++-aarch64-linux-gnu, qemu-user and dpkg's arm64 architecture: INSTALL=1 runs the
 # apt-get/dpkg commands, as root; without it they are named; builds once into ~/.cache/langprune),
 # tokens, greedy tokens and perplexity against the host; the ORT-format model in onnxruntime for aarch64 (an
-# aarch64 Python from Debian's arm64 packages, under qemu-user); added to each report. QUANTS=Q4_0: fewer GGUF kinds.
+# aarch64 Python from Debian's arm64 packages, under qemu-user); added to each report. QUANTS=Q4_0: fewer GGUF kinds;
+# LANGS=de: fewer languages (given on the command line; else all the export keeps).
 mobile-check:
-	$(CLI) mobile-check $(EXPORTS) $(if $(INSTALL),--install) $(if $(QUANTS),--quants $(QUANTS))
+	$(CLI) mobile-check $(EXPORTS) $(if $(INSTALL),--install) $(if $(QUANTS),--quants $(QUANTS)) \
+	  $(if $(filter command line,$(origin LANGS)),--langs $(LANGS))
 
 test:
 	$(PY) -m pytest

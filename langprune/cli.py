@@ -213,7 +213,7 @@ def cmd_mobile_check(args) -> None:
 
     quants = arm64_quants(_split(args.quants))
     for folder in export_folders(args.exports):
-        mobile = mobile_check(folder, args.install, quants)
+        mobile = mobile_check(folder, args.install, quants, _split(args.langs))
         ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
               f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "
@@ -341,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "named and nothing on the system changes")
     p.add_argument("--quants", help="the GGUF files to run on arm64, of Q4_K_M,Q8_0,Q4_0 (default: all three; "
                    "each is minutes emulated)")
+    p.add_argument("--langs", help="the kept languages to check, e.g. de (default: all the export keeps; each is "
+                   "minutes emulated)")
     p.set_defaults(func=cmd_mobile_check)
 
     p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, and assemble and cache a model, "

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from langprune.paths import MARKER
 from tests import REPO_ROOT
 from tests.tiny import save_tiny
 
@@ -69,6 +70,13 @@ def users_report(root):
     (root / "results").mkdir()
     (root / "results" / "report.json").write_text("{}")
     return root / "results"
+
+
+def an_export_of_en_de(root):
+    (root / "gemma3-270m-en-de").mkdir()
+    (root / "gemma3-270m-en-de" / "report.json").write_text('{"languages": {"kept": ["en", "de"]}, "options": {}}')
+    (root / "gemma3-270m-en-de" / MARKER).write_text('{"written_by": "langprune", "files": ["report.json"]}')
+    return root / "gemma3-270m-en-de"
 
 
 EXPORT = ["export", "--langs", "en,de"]
@@ -151,6 +159,9 @@ CASES = [
     ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of langprune"),
     ("mobile-check a GGUF kind it does not run", lambda r: ["mobile-check", "--quants", "Q4_0,Q5_0"],
      "--quants Q5_0: the arm64 check runs Q4_K_M, Q8_0, Q4_0"),
+    ("mobile-check a language the export does not keep", lambda r: ["mobile-check", str(an_export_of_en_de(r)),
+                                                                     "--langs", "de,fr"],
+     "--langs fr: gemma3-270m-en-de keeps en, de"),
     ("prepare a missing model", lambda r: ["prepare", str(r / "missing")], "nor an existing file or directory"),
     ("unknown subcommand", lambda r: ["exprot", "--langs", "en"], "invalid choice: 'exprot'"),
 ]

@@ -114,22 +114,23 @@ def test_mobile_check_on_the_real_export(export):
     """`make mobile-check` on the default export: its 4-bit ONNX model in ORT format for ONNX Runtime Mobile (also
     run by onnxruntime for aarch64 under qemu-user), and its Q4_0 GGUF (which llama.cpp repacks for ARM's dot
     product) in llama.cpp cross-built for arm64, under qemu-user: the host's tokens, greedy tokens and perplexity
-    within 1% for each kept language. One GGUF kind: the three and the ORT check took 1,462 s of make test,
-    ORT and Q4_0 alone 6:37 (tests/test_mobile.py runs all three on a tiny model)."""
+    within 1% for the kept language checked. One GGUF kind and one language (German): the three kinds and the ORT
+    check for en and de took 1,462 s of make test, ORT and Q4_0 for en and de 701 s (tests/test_mobile.py runs
+    every kind and language on a tiny model)."""
     folder, _ = export
-    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}", "INSTALL=1", "QUANTS=Q4_0"], cwd=REPO_ROOT,
-                            capture_output=True, text=True)  # INSTALL=1: the suite lets it install its cross tools
+    result = subprocess.run(["make", "mobile-check", f"EXPORTS={folder}", "INSTALL=1", "QUANTS=Q4_0", "LANGS=de"],
+                            cwd=REPO_ROOT, capture_output=True, text=True)  # INSTALL=1: the suite's consent
     assert result.returncode == 0, result.stderr[-3000:]
     ort = json.loads((folder / "report.json").read_text())["mobile"]["ort"]
     # a 4-bit copy: well under a third of the float32 ONNX model's bytes
     assert ort["ort_bytes"] < (folder / "onnx" / "model.onnx.data").stat().st_size / 3
     assert any("MatMulNBits" in line for line in ort["operators"])
-    assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"en", "de"}
-    assert all(r["greedy_holds"] for r in ort["arm64"].values()) and set(ort["arm64"]) == {"en", "de"}
+    assert all(g["same"] for g in ort["greedy"].values()) and set(ort["greedy"]) == {"de"}
+    assert all(r["greedy_holds"] for r in ort["arm64"].values()) and set(ort["arm64"]) == {"de"}
     arm = json.loads((folder / "report.json").read_text())["mobile"]["arm64"]
     assert set(arm["files"]) == {"Q4_0"} and arm["files"]["Q4_0"]["repacked_mib"] > 0
     for kind, checked in arm["files"].items():
-        assert set(checked["languages"]) == {"en", "de"} and checked["holds"], (kind, checked["languages"])
+        assert set(checked["languages"]) == {"de"} and checked["holds"], (kind, checked["languages"])
     text = (folder / "report.md").read_text()
     assert "## On-device" in text and "llama.cpp on arm64" in text
 

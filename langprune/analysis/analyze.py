@@ -421,9 +421,10 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
-    """Keyed by model, corpus, settings, the code and the output layer's precision on this machine (a forced
-    LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision)."""
-    code = code_version(__name__, "langprune.analysis.precision")
+    """Keyed by model, corpus, settings, this module's code and the output layer's precision on this machine (a
+    forced LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision; how the precision is
+    chosen is not in the key: the choice is)."""
+    code = code_version(__name__)
     key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}-{code}"
     return cache_dir() / "analysis" / f"{key}.json"
 

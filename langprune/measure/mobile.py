@@ -89,10 +89,11 @@ def arm64_quants(quants=None) -> list[str]:
     return list(quants or ARM_QUANTS)
 
 
-def mobile_check(folder: Path, install: bool = False, quants=None) -> dict:
+def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:
     """Run the checks on an export and add them to its report.json and report.md. install: let
     `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
-    quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes)."""
+    quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes);
+    langs: the kept languages to check (default: all; each is minutes emulated too)."""
     from ..report.report import render
     from .arm64 import arm64_check, gguf_source, prepare_system
 
@@ -103,6 +104,9 @@ def mobile_check(folder: Path, install: bool = False, quants=None) -> dict:
         raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
     report = json.loads((folder / "report.json").read_text())
     kept, corpus = report["languages"]["kept"], report["options"].get("corpus")
+    if bad := [lang for lang in langs or [] if lang not in kept]:
+        raise UserError(f"{option('langs', ','.join(bad))}: {folder.name} keeps {', '.join(kept)}")
+    kept = [lang for lang in kept if lang in (langs or kept)]
     names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in quants]
     with adding_to_output(folder, names):
         onnx_source(folder)  # the models the checks start from, before the system's packages
