@@ -1,10 +1,12 @@
 """Where langprune keeps what it downloads, caches and exports, and how it writes there."""
 
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 from .errors import UserError, option
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # in temporary names: whose process ids they hold
 
 
 def cache_dir() -> Path:
@@ -59,8 +62,8 @@ def written(path: str | Path) -> Iterator[Path]:
     """A hidden temporary name beside `path` to write a file or folder under; when the block ends
     it takes `path`'s place whole (an older file or folder there goes), and if the block fails it
     is removed, with the folders made for it that are left empty: nothing half-written ever sits under
-    the real name. The temporary names are new each time and carry the process id, so nothing already beside
-    `path` is touched but what a killed langprune left there (`_remove_left_behind`).
+    the real name. The temporary names are new each time and carry the machine and process, so nothing already
+    beside `path` is touched but what a killed langprune on this machine left there (`_remove_left_behind`).
     Whether `path` may be replaced is the caller's to decide: a user's output folder goes through
     `output_folder`."""
     path = Path(path)
@@ -70,7 +73,7 @@ def written(path: str | Path) -> Iterator[Path]:
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror})") from None
     _remove_left_behind(path)
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    token = f"{HOST}-{os.getpid()}-{secrets.token_hex(4)}"
     partial, old = (path.with_name(f".{path.name}.{token}.{suffix}") for suffix in ("partial", "old"))
     try:
         yield partial
@@ -88,10 +91,10 @@ def written(path: str | Path) -> Iterator[Path]:
 
 
 def _remove_left_behind(path: Path) -> None:
-    """Remove the `.<name>.<pid>-<token>.partial` beside path of a process that no longer runs: a script killed by
-    SIGTERM or anything killed by SIGKILL runs no cleanup. (A process id is this machine's: on a folder shared
-    with another machine, its partials are left.)"""
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[0-9a-f]{{8}}\.partial")
+    """Remove the `.<name>.<host>-<pid>-<token>.partial` beside path of a process of this machine that no longer runs:
+    a script killed by SIGTERM or anything killed by SIGKILL runs no cleanup. (Another machine's, on a shared
+    folder, are left: its process ids are not this one's to check.)"""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{HOST}-(\d+)-[0-9a-f]{{8}}\.partial")
     for other in path.parent.iterdir() if path.parent.is_dir() else ():
         if (match := pattern.fullmatch(other.name)) and not _running(int(match[1])):
             _remove(other)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from langprune.errors import UserError
-from langprune.paths import MARKER, adding_to_output, check_output, output_folder, written
+from langprune.paths import HOST, MARKER, adding_to_output, check_output, output_folder, written
 
 
 def snapshot(root):
@@ -79,16 +79,19 @@ def test_written_never_touches_what_already_sits_beside_the_path(tmp_path):
 
 def test_written_removes_what_a_killed_langprune_left_half_written(tmp_path):
     """A script killed by SIGTERM (Python runs no cleanup then) left its partial folder: the next write of that
-    path removes it, and only it: not a running process's, not another path's, not a user's look-alike."""
+    path removes it, and only it: not a running process's, not another machine's, not another path's, not a user's
+    look-alike."""
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    left = {f".out.{dead.stdout.strip()}-0123abcd.partial", f".other.{dead.stdout.strip()}-0123abcd.partial"}
-    running = {f".out.{os.getpid()}-0123abcd.partial", f".out.{dead.stdout.strip()}-notours.partial"}
-    for name in left | running:
+    pid = dead.stdout.strip()
+    left = {f".out.{HOST}-{pid}-0123abcd.partial"}
+    kept = {f".out.{HOST}-{os.getpid()}-0123abcd.partial", f".out.0badc0de-{pid}-0123abcd.partial",
+            f".other.{HOST}-{pid}-0123abcd.partial", f".out.{HOST}-{pid}-notours.partial"}
+    for name in left | kept:
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.onnx").write_text("half")
     with written(tmp_path / "out") as partial:
         partial.write_text("ours")
-    assert {p.name for p in tmp_path.iterdir()} == {"out", f".other.{dead.stdout.strip()}-0123abcd.partial"} | running
+    assert {p.name for p in tmp_path.iterdir()} == {"out"} | kept
 
 
 def test_a_failed_output_leaves_no_folder_it_made_and_every_folder_it_did_not(tmp_path):
