@@ -209,11 +209,13 @@ def cmd_bench_languages(args) -> None:
 
 def cmd_mobile_check(args) -> None:
     from .measure.bench import export_folders
-    from .measure.mobile import arm64_quants, mobile_check
+    from .measure.mobile import arm64_quants, languages_to_check, mobile_check
 
-    quants = arm64_quants(_split(args.quants))
-    for folder in export_folders(args.exports):
-        mobile = mobile_check(folder, args.install, quants, _split(args.langs))
+    quants, langs, folders = arm64_quants(_split(args.quants)), _split(args.langs), export_folders(args.exports)
+    for folder in folders:  # every folder's languages before the first check's minutes
+        languages_to_check(folder, langs)
+    for folder in folders:
+        mobile = mobile_check(folder, args.install, quants, langs)
         ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
               f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "

@@ -72,11 +72,12 @@ def users_report(root):
     return root / "results"
 
 
-def an_export_of_en_de(root):
-    (root / "gemma3-270m-en-de").mkdir()
-    (root / "gemma3-270m-en-de" / "report.json").write_text('{"languages": {"kept": ["en", "de"]}, "options": {}}')
-    (root / "gemma3-270m-en-de" / MARKER).write_text('{"written_by": "langprune", "files": ["report.json"]}')
-    return root / "gemma3-270m-en-de"
+def an_export(root, langs=("en", "de")):
+    folder = root / f"gemma3-270m-{'-'.join(langs)}"
+    folder.mkdir()
+    (folder / "report.json").write_text(json.dumps({"languages": {"kept": list(langs)}, "options": {}}))
+    (folder / MARKER).write_text('{"written_by": "langprune", "files": ["report.json"]}')
+    return folder
 
 
 EXPORT = ["export", "--langs", "en,de"]
@@ -159,9 +160,12 @@ CASES = [
     ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of langprune"),
     ("mobile-check a GGUF kind it does not run", lambda r: ["mobile-check", "--quants", "Q4_0,Q5_0"],
      "--quants Q5_0: the arm64 check runs Q4_K_M, Q8_0, Q4_0"),
-    ("mobile-check a language the export does not keep", lambda r: ["mobile-check", str(an_export_of_en_de(r)),
+    ("mobile-check a language the export does not keep", lambda r: ["mobile-check", str(an_export(r)),
                                                                      "--langs", "de,fr"],
      "--langs fr: gemma3-270m-en-de keeps en, de"),
+    ("mobile-check a language the second export does not keep",  # refused before the first export's check
+     lambda r: ["mobile-check", str(an_export(r)), str(an_export(r, ["ja", "zh"])), "--langs", "de"],
+     "--langs de: gemma3-270m-ja-zh keeps ja, zh"),
     ("prepare a missing model", lambda r: ["prepare", str(r / "missing")], "nor an existing file or directory"),
     ("unknown subcommand", lambda r: ["exprot", "--langs", "en"], "invalid choice: 'exprot'"),
 ]

@@ -89,6 +89,16 @@ def arm64_quants(quants=None) -> list[str]:
     return list(quants or ARM_QUANTS)
 
 
+def languages_to_check(folder: Path, langs=None) -> list[str]:
+    """The export's kept languages that are langs (each must be one; default: all); an error where it has no report."""
+    if not (folder / "report.json").exists():
+        raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
+    kept = json.loads((folder / "report.json").read_text())["languages"]["kept"]
+    if bad := [lang for lang in langs or [] if lang not in kept]:
+        raise UserError(f"{option('langs', ','.join(bad))}: {folder.name} keeps {', '.join(kept)}")
+    return [lang for lang in kept if lang in (langs or kept)]
+
+
 def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:
     """Run the checks on an export and add them to its report.json and report.md. install: let
     `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
@@ -100,13 +110,9 @@ def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -
     quants = arm64_quants(quants)
 
     folder = Path(folder)
-    if not (folder / "report.json").exists():
-        raise UserError(f"{folder} has no report.json: not an export (run `make export LANGS=...` first)")
+    kept = languages_to_check(folder, langs)
     report = json.loads((folder / "report.json").read_text())
-    kept, corpus = report["languages"]["kept"], report["options"].get("corpus")
-    if bad := [lang for lang in langs or [] if lang not in kept]:
-        raise UserError(f"{option('langs', ','.join(bad))}: {folder.name} keeps {', '.join(kept)}")
-    kept = [lang for lang in kept if lang in (langs or kept)]
+    corpus = report["options"].get("corpus")
     names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in quants]
     with adding_to_output(folder, names):
         onnx_source(folder)  # the models the checks start from, before the system's packages
