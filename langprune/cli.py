@@ -122,8 +122,9 @@ def cmd_analyze(args) -> None:
     else:
         analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint)
     total = sum(analysis.seconds.values())
-    print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages, {analysis.layers * analysis.heads} "
-          f"heads: {total:.0f}s ({', '.join(f'{k} {v:.0f}s' for k, v in analysis.seconds.items())})")
+    parts = ", ".join(f"{k} {v:.0f}s" for k, v in analysis.seconds.items())
+    print(f"{'cached' if cached else 'computed'} analysis of {len(langs)} languages, "
+          f"{analysis.layers * analysis.heads} heads: {total:.0f}s ({parts})")
     print(analysis.masking_setup())
     print("agreement (Spearman):", {k: round(v, 3) for k, v in analysis.agreement().items()})
     with output_folder(out) as partial:
@@ -148,7 +149,9 @@ def _analysis_checks(args, budgets, options, loaded, corpus, settings, analysis,
         from .model.parts import HEADS
         from .options import all_languages
 
-        grams = refit_grams(loaded.model, loaded.tokenizer, corpus, all_languages(options))[HEADS] if options.refit else None
+        grams = None
+        if options.refit:
+            grams = refit_grams(loaded.model, loaded.tokenizer, corpus, all_languages(options))[HEADS]
         table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams))
         (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
         print(table)
@@ -187,7 +190,8 @@ def cmd_bench_languages(args) -> None:
     from .report.languages import write_languages
 
     sets = [_split(text) or [] for text in (args.sets or DEFAULT_LANGUAGE_SETS)]
-    options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab, **_speed_options(args))
+    options = [ExportOptions(langs=langs, model=args.model, corpus=args.corpus, vocab=args.vocab,
+                             **_speed_options(args))
                for langs in sets]
     for each in options:  # codes normalized here as the export will (EN -> en), so its folder is the one checked
         name, _ = check_options(each)
@@ -219,8 +223,9 @@ def cmd_mobile_check(args) -> None:
         ort, arm = mobile["ort"], mobile["arm64"]
         print(f"{folder}: {ort['ort']} ({ort['ort_bytes'] / 2**20:.0f} MiB), {len(ort['operators'])} operator lines in "
               f"{ort['config']}, greedy ORT = ONNX: {all(g['same'] for g in ort['greedy'].values())}; llama.cpp on "
-              f"arm64 (qemu {arm['cpu']}) = host: " + ", ".join(f"{kind} {'yes' if c['holds'] else 'NO'}"
-                                                              for kind, c in arm["files"].items()) + "; report.md updated")
+              f"arm64 (qemu {arm['cpu']}) = host: "
+              + ", ".join(f"{kind} {'yes' if c['holds'] else 'NO'}" for kind, c in arm["files"].items())
+              + "; report.md updated")
 
 
 def _int_list(text: str, name: str, example: str = "2,4,9,18") -> list[int]:
@@ -230,7 +235,8 @@ def _int_list(text: str, name: str, example: str = "2,4,9,18") -> list[int]:
     except ValueError:
         numbers = []
     if not numbers or min(numbers) < 1:
-        raise UserError(f"{option(name, repr(text))}: expected positive whole numbers separated by commas, e.g. {example}")
+        raise UserError(f"{option(name, repr(text))}: expected positive whole numbers separated by commas, "
+                        f"e.g. {example}")
     return numbers
 
 
@@ -246,7 +252,9 @@ def _add_model_arguments(p, out: str) -> None:
     p.add_argument("--langs", required=True, help="languages to keep, ISO 639-1 codes: en,de")
     p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
-    p.add_argument("--analysis-langs", help="languages to analyze besides the kept ones (default: every language of --corpus, or 12 of the UDHR)")
+    p.add_argument("--analysis-langs",
+                   help="languages to analyze besides the kept ones (default: every language of --corpus, "
+                   "or 12 of the UDHR)")
     p.add_argument("--out", type=Path, help=f"output folder (default {out}); a new folder or an earlier output "
                    "of langprune: a folder holding anything else is refused")
 
@@ -321,13 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_arguments(p, "exported/frontier-<model>-<langs>")
     _add_layout_argument(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
-                   "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> (default: DEFAULT_LEVELS in langprune/measure/frontier.py)")
+                   "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> "
+                   "(default: DEFAULT_LEVELS in langprune/measure/frontier.py)")
     _add_speed_arguments(p)
     p.set_defaults(func=cmd_bench_frontier)
 
     p = sub.add_parser("bench-languages", help="one export per language set, with the default options: kept tokens, "
                        "size, decode speed-up, the worst kept language beyond the corpus (languages.md)")
-    p.add_argument("sets", nargs="*", help=f"language sets, each like --langs (default: {' '.join(DEFAULT_LANGUAGE_SETS)})")
+    p.add_argument("sets", nargs="*",
+                   help=f"language sets, each like --langs (default: {' '.join(DEFAULT_LANGUAGE_SETS)})")
     p.add_argument("--model", default="gemma3-270m", help="recipe name, GGUF file or model directory")
     p.add_argument("--corpus", help="a folder of <lang>.txt files instead of the UDHR")
     p.add_argument("--vocab", type=_vocab, default=True, help="as for export (default auto)")
@@ -336,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_speed_arguments(p)
     p.set_defaults(func=cmd_bench_languages)
 
-    p = sub.add_parser("mobile-check", help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 under qemu-user); adds to their report")
+    p = sub.add_parser("mobile-check",
+                       help="check exports for on-device runtimes (ONNX Runtime Mobile, llama.cpp on arm64 "
+                       "under qemu-user); adds to their report")
     p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
     p.add_argument("--install", action="store_true", help="run, as root, the apt-get/dpkg commands the arm64 checks "
                    "need (g++-aarch64-linux-gnu, qemu-user, arm64 among dpkg's architectures); without it they are "

@@ -1,8 +1,8 @@
 """What langprune says while it works: phase lines and progress bars, through `logging` ("langprune").
 
 A library says nothing by default: its lines are INFO messages, and its progress bars show only
-where those are shown; only its warnings reach a script that configured nothing. The command line turns both on (`show_progress`); a script can too, or
-configure logging as it likes.
+where those are shown; only its warnings reach a script that configured nothing. The command line
+turns both on (`show_progress`); a script can too, or configure logging as it likes.
 """
 
 import logging

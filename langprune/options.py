@@ -69,7 +69,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     if not options.threads or min(options.threads) < 1:
         raise UserError(f"{option('threads', ','.join(map(str, options.threads)))}: give positive numbers of threads")
     if options.heal is not None and not options.heal > 0:
-        raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, e.g. {option('heal', 5)}")
+        raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, "
+                        f"e.g. {option('heal', 5)}")
     if options.search not in SEARCHES:
         raise UserError(f"{option('search', options.search)}: choose {' or '.join(SEARCHES)}")
     if options.tol is not None and not 0 < options.tol < 1:
@@ -83,7 +84,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
                         f"{option('vocab')} on")
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
     if bad or not options.quant:
-        raise UserError(f"{option('quant', ','.join(options.quant))}: choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+        raise UserError(f"{option('quant', ','.join(options.quant))}: "
+                        f"choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
     if options.layout is not None and options.layout not in LAYOUTS:
         raise UserError(f"{option('layout', options.layout)}: choose {' or '.join(LAYOUTS)}")
     available = available_languages(options.corpus)

@@ -154,12 +154,14 @@ def check_output(folder: str | Path) -> Path:
             break
     foreign = sorted(set(_files_under(folder, folder)) - written_files(folder) - {MARKER}) if folder.is_dir() else []
     if foreign and (folder / "report.json").is_file() and not (folder / MARKER).exists():
-        raise UserError(f"{option('out', folder)}: looks like an export of an earlier version (report.json, no {MARKER} "
-                        "listing what it wrote), so it is not replaced: remove it yourself, or give another folder")
+        raise UserError(f"{option('out', folder)}: looks like an export of an earlier version (report.json, no "
+                        f"{MARKER} listing what it wrote), so it is not replaced: remove it yourself, or give another "
+                        "folder")
     if foreign:
         more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
-        raise UserError(f"{option('out', folder)}: holds files langprune did not write ({', '.join(foreign[:3])}{more}); "
-                        "it never replaces them: give a new folder, or an earlier output of langprune")
+        raise UserError(f"{option('out', folder)}: holds files langprune did not write "
+                        f"({', '.join(foreign[:3])}{more}); it never replaces them: give a new folder, or an earlier "
+                        "output of langprune")
     return folder
 
 

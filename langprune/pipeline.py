@@ -80,10 +80,9 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     on the AVX2-capped EPYC); the statistics are cached, the grams are not."""
     from contextlib import nullcontext
 
-    from .log import progress
-
     from .analysis.neurons import neuron_stats_cached
     from .cuts.refit import CHUNK_TOKENS, GramCollector, refit_grams
+    from .log import progress
     from .model.parts import HEADS
 
     loaded, langs = ctx.loaded, all_languages(ctx.options)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tests.tiny import save_tiny
 from langprune.model.families import FAMILIES
+from tests.tiny import save_tiny
 
 torch.set_num_threads(2)
 

@@ -6,8 +6,7 @@ import torch
 
 from langprune.analysis.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
 from langprune.analysis.precision import output_layer_precision
-from langprune.data.corpus import udhr_corpus
-from langprune.data.corpus import calibration_ids, encode
+from langprune.data.corpus import calibration_ids, encode, udhr_corpus
 from langprune.data.languages import DEFAULT_ANALYSIS
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

@@ -5,14 +5,22 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.analysis.analyze import (
-    METHODS, Analysis, CandidateLosses, Settings, activation_frequency, analyze, analyze_cached, masking_deltas,
-    mean_loss, token_losses,
+    METHODS,
+    Analysis,
+    CandidateLosses,
+    Settings,
+    activation_frequency,
+    analyze,
+    analyze_cached,
+    masking_deltas,
+    mean_loss,
+    token_losses,
 )
 from langprune.data.corpus import udhr_corpus
 from langprune.model.families import FAMILIES
 from langprune.model.parts import HEADS, mask_from_drop
+from tests.tiny import tiny_model, tiny_tokenizer
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

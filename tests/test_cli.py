@@ -22,9 +22,10 @@ def test_languages_lists_the_corpus():
 def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
     exports = tmp_path / "exported"
     model_dir = save_tiny("llama", tmp_path / "llama")
-    proc = subprocess.Popen([sys.executable, "-m", "langprune.cli", "export", "--langs", "en,de", "--model", str(model_dir),
-                             "--heads", "0.25", "--layout", "free"], env={**os.environ, "LANGPRUNE_EXPORTS": str(exports)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "langprune.cli", "export", "--langs", "en,de", "--model",
+                             str(model_dir), "--heads", "0.25", "--layout", "free"],
+                            env={**os.environ, "LANGPRUNE_EXPORTS": str(exports)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(exports.glob("*.partial")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -37,15 +38,18 @@ def test_a_stopped_export_leaves_nothing_half_written(tmp_path):
 
 def test_selection_against_random_heads(tmp_path):
     model_dir = save_tiny("llama", tmp_path / "llama")
-    args = ["analyze", "--langs", "en,de", "--model", str(model_dir), "--analysis-langs", "fr,es,ru", "--out", str(tmp_path / "a")]
+    args = ["analyze", "--langs", "en,de", "--model", str(model_dir), "--analysis-langs", "fr,es,ru", "--out",
+            str(tmp_path / "a")]
     result = run(*args, "--against-random", "2,4")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split(" | ") for line in (tmp_path / "a" / "selectivity-en-de.md").read_text().splitlines()[2:]]
     assert [(r[0].strip("| "), r[1]) for r in rows] == [("0", "original")] + [
-        (n, s + refit) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2") for refit in ("", " + refit")]
+        (n, s + refit) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2")
+        for refit in ("", " + refit")]
     rises = [float(r[2]) for r in rows[1::2]]  # kept languages' mean loss rise: masking heads changes the loss
     assert all(rise != 0 for rise in rises) and len(set(rises[4:])) > 1
-    assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))  # the refit changes perplexities
+    # the refit changes perplexities
+    assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))
 
 
 def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):
@@ -53,6 +57,7 @@ def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):
     args = ["export", "--langs", "en,sw", "--model", str(model_dir), "--heads", "0", "--ffn", "0", "--layout", "free",
             "--analysis-langs", "de", "--out", str(tmp_path / "out")]
     result = run(*args, "--vocab", "50")
-    assert result.returncode == 2 and "--vocab 50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "--vocab 50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
     assert "wordfreq has no word frequencies for sw" in result.stdout
     assert not (tmp_path / "out").exists()

@@ -59,7 +59,7 @@ def test_user_text_folder(tmp_path):
 def test_a_language_outside_the_table_has_the_scripts_of_its_own_text(tmp_path):
     from langprune.cuts.vocab import script_classes
 
-    text = "\n\n".join(["Привет мир, это текст номер %d." % i for i in range(800)] + ["one stray English word"])
+    text = "\n\n".join([f"Привет мир, это текст номер {i}." for i in range(800)] + ["one stray English word"])
     (tmp_path / "xx.txt").write_text(text)
     (tmp_path / "en.txt").write_text(text.replace("Привет мир, это текст", "Hello world, this is text"))
     corpus = folder_corpus(tmp_path, ["xx", "en"])
@@ -72,9 +72,9 @@ def test_an_export_from_a_users_folder_of_only_the_kept_languages_and_one_outsid
     nothing to contrast; a language outside the built-in table is an ordinary dropped (or kept) language."""
     import json
 
-    from tests.tiny import save_tiny
     from langprune.options import ExportOptions
     from langprune.pipeline import run_export
+    from tests.tiny import save_tiny
 
     model = str(save_tiny("llama", tmp_path / "llama"))
     udhr = udhr_corpus(["en", "de"])

@@ -68,7 +68,7 @@ def test_report_numbers_are_measured_and_sane(export):
         assert report["quality"]["onnx fp32"]["after"][lang]["perplexity"] == pytest.approx(torch_ppl, rel=1e-3)
         assert report["quality"]["gguf F16"]["after"][lang]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)
     assert report["speed_setup"]["reps"] == 1
-    for key, by_threads in report["speed"].items():
+    for by_threads in report["speed"].values():
         assert set(by_threads) == {"1", "2"}
         for row in by_threads.values():
             for metric in ("prefill_tps", "decode_tps"):
@@ -96,7 +96,8 @@ def test_report_numbers_are_measured_and_sane(export):
             assert before["tokens"] > 600  # ~4,000 characters (outside_text.CHARS)
             assert 0 < before["bits_per_byte"] < 10 and 0 < after["bits_per_byte"] < 10
         counted = outside["dropped_tokens"][source]  # dropped ones counted: a trimmed vocabulary spells them longer
-        assert counted["before"] and set(counted["before"]) == set(counted["after"]) and not set(counted["before"]) & set(kept)
+        assert counted["before"] and set(counted["before"]) == set(counted["after"])
+        assert not set(counted["before"]) & set(kept)
         assert all(counted["after"][lang] >= counted["before"][lang] > 600 for lang in counted["before"])
         assert all(counted["after"][lang] > counted["before"][lang] for lang in counted["before"]
                    if LANGUAGES[lang].script != "Latin")  # French, Spanish: as before with 160,815 tokens kept
@@ -140,10 +141,10 @@ def test_onnx_runtime_genai_generates_what_pytorch_does(export):
     kept language equal the pruned PyTorch model's."""
     import torch
 
-    from tests.test_export_onnx import _genai_greedy
     from langprune.cuts.rewrite import load_pruned
     from langprune.data.corpus import encode, load_corpus
     from langprune.measure.verify import fidelity_prompts
+    from tests.test_export_onnx import _genai_greedy
 
     folder, _ = export
     model, tokenizer = load_pruned(folder / "pytorch")

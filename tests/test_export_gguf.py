@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny import TINY, tiny_model, tiny_tokenizer
 from langprune.errors import UserError
 from langprune.exporters.export_gguf import export_gguf, quantize_gguf
 from langprune.measure.llamacpp import open_gguf, tokenize, vocab_only
 from langprune.model.parts import HEADS
+from tests.tiny import TINY, tiny_model, tiny_tokenizer
 
 TEXT = "All human beings are born free and equal in dignity and rights. They are endowed with reason and conscience"
 # tiny models: 3 layers of 4 query heads in 2 KV groups
@@ -123,7 +123,8 @@ def test_uniform_llama_exports_as_llama_and_matches_torch(tmp_path, rope_scaling
     gap, logit_diff = compare(out, model, tiny_ids())
     assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
     # the same model also loads as deci when asked
-    gap, logit_diff = compare(export_gguf(model, None, tiny_tokenizer(), tmp_path / "d.gguf", arch="deci"), model, tiny_ids())
+    gap, logit_diff = compare(export_gguf(model, None, tiny_tokenizer(), tmp_path / "d.gguf", arch="deci"),
+                              model, tiny_ids())
     assert abs(gap) < 0.01 and logit_diff < 0.02, (gap, logit_diff)
 
 
@@ -141,7 +142,8 @@ def tiny_gemma6():
     from transformers import AutoModelForCausalLM, Gemma3TextConfig
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(**{**TINY, "num_hidden_layers": 6}, head_dim=16, query_pre_attn_scalar=16, sliding_window=6)
+    config = Gemma3TextConfig(**{**TINY, "num_hidden_layers": 6}, head_dim=16, query_pre_attn_scalar=16,
+                              sliding_window=6)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -330,8 +332,7 @@ def perplexity_shift(scores, reference) -> float:
 
 @pytest.mark.real
 def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
-    from langprune.data.corpus import udhr_corpus
-    from langprune.data.corpus import encode
+    from langprune.data.corpus import encode, udhr_corpus
     from langprune.data.evaluate import score_languages, torch_scorer
     from langprune.measure.llamacpp import llama_scorer
 

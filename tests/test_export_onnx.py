@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.data.corpus import encode
 from langprune.data.evaluate import torch_scorer
 from langprune.exporters.export_onnx import export_onnx, quantize_onnx, to_ort_format
@@ -14,6 +13,7 @@ from langprune.measure.onnxrt import empty_past, generate, open_session, ort_sco
 from langprune.model import families
 from langprune.model.heads import kv_head_counts
 from langprune.model.parts import HEADS
+from tests.tiny import tiny_model, tiny_tokenizer
 
 FAMILIES = list(families.FAMILIES)
 # layer 0 keeps one head per KV group, layer 1 loses its second group whole, layer 2 keeps all

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from tests.tiny import save_tiny
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.measure.frontier import Level, parse_level, write_frontier
@@ -15,12 +14,14 @@ from langprune.options import Context, ExportOptions, all_languages, check_optio
 from langprune.paths import frontier_dir
 from langprune.pipeline import run_export
 from langprune.report.frontier import frontier_changes
+from tests.tiny import save_tiny
 
 KEPT = ["en", "de"]
 
 
 def test_levels_parse_and_bad_ones_fail_clearly():
-    assert parse_level("vocab=65536+heads=0.25+norefit") == Level("vocab=65536+heads=0.25+norefit", 65536, 0.25, None, False)
+    assert parse_level("vocab=65536+heads=0.25+norefit") == Level("vocab=65536+heads=0.25+norefit", 65536, 0.25,
+                                                                  None, False)
     assert parse_level("vocab") == Level("vocab", vocab=True)
     assert parse_level("ffn=0.125+heal=5") == Level("ffn=0.125+heal=5", ffn=0.125, heal=5.0)
     assert parse_level("heads=0.25+ffn=0.25+iterative") == Level("heads=0.25+ffn=0.25+iterative", heads=0.25, ffn=0.25,
@@ -39,12 +40,15 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     name, layout = check_options(options)
     loaded = load(options.model)
     ctx = Context(options, loaded, load_corpus(all_languages(options)), layout)
-    n_vocab, n_heads = loaded.model.config.vocab_size, loaded.model.config.num_hidden_layers * loaded.model.config.num_attention_heads
+    config = loaded.model.config
+    n_vocab, n_heads = config.vocab_size, config.num_hidden_layers * config.num_attention_heads
     with pytest.raises(UserError, match="vocab 10: the kept languages need at least"):
-        write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier", threads=(1,), reps=1)
+        write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier",
+                       threads=(1,), reps=1)
     assert not (tmp_path / "frontier").exists()
 
-    levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25", "heads=0.25+heal=0.01")]
+    levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25",
+                                             "heads=0.25+heal=0.01")]
     md = write_frontier(ctx, levels, frontier_dir(name, KEPT), threads=(1,), reps=1)
     result = json.loads(md.with_suffix(".json").read_text())
     original, trimmed, masked, refit, both, healed = result["rows"]
@@ -63,8 +67,8 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     for row in (masked, refit):  # the tokenizer is the original's: the same tokens, scored by another model
         change = frontier_changes(row, original)
         assert all(tokens == 0 for by_lang in change["outside"].values() for tokens, _ in by_lang.values())
-        assert set(change["dropped"]) == {"fr", "ru"} and all(row["dropped"][lang]["tokens"] == original["dropped"][lang]["tokens"]
-                                                              for lang in ("fr", "ru"))
+        assert set(change["dropped"]) == {"fr", "ru"}
+        assert all(row["dropped"][lang]["tokens"] == original["dropped"][lang]["tokens"] for lang in ("fr", "ru"))
     change = frontier_changes(trimmed, original)
     assert set(change["outside"]) == {"fortunes", "manpages", "handbook", "help"}
     for source, by_lang in change["outside"].items():

@@ -3,11 +3,11 @@
 import pytest
 from gguf import GGUFReader
 
-from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.errors import UserError
 from langprune.exporters.export_gguf import export_gguf, quantize_gguf
 from langprune.model.gguf_file import read_header
 from langprune.model.recipes import load_recipe
+from tests.tiny import tiny_model, tiny_tokenizer
 
 
 def assert_same_as_gguf_py(path):

@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 
-from tests.test_rewrite import DROP, FAMILIES
-from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.cuts.heal import TRAINED, coarse_kl, distillation_text, heal
 from langprune.cuts.rewrite import keep_from_drop
 from langprune.data.corpus import calibration_ids, udhr_corpus
 from langprune.model.parts import HEADS
+from tests.test_rewrite import DROP, FAMILIES
+from tests.tiny import tiny_model, tiny_tokenizer
 
 
 def test_coarse_kl_is_exact_when_the_top_covers_the_vocabulary_and_zero_at_the_teacher():
@@ -49,7 +49,8 @@ def test_heal_moves_the_pruned_model_toward_the_original(family):
     assert sum(map(kl, held_out)) < unseen_before  # another language's text, never trained on
     changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.endswith(TRAINED) for n in changed)
-    assert {n.split(".")[-2] for n in changed} >= {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    projections = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {n.split(".")[-2] for n in changed} >= projections
     assert not any("embed" in n for n in changed)
     assert all(p.requires_grad for p in student.parameters())  # as before the training
 
@@ -69,13 +70,13 @@ def test_distillation_text_holds_the_calibration_split_and_samples_from_it():
 def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken):
     """`plan.healed`: the calibration perplexity before and after; with TOL, the search's check after it, and a
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
-    from tests.tiny import save_tiny
     from langprune.cuts import heal as heal_module
     from langprune.cuts.plan import Cuts, healed, tolerance_perplexity
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection
     from langprune.options import Context, ExportOptions, check_options
+    from tests.tiny import save_tiny
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), tol=0.2, heal=0.02,
                             analysis_langs=["en", "de"], vocab=False, layout="free")

@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 
-from tests.tiny import save_tiny
 from langprune.analysis.neurons import select_neurons
 from langprune.cuts import iterative, plan
 from langprune.cuts.iterative import first_order_scores
@@ -17,6 +16,7 @@ from langprune.errors import UserError
 from langprune.model.load import load
 from langprune.model.parts import HEADS, NEURONS, Selection
 from langprune.options import Context, ExportOptions, check_options
+from tests.tiny import save_tiny
 
 KEPT = ["en", "de"]
 
@@ -32,7 +32,7 @@ def context(loaded, **options) -> Context:
     return Context(options, loaded, load_corpus(KEPT), layout)
 
 
-def test_first_order_scores_sum_the_loss_slope_of_each_units_mask_at_each_position_and_are_zero_once_dropped(tiny_llama):
+def test_first_order_scores_sum_each_units_mask_slopes_over_positions_and_are_zero_once_dropped(tiny_llama):
     """A kept unit's score is the sum over positions of |the slope of the chunk's summed loss as the unit's mask at
     that position moves off 1| (checked by central differences, on the model as a cut leaves it); a dropped unit
     scores 0."""
@@ -133,5 +133,6 @@ def test_an_iterative_export_reports_its_rounds(tmp_path, monkeypatch):
     search, after = report["tolerance_search"], report["structure"]["after"]
     assert search["mode"] == "iterative" and report["analysis"] is None and not (folder / "heatmap.png").exists()
     accepted = {step["cut"]: step["size"] for step in search["accepted"]}  # the last accepted size of each part
-    assert sum(report["structure"]["before"]["heads_per_layer"]) - sum(after["heads_per_layer"]) == accepted.get("heads", 0)
+    dropped_heads = sum(report["structure"]["before"]["heads_per_layer"]) - sum(after["heads_per_layer"])
+    assert dropped_heads == accepted.get("heads", 0)
     assert f"{search['rounds']} rounds" in text and "| round |" in text

@@ -5,8 +5,8 @@ import os
 import subprocess
 import sys
 
-from tests.tiny import save_tiny
 from langprune.report.languages import write_languages
+from tests.tiny import save_tiny
 
 
 def test_one_export_per_set_and_a_row_from_each_report(tmp_path):
@@ -25,7 +25,8 @@ def test_one_export_per_set_and_a_row_from_each_report(tmp_path):
         deployed = report["deployed"]
         assert row["size"] == report["sizes"]["after"][deployed] / report["sizes"]["before"][deployed] < 1
         assert row["decode"] == {t: r["decode_tps_ratio"] for t, r in report["speed"][deployed].items()}
-        assert report["speed_setup"]["reps"] == 1 and set(report["speed"][deployed]) == {"1"}  # the speed flags reach it
+        # the speed flags reach it
+        assert report["speed_setup"]["reps"] == 1 and set(report["speed"][deployed]) == {"1"}
         verdict = "Every kept language is within every limit." in (exports / folder / "report.md").read_text()
         assert row["within_limits"] == verdict  # the table says what each report says
     assert "| en,de | " in (exports / "languages-llama" / "languages.md").read_text()

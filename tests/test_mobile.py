@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 
-from tests.tiny import save_tiny
 from langprune.errors import UserError
 from langprune.measure import arm64
 from langprune.measure.mobile import mobile_check
 from langprune.options import ExportOptions
 from langprune.pipeline import run_export
+from tests.tiny import save_tiny
 
 KEPT = ["en", "de"]
 
@@ -65,7 +65,8 @@ def test_arm64_gguf_files_match_the_host(export, mobile):
         for lang, r in checked["languages"].items():
             assert r["tokens_same"] and abs(r["perplexity_diff"]) <= 0.01, (kind, lang)
             assert r["perplexity_x86"] != r["perplexity_arm64"]  # two runs, not one number twice
-            # greedy tokens agree, or part where the host's top two logits are a near tie (a random tiny model's often are)
+            # greedy tokens agree, or part where the host's top two logits are a near tie (a random tiny model's
+            # often are)
             assert len(r["greedy_arm64"]) == arm64.GREEDY_TOKENS and r["greedy_agree"] >= 1, (kind, lang)
             assert r["greedy_arm64"][:r["greedy_agree"]] == r["greedy_x86"][:r["greedy_agree"]]
             assert r["greedy_same"] or r["margin_at_divergence"] < arm64.NEAR_TIE, (kind, lang)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_rewrite import logits_prefill_and_decode, max_diff
-from tests.tiny import tiny_model, tiny_tokenizer
 from langprune.analysis.neurons import NeuronStats, neuron_scores, neuron_stats_cached, select_neurons
 from langprune.data.corpus import Corpus, load_corpus
 from langprune.errors import UserError
 from langprune.model import families
 from langprune.model.parts import NEURONS, mask_from_keep
+from tests.test_rewrite import logits_prefill_and_decode, max_diff
+from tests.tiny import tiny_model, tiny_tokenizer
 
 FAMILIES = list(families.FAMILIES)
 
@@ -184,8 +184,8 @@ def test_neuron_stats_on_real_text(tmp_path, monkeypatch):
 
 # -- GGUF ---------------------------------------------------------------------------------
 def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
-    from tests.test_export_gguf import compare, metadata, sharpen, tiny_ids
     from langprune.exporters.export_gguf import export_gguf
+    from tests.test_export_gguf import compare, metadata, sharpen, tiny_ids
 
     model = sharpen(NEURONS.prune(tiny_model("llama"), random_keep([96] * 3, [64, 32, 96])))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "deci.gguf")
@@ -196,8 +196,8 @@ def test_per_layer_widths_export_as_deci_and_match_torch(tmp_path):
 
 
 def test_uniform_width_gemma_exports_as_gemma3_and_matches_torch(tmp_path):
-    from tests.test_export_gguf import compare, metadata, tiny_gemma6, tiny_ids
     from langprune.exporters.export_gguf import export_gguf
+    from tests.test_export_gguf import compare, metadata, tiny_gemma6, tiny_ids
 
     model = NEURONS.prune(tiny_gemma6(), random_keep([96] * 6, [64] * 6))
     out = export_gguf(model, None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
@@ -216,7 +216,8 @@ def test_pruned_equals_masked_on_gemma_and_scores_beat_random(gemma):
     model, tokenizer = gemma.model, gemma.tokenizer
     widths = NEURONS.sizes(model)
     keep = select_neurons([np.random.default_rng(0).random(n) for n in widths], 0.25, "uniform").keep
-    ids = tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.", return_tensors="pt")["input_ids"]
+    ids = tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.",
+                    return_tensors="pt")["input_ids"]
     # in float64: in float32 the two differ by ~1e-4 (of logits ~17), from summing 2048 vs 1536 terms
     twin = copy.deepcopy(model).double()
     masked = masked_logits(twin, ids, keep)

@@ -1,4 +1,5 @@
-"""Text beyond the corpus: five kinds of registry text, sampled evenly, markup stripped, untranslated paragraphs left out."""
+"""Text beyond the corpus: five kinds of registry text, sampled evenly, markup stripped, untranslated paragraphs
+left out."""
 
 import pytest
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny import tiny_model
 from langprune.analysis.analyze import masking_deltas
 from langprune.analysis.precision import ENV, matmul_gflops, output_layer_precision
 from langprune.errors import UserError
+from tests.tiny import tiny_model
 
 
 @pytest.fixture
@@ -78,10 +78,10 @@ def test_bfloat16_output_layer_keeps_the_masking_ranking(output):
 
 @pytest.mark.parametrize("forced", ["float32", "bfloat16"])
 def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fresh_choice, forced):
-    from tests.tiny import tiny_tokenizer
     from langprune.analysis.analyze import Settings
     from langprune.data.corpus import udhr_corpus
     from langprune.measure.masking_check import compare_masking, render, top_overlap
+    from tests.tiny import tiny_tokenizer
 
     monkeypatch.setenv(ENV, forced)
     settings = Settings(("en", "de", "ru"), masking_tokens=48, candidate_top=16)
@@ -92,7 +92,8 @@ def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fre
         assert set(variant) == {"en", "de", "ru"}
         assert all(a["spearman"] > 0.8 and 4 <= a["top8"] <= 8 for a in variant.values()), variant
     assert "| mean |" in render(result) and forced in result["precision"]
-    assert top_overlap(np.arange(12.0), -np.arange(12.0), k=4) == 0 and top_overlap(np.arange(12.0), np.arange(12.0)) == 8
+    assert top_overlap(np.arange(12.0), -np.arange(12.0), k=4) == 0
+    assert top_overlap(np.arange(12.0), np.arange(12.0)) == 8
 
 
 def test_each_precision_has_its_own_cached_analysis(monkeypatch, fresh_choice):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_rewrite import DROP, FAMILIES, max_diff
-from tests.tiny import tiny_model
 from langprune.cuts.refit import part_grams, refit, refit_columns, refitted
 from langprune.cuts.rewrite import keep_from_drop
 from langprune.model.parts import HEADS, NEURONS, mask_from_drop
+from tests.test_rewrite import DROP, FAMILIES, max_diff
+from tests.tiny import tiny_model
 
 
 def test_refit_recovers_an_exact_linear_dependence():
@@ -74,8 +74,7 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     split, which the refit never sees."""
     from langprune.analysis.analyze import language_losses
     from langprune.cuts.refit import refit_grams
-    from langprune.data.corpus import load_corpus
-    from langprune.data.corpus import encode
+    from langprune.data.corpus import encode, load_corpus
 
     model, tokenizer = gemma.model, gemma.tokenizer
     corpus = load_corpus(["en", "de", "fr", "ru", "zh"], None)
@@ -93,15 +92,16 @@ def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
 def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monkeypatch):
     """`pipeline.run_calibration`: neuron statistics and refit grams from one shared forward pass
     equal each computed on its own (and the grams alone, with the statistics cached)."""
-    from tests.tiny import save_tiny
     from langprune.analysis.neurons import neuron_stats
     from langprune.cuts.refit import CHUNK_TOKENS, refit_grams
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.options import NEURON_TOKENS, Context, ExportOptions, check_options
     from langprune.pipeline import run_calibration
+    from tests.tiny import save_tiny
 
-    options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), analysis_langs=["en", "de", "fr"])
+    options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")),
+                            analysis_langs=["en", "de", "fr"])
     _, layout = check_options(options)
     loaded = load(options.model)
     ctx = Context(options, loaded, load_corpus(["en", "de", "fr"]), layout)

@@ -6,12 +6,12 @@ import copy
 import pytest
 import torch
 
-from tests.tiny import tiny_model
 from langprune.cuts.rewrite import keep_from_drop, load_pruned, save_pruned
 from langprune.errors import UserError
 from langprune.model import families
 from langprune.model.heads import kv_head_counts
 from langprune.model.parts import HEADS, mask_from_drop
+from tests.tiny import tiny_model
 
 FAMILIES = list(families.FAMILIES)
 # tiny models: 3 layers, 4 query heads in 2 KV groups. Layer 0 keeps one head per group,
@@ -89,7 +89,8 @@ def test_pruned_equals_masked_on_gemma(gemma):
     model = gemma.model
     counts = HEADS.sizes(model)
     drop = [(layer, (layer * 3) % 4) for layer in range(len(counts))]  # one head per layer
-    ids = gemma.tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.", return_tensors="pt")["input_ids"]
+    ids = gemma.tokenizer("Alle Menschen sind frei und gleich an Würde und Rechten geboren.",
+                          return_tensors="pt")["input_ids"]
     # in float64: in float32 the two differ by up to ~1e-4 (of logits ~20), by how the CPU's kernels sum
     twin = copy.deepcopy(model).double()
     full = logits_prefill_and_decode(twin, ids)

@@ -1,11 +1,17 @@
 import numpy as np
 import pytest
 
+from langprune.cuts.select import (
+    budget_heads,
+    candidate_budgets,
+    largest_passing,
+    layer_options,
+    random_selection,
+    search,
+    select_heads,
+)
 from langprune.errors import UserError
 from langprune.model.parts import kv_heads_kept
-from langprune.cuts.select import (
-    budget_heads, candidate_budgets, layer_options, largest_passing, random_selection, search, select_heads,
-)
 
 
 def costs(seed=0, shape=(6, 4)):
@@ -48,7 +54,7 @@ def test_uniform_selection_drops_the_cheapest_per_layer():
     sel = select_heads(c, 1, 12, "uniform")
     assert sel.per_layer == [2] * 6
     for layer in range(6):
-        assert sorted(h for l, h in sel.drop if l == layer) == sorted(np.argsort(c[layer])[:2].tolist())
+        assert sorted(h for at, h in sel.drop if at == layer) == sorted(np.argsort(c[layer])[:2].tolist())
 
 
 def test_budget_errors():

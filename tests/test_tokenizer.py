@@ -28,8 +28,9 @@ def pair(request, tmp_path_factory):
     `tokenizer.ggml.pre` set to llama-bpe by gguf's own tool, so llama.cpp splits it by Llama 3's regex."""
     if request.param == "llama-bpe":
         path = tmp_path_factory.mktemp("llama-bpe") / "qwen-as-llama-bpe.gguf"
-        subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--pre-tokenizer", "llama-bpe", "--force",
-                        str(load_recipe("qwen2.5-coder-0.5b").source_path()), str(path)], check=True, capture_output=True)
+        source = load_recipe("qwen2.5-coder-0.5b").source_path()
+        subprocess.run([sys.executable, "-m", "gguf.scripts.gguf_new_metadata", "--pre-tokenizer", "llama-bpe",
+                        "--force", str(source), str(path)], check=True, capture_output=True)
     else:
         path = load_recipe(request.param).source_path()
     return tokenizer_from_vocab(read_vocab(path)), vocab_only(path)

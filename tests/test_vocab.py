@@ -11,19 +11,33 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_export_gguf import compare, sharpen, tiny_gemma6
-from tests.tiny import tiny_model, tiny_tokenizer
+from langprune.cuts.vocab import (
+    TOKENS_PER_LANGUAGE,
+    kept_tokens,
+    predicted_usage,
+    script_classes,
+    select_tokens,
+    tokenization_agreement,
+    trim_embeddings,
+    trimmed_vocab,
+)
 from langprune.data.corpus import Corpus, udhr_corpus
 from langprune.data.outside_text import outside_corpora
 from langprune.exporters.export_gguf import export_gguf
 from langprune.measure.llamacpp import tokenize, vocab_only
 from langprune.model.families import FAMILIES
-from langprune.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
-from langprune.model.tokenizer import vocab_from_hf_tokenizer
-from langprune.cuts.vocab import (
-    TOKENS_PER_LANGUAGE, kept_tokens, predicted_usage, script_classes, select_tokens, tokenization_agreement, trim_embeddings,
-    trimmed_vocab,
+from langprune.model.tokenizer import (
+    BYTE,
+    CONTROL,
+    NORMAL,
+    USER_DEFINED,
+    GGUFVocab,
+    read_vocab,
+    tokenizer_from_vocab,
+    vocab_from_hf_tokenizer,
 )
+from tests.test_export_gguf import compare, sharpen, tiny_gemma6
+from tests.tiny import tiny_model, tiny_tokenizer
 
 KEPT = ["en", "de"]
 TEXTS = ["en", "de", "fr", "ru"]  # kept languages, a kept script, a dropped script
@@ -117,8 +131,8 @@ def test_trimmed_source_gguf_vocabulary(corpus, tmp_path):
     """SmolLM2's byte-level BPE cut for en, de: merges, ids and llama.cpp's tokenization follow."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from tests.tiny import TINY
     from langprune.model.recipes import load_recipe
+    from tests.tiny import TINY
 
     source = load_recipe("smollm2-135m").source_path()
     vocab = read_vocab(source)
@@ -284,7 +298,7 @@ def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(mon
 
     vocab, corpus = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"])
     for rise in (0.004, 0.02):
-        monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", rise))
+        monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed, rise=rise: ("en", "manpages", rise))
         if rise <= 0.005:
             keep, trimmed, counts = plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
             assert len(keep) == counts["total"] == len(trimmed.tokens) < len(vocab.tokens)
@@ -295,7 +309,8 @@ def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(mon
 
 
 def test_vocab_auto_grows_on_bits_per_byte_too(monkeypatch):
-    """Within the token limit yet over the bits-per-byte limit beyond the corpus: grown, then refused with the figure."""
+    """Within the token limit yet over the bits-per-byte limit beyond the corpus: grown, then refused with the
+    figure."""
     from langprune.cuts import plan
     from langprune.errors import UserError
 

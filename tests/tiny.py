@@ -62,7 +62,7 @@ def tiny_tokenizer():
         vocab_size=TINY["vocab_size"], special_tokens=["<bos>", "<eos>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    tok.train_from_iterator([corpus.text(l, "calibration") for l in corpus.languages], trainer)
+    tok.train_from_iterator([corpus.text(lang, "calibration") for lang in corpus.languages], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>")
 
 

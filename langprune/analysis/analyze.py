@@ -91,7 +91,8 @@ class Analysis:
         out = {}
         for i, a in enumerate(METHODS):
             for b in METHODS[i + 1 :]:
-                rho = [spearman(self.scores[a][k].ravel(), self.scores[b][k].ravel()) for k in range(len(self.languages))]
+                rho = [spearman(self.scores[a][k].ravel(), self.scores[b][k].ravel())
+                       for k in range(len(self.languages))]
                 out[f"{a}~{b}"] = float(np.mean(rho))
         return out
 
@@ -261,7 +262,7 @@ def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=
             mask = [torch.ones(n, requires_grad=True) for n in counts]
             layer_norms = {}
 
-            def record(layer, heads):
+            def record(layer, heads, layer_norms=layer_norms):
                 w = o_weights[layer].view(o_weights[layer].shape[0], counts[layer], -1)
                 contribution = torch.einsum("bshd,ohd->bsho", heads.detach(), w)
                 layer_norms[layer] = contribution.norm(dim=-1)[0]  # [seq, heads]
@@ -402,7 +403,8 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
     start = time.perf_counter()
     precision = output_layer_precision()
     with progress(total=sum(counts), desc=f"head masking ({settings.masking_output} output layer)", unit="head") as bar:
-        deltas, base = masking_deltas(model, exact, bar, settings.masking_output, settings.candidate_top, precision.dtype)
+        deltas, base = masking_deltas(model, exact, bar, settings.masking_output, settings.candidate_top,
+                                      precision.dtype)
     seconds["masking"] = time.perf_counter() - start
 
     return Analysis(
@@ -429,7 +431,8 @@ def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Pa
     return cache_dir() / "analysis" / f"{key}.json"
 
 
-def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerprint: str) -> tuple[Analysis, bool]:
+def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings,
+                   model_fingerprint: str) -> tuple[Analysis, bool]:
     """The analysis from cache when model, corpus, settings and precision match; else computed and cached."""
     path = cache_path(model_fingerprint, corpus, settings)
     if path.exists():

@@ -94,7 +94,8 @@ def neuron_stats(model, tokenizer, corpus: Corpus, langs: Sequence[str], n_token
     widths = NEURONS.sizes(model)
     if len(set(widths)) != 1:
         raise ValueError("neuron statistics run on the original model (the same FFN width in every layer)")
-    column_norms = np.stack([mlp.down_proj.weight.detach().float().norm(dim=0).numpy() for mlp in NEURONS.modules(model)])
+    column_norms = np.stack([mlp.down_proj.weight.detach().float().norm(dim=0).numpy()
+                             for mlp in NEURONS.modules(model)])
     skip = 1 if tokenizer.bos_token_id is not None else 0  # BOS: the same token in every chunk
     start = time.perf_counter()
     freq, contrib, tokens = [], [], {}
@@ -109,7 +110,8 @@ def neuron_stats(model, tokenizer, corpus: Corpus, langs: Sequence[str], n_token
 
 def cache_path(model_fingerprint: str, corpus: Corpus, langs: Sequence[str], n_tokens: int, chunk_tokens: int) -> Path:
     settings = json.dumps([list(langs), n_tokens, chunk_tokens])
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}-{code_version(__name__)}"
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    key = f"{model_fingerprint}-{corpus.fingerprint()}-{digest}-{code_version(__name__)}"
     return cache_dir() / "neurons" / f"{key}.npz"
 
 
@@ -143,7 +145,8 @@ def neuron_scores(stats: NeuronStats, keep_langs: Sequence[str]) -> list[np.ndar
     return list(stats.contribution[[stats.languages.index(lang) for lang in keep_langs]].max(axis=0))
 
 
-def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str, multiple: int | None = None) -> Selection:
+def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str,
+                   multiple: int | None = None) -> Selection:
     """The neurons kept per layer (sorted indices), dropping about `fraction` of all neurons.
 
     uniform: the same width in every layer, a multiple of `multiple` (default 256, so llama.cpp's
@@ -158,7 +161,8 @@ def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str, m
         multiple = multiple or 256
         width = round((1 - fraction) * np.mean(widths) / multiple) * multiple
         if width <= 0:
-            raise UserError(f"dropping {fraction:.0%} of the FFN neurons would remove every neuron (widths are multiples of {multiple})")
+            raise UserError(f"dropping {fraction:.0%} of the FFN neurons would remove every neuron "
+                            f"(widths are multiples of {multiple})")
         if width >= max(widths):
             raise UserError(f"dropping {fraction:.0%} of the FFN neurons drops none at the uniform layout "
                             f"(widths are multiples of {multiple}); raise the fraction")
@@ -180,7 +184,8 @@ def _free_keep(scores: Sequence[np.ndarray], fraction: float, multiple: int) -> 
     target = round(fraction * total / multiple) * multiple
     droppable = sum(max(0, len(s) - multiple) for s in scores)
     if target == 0:
-        raise UserError(f"dropping {fraction:.0%} of the FFN neurons drops none (steps of {multiple}); raise the fraction")
+        raise UserError(f"dropping {fraction:.0%} of the FFN neurons drops none (steps of {multiple}); "
+                        "raise the fraction")
     if target > droppable:
         raise UserError(f"dropping {fraction:.0%} of the FFN neurons would leave a layer without {multiple} neurons; "
                         f"at most {droppable} of {total} can go")
@@ -191,8 +196,8 @@ def _free_keep(scores: Sequence[np.ndarray], fraction: float, multiple: int) -> 
         return remainder if dropped[layer] == 0 and remainder else multiple
 
     while sum(dropped) < target:
-        candidates = [(normalized[l][dropped[l] : dropped[l] + step(l)].mean(), l) for l in range(len(scores))
-                      if len(scores[l]) - dropped[l] - step(l) >= multiple]
+        candidates = [(normalized[i][dropped[i] : dropped[i] + step(i)].mean(), i) for i in range(len(scores))
+                      if len(scores[i]) - dropped[i] - step(i) >= multiple]
         layer = min(candidates)[1]
         dropped[layer] += step(layer)
     return [o[d:] for o, d in zip(order, dropped)]

@@ -160,7 +160,8 @@ def first_order_scores(model, chunks: dict[str, list[list[int]]], cuts, grams=No
             totals = chunk if totals is None else {p: [a + b for a, b in zip(totals[p], chunk[p])] for p in totals}
         per_lang.append(totals)
     heads = torch.stack([torch.stack(s[HEADS]) for s in per_lang]).amax(0).numpy()
-    neurons = [torch.stack([s[NEURONS][layer] for s in per_lang]).amax(0).numpy() for layer in range(len(per_lang[0][NEURONS]))]
+    neurons = [torch.stack([s[NEURONS][layer] for s in per_lang]).amax(0).numpy()
+               for layer in range(len(per_lang[0][NEURONS]))]
     if not np.isfinite(heads).all() or not all(np.isfinite(n).all() for n in neurons):
         raise UserError("the first-order scores are not finite: the model's loss did not differentiate cleanly")
     return {HEADS: heads, NEURONS: neurons}

@@ -66,7 +66,8 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None)
         from .iterative import iterative_selection
 
         with timed(seconds, "select: heads and FFN, iterative"):
-            cuts = iterative_selection(ctx, cuts, measure, grams, ffn_fractions(ctx), cuts_heads(options), cuts_ffn(options))
+            cuts = iterative_selection(ctx, cuts, measure, grams, ffn_fractions(ctx), cuts_heads(options),
+                                       cuts_ffn(options))
     else:
         if stats is not None:
             with timed(seconds, "select: FFN"):
@@ -78,7 +79,8 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None)
         with timed(seconds, "select: vocabulary"):
             cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx, vocab)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
-        raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's perplexity more")
+        raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's "
+                        "perplexity more")
     return cuts
 
 
@@ -109,7 +111,8 @@ def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
     from ..analysis.neurons import neuron_scores, select_neurons
 
     scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
-    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step), ctx.options.ffn, ffn_fractions(ctx),
+    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step),
+                  ctx.options.ffn, ffn_fractions(ctx),
                   lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", size=fraction))
 
 
@@ -178,15 +181,18 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
         worst = worst_outside_rise(samples, trimmed_tokenizer)
         what, limit = "tokens", QUALITY_LIMITS["outside_token_rise"]
         if worst is None or worst[2] <= limit:
-            bits = worst_outside_bits_rise(model, bit_samples, selection.keep, trimmed_tokenizer) if bit_samples else None
+            bits = (worst_outside_bits_rise(model, bit_samples, selection.keep, trimmed_tokenizer)
+                    if bit_samples else None)
             if bits is None or bits[2] <= QUALITY_LIMITS["outside_bpb_rise"]:
                 if worst:
                     say(f"   beyond the corpus: at most {worst[2]:+.2%} tokens ({worst[0]} {worst[1]})"
-                        + (f", {bits[2]:+.2%} bits per byte ({bits[0]} {bits[1]})" if bits else "") + ", selection sample")
+                        + (f", {bits[2]:+.2%} bits per byte ({bits[0]} {bits[1]})" if bits else "")
+                        + ", selection sample")
                 return selection.keep, trimmed, selection.counts()
             worst, what, limit = bits, "bits per byte", QUALITY_LIMITS["outside_bpb_rise"]
         lang, source, rise = worst
-        if kept == previous or kept >= len(vocab.tokens):  # a larger size added nothing: every token of the scripts is in
+        # a larger size added nothing: every token of the scripts is in
+        if kept == previous or kept >= len(vocab.tokens):
             raise UserError(f"{option('vocab', 'auto')}: {lang} takes {rise:+.2%} {what} on {source} beyond the corpus "
                             f"with {kept} of {len(vocab.tokens)} tokens kept (limit +{limit:.1%}); say "
                             f"{option('vocab', 'off')} to keep the whole vocabulary")
@@ -216,7 +222,8 @@ def worst_outside_rise(samples, trimmed_tokenizer) -> tuple[str, str, float] | N
     lengthens most; None where no kept language has text beyond the corpus."""
     from ..data.evaluate import scored_tokens
 
-    rises = [(lang, source, scored_tokens(trimmed_tokenizer, docs) / tokens - 1) for lang, source, docs, tokens in samples]
+    rises = [(lang, source, scored_tokens(trimmed_tokenizer, docs) / tokens - 1)
+             for lang, source, docs, tokens in samples]
     return max(rises, key=lambda r: r[2], default=None)
 
 
@@ -270,7 +277,8 @@ def _original_nll(sample: BitSample, i: int, score) -> float:
 def _estimated_total(sample: BitSample, score) -> float:
     """The original's NLL of the whole sample: its NLL per byte on the first CHARS characters times the sample's
     bytes (scoring all 16,000 characters through Gemma's 262,144-token output layer takes about 30 s a source on
-    two cores, 1.5-1.7 s a document; a sample of CHARS characters alone is too few documents to hold a +1% limit: docs/benchmarks.md)."""
+    two cores, 1.5-1.7 s a document; a sample of CHARS characters alone is too few documents to hold a +1% limit:
+    docs/benchmarks.md)."""
     from ..data.outside_text import CHARS
 
     if sample.total is None:
@@ -321,7 +329,8 @@ def calibration_chunks(ctx, n_tokens: int = 1024) -> dict[str, list[list[int]]]:
 
 
 def perplexities(model, chunks: dict[str, list[list[int]]]) -> dict[str, float]:
-    return {lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity for lang, c in chunks.items()}
+    return {lang: score_chunks(torch_scorer(model), [Chunk(ids, 1) for ids in c]).perplexity
+            for lang, c in chunks.items()}
 
 
 def cut_masks(model, cuts: Cuts) -> dict:

@@ -109,7 +109,7 @@ def refit(model, part: Part, drop: Sequence[tuple[int, int]], grams: Sequence[to
 
     Call before `part.prune` (which then removes the dropped columns), or with the units masked."""
     for layer, module in enumerate(part.modules(model)):
-        dropped = sorted(u for l, u in drop if l == layer)
+        dropped = sorted(u for at, u in drop if at == layer)
         if not dropped:
             continue
         size, weight = part.unit_size(module), part.consumer(module).weight.data

@@ -45,9 +45,8 @@ def layer_options(costs: np.ndarray, n_kv: int) -> dict[int, tuple[float, list[i
         for groups in itertools.combinations(range(n_kv), n_groups):
             for per_group in range(1, group + 1):
                 # in each kept group keep its `per_group` most costly heads (cheapest ones go)
-                kept = sorted(
-                    h for g in groups for h in sorted(range(g * group, (g + 1) * group), key=lambda h: -costs[h])[:per_group]
-                )
+                kept = sorted(h for g in groups
+                              for h in sorted(range(g * group, (g + 1) * group), key=lambda h: -costs[h])[:per_group])
                 dropped = [h for h in range(n_heads) if h not in kept]
                 cost = float(costs[dropped].sum())
                 if len(dropped) not in best or cost < best[len(dropped)][0]:
@@ -67,7 +66,8 @@ def select_heads(costs: np.ndarray, n_kv: int, n_drop: int, layout: str) -> Sele
         raise UserError(f"at most {most} of {total} heads can go with the {layout} layout (each layer keeps one)")
     if layout == "uniform":
         if n_drop % n_layers:
-            raise UserError(f"the uniform layout drops a multiple of {n_layers} heads (one count for all layers); got {n_drop}")
+            raise UserError(f"the uniform layout drops a multiple of {n_layers} heads (one count for all layers); "
+                            f"got {n_drop}")
         per_layer = [n_drop // n_layers] * n_layers
         if any(p not in o for p, o in zip(per_layer, options)):
             raise UserError(f"no valid grouped-query layout drops {per_layer[0]} heads per layer")
@@ -80,7 +80,8 @@ def select_heads(costs: np.ndarray, n_kv: int, n_drop: int, layout: str) -> Sele
     else:
         raise UserError(f"unknown layout {layout!r} (free, uniform)")
     keep = [options[layer][p][1] for layer, p in enumerate(per_layer)]
-    return Selection(keep, [n_heads] * n_layers, layout, float(sum(options[layer][p][0] for layer, p in enumerate(per_layer))))
+    return Selection(keep, [n_heads] * n_layers, layout,
+                     float(sum(options[layer][p][0] for layer, p in enumerate(per_layer))))
 
 
 def _allocations(options: list[dict[int, tuple[float, list[int]]]]) -> dict[int, tuple[float, list[int]]]:

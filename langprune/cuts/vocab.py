@@ -162,7 +162,8 @@ def kept_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=
     return select_tokens(vocab, corpus, langs, size, usage, words).keep
 
 
-def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None, words: int = WORDS) -> KeptTokens:
+def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None,
+                  words: int = WORDS) -> KeptTokens:
     """The tokens to keep for `langs`, by the step that chose them (see the module docstring).
 
     size: how many at most (default TOKENS_PER_LANGUAGE per language); steps 1-3 are always kept,

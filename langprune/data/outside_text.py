@@ -30,9 +30,9 @@ from ..paths import cache_dir, code_version, written
 from .corpus import Corpus
 
 CHARS = 4000  # characters per language and source: en,de has four sources, scored in llama.cpp in about 2 minutes
-# The vocabulary's sample is tokenized whole, and scored where a tried vocabulary changes it (`plan.outside_bit_samples`),
-# so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at 131,072 tokens, and the report's sample then
-# showed Chinese manual pages at +1.31% tokens
+# The vocabulary's sample is tokenized whole, and scored where a tried vocabulary changes it
+# (`plan.outside_bit_samples`), so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at 131,072 tokens,
+# and the report's sample then showed Chinese manual pages at +1.31% tokens
 SELECTION_CHARS = 4 * CHARS
 DOC_CHARS = 800  # at most this much of one manual page; fortunes, paragraphs and verses are joined up to this size
 
@@ -95,7 +95,8 @@ def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
                 texts[lang] = {"evaluation": _spread(docs, CHARS, stride),
                                "selection": _spread(rest, SELECTION_CHARS, _stride(rest, SELECTION_CHARS))}
         if texts:
-            out[source] = Corpus(texts, ", ".join(sorted({by_lang[lang][0] for lang in texts})))  # named by its packages
+            packages = ", ".join(sorted({by_lang[lang][0] for lang in texts}))
+            out[source] = Corpus(texts, packages)  # named by its packages
     return out
 
 
@@ -238,7 +239,8 @@ def strip_roff(source: str) -> str:
             if name not in _TEXT_MACROS or not args:
                 continue
             words = _words(args)
-            line = " ".join(words) if name in ("SH", "SS", "B", "I", "SM", "SB") else "".join(words)  # BR etc. alternate fonts
+            # BR etc. alternate fonts
+            line = " ".join(words) if name in ("SH", "SS", "B", "I", "SM", "SB") else "".join(words)
         line = _OTHER.sub("", _ESCAPE.sub(lambda m: _ESCAPES[m.group()], _FONT.sub("", line)))
         lines.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

@@ -36,12 +36,12 @@ from ..errors import UserError
 from ..log import llama_cpp_log
 from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
-from ..model.heads import kv_head_counts, layer_shapes
-from ..model.parts import HEADS
+from ..model.heads import layer_shapes
 from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
 from ..paths import written
 
-QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+               "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
 
 
 # Keys describing the network's shape, always written from the model: a source GGUF's values are
@@ -59,7 +59,8 @@ _FILE_KEYS = {Keys.General.ARCHITECTURE, Keys.General.FILE_TYPE, Keys.General.QU
 # Tokenizer keys written from the vocabulary itself (ids depend on which tokens are kept), never copied.
 _VOCAB_IDS = {Keys.Tokenizer.BOS_ID: "bos_id", Keys.Tokenizer.EOS_ID: "eos_id", Keys.Tokenizer.UNK_ID: "unk_id",
               Keys.Tokenizer.PAD_ID: "pad_id"}
-_VOCAB_KEYS = {Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.SCORES, Keys.Tokenizer.MERGES, *_VOCAB_IDS}
+_VOCAB_KEYS = {Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.SCORES, Keys.Tokenizer.MERGES,
+               *_VOCAB_IDS}
 
 
 def choose_arch(
@@ -78,10 +79,11 @@ def choose_arch(
     if chosen is None or (chosen == family.gguf_arch and not own_fits):
         shapes = f"per-layer query heads {heads}, KV heads {kv}, FFN widths {ffn}"
         if uniform:
-            reason = f"llama.cpp's {family.gguf_arch!r} graph needs all query heads (it sizes attention to the hidden size)"
+            reason = (f"llama.cpp's {family.gguf_arch!r} graph needs all query heads (it sizes attention to the "
+                      "hidden size)")
         else:
-            reason = (f"llama.cpp's {family.gguf_arch!r} architecture takes one head count, KV head count and FFN width for all "
-                      "layers; prune the same number of heads in every layer (which heads may differ)")
+            reason = (f"llama.cpp's {family.gguf_arch!r} architecture takes one head count, KV head count and FFN "
+                      "width for all layers; prune the same number of heads in every layer (which heads may differ)")
         alternative = f", or export as {family.free_gguf_arch!r}" if family.free_gguf_arch else ""
         raise UserError(f"this {family.name} model cannot be written as GGUF: it has {shapes}; {reason}{alternative}")
     return chosen

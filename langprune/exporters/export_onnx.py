@@ -177,7 +177,8 @@ def write_genai_config(model, tokenizer, folder: Path) -> Path | None:
         "model": {
             "type": GENAI_TYPES[config.model_type], "vocab_size": model.get_input_embeddings().weight.shape[0],
             "context_length": config.max_position_embeddings, "bos_token_id": tokenizer.bos_token_id,
-            "eos_token_id": tokenizer.eos_token_id, "pad_token_id": tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
             "decoder": {
                 "filename": ONNX_FILE, "session_options": {"log_id": "onnxruntime-genai", "provider_options": []},
                 "head_size": attn.head_dim, "hidden_size": config.hidden_size, "num_hidden_layers": len(kv),

@@ -126,7 +126,8 @@ def build_probe() -> Path:
         return probe
     ensure_tools()
     source, build = llama_cpp_source(version), folder / "build"
-    libs = [build / "src" / "libllama.a", *(build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base"))]
+    libs = [build / "src" / "libllama.a",
+            *(build / "ggml" / "src" / f"lib{n}.a" for n in ("ggml", "ggml-cpu", "ggml-base"))]
     if not all(lib.exists() for lib in libs):
         say(f"   cross-building llama.cpp {version} (llama-cpp-python's) for aarch64 {ARM_ARCH} "
             f"(about 2 minutes on 2 cores, once; cached in {folder})")
@@ -253,7 +254,8 @@ def compared(host: dict, tokens: str, nll: str, generated: str) -> dict:
     """The probe's answers for one language against the host's."""
     greedy = greedy_agreement([int(t) for t in generated.split()], host["greedy"], host["margins"])
     result = {"tokens_same": [int(t) for t in tokens.split()] == host["tokens"], **greedy,
-              "perplexity_x86": host["perplexity"], "perplexity_arm64": math.exp(float(nll) / (len(host["scored"]) - 1)),
+              "perplexity_x86": host["perplexity"],
+              "perplexity_arm64": math.exp(float(nll) / (len(host["scored"]) - 1)),
               "perplexity_x86_flash_attn": host["perplexity_flash_attn"]}
     result["perplexity_diff"] = result["perplexity_arm64"] / result["perplexity_x86"] - 1
     result["flash_attn_diff"] = result["perplexity_x86_flash_attn"] / result["perplexity_x86"] - 1
@@ -288,8 +290,8 @@ PYTHON_DEBS = ("python3.11-minimal", "libpython3.11-minimal", "libpython3.11-std
 # qemu-user shows programs the host's /proc/cpuinfo; ONNX Runtime's cpuinfo library finds no ARM core in an x86
 # one and crashes at load. qemu looks files up under its -L folder first, so the sysroot carries the emulated CPU's.
 CPUINFO = ("processor\t: {i}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp "
-           "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\n"
-           "CPU part\t: 0xd0b\nCPU revision\t: 1\n")  # a Cortex-A76
+           "asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+           "CPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n")  # a Cortex-A76
 
 
 def _arm64_python_folder() -> Path:

@@ -54,7 +54,8 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
            "quality": outside_quality(corpora, tokenizers, key, before, after, kept), "dropped_tokens": counted}
     if cuts.tokens:
-        out["tokenization"] = {source: agreement(tokenizers, cuts.tokens, corpus, kept) for source, corpus in corpora.items()}
+        out["tokenization"] = {source: agreement(tokenizers, cuts.tokens, corpus, kept)
+                               for source, corpus in corpora.items()}
     return out
 
 
@@ -62,5 +63,6 @@ def agreement(tokenizers: dict, tokens: list[int], corpus, langs: list[str]) -> 
     """Per language the corpus has: how the trimmed tokenizer agrees with the original on its evaluation text."""
     from ..cuts.vocab import tokenization_agreement
 
-    return {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], tokens, corpus.texts[lang]["evaluation"])
+    return {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], tokens,
+                                         corpus.texts[lang]["evaluation"])
             for lang in langs if lang in corpus.languages}

@@ -5,12 +5,12 @@ trim) or `vocab=<tokens>`, `heads=<fraction>`, `ffn=<fraction>`, `norefit` (head
 the o_proj refit: the same heads, before recovery), `iterative` (heads and neurons chosen a step at a
 time, re-scored after each step: `cuts/iterative.py`) and `heal=<minutes>` (then distilled from the
 original, `cuts/heal.py`). Each level is selected by the export's own `run_selection` and
-`apply_cuts`, written as GGUF, quantized, and measured in llama.cpp against the original's file of the same quantization: file size, decode speed-up
-(interleaved repetitions, each pair in fresh processes), the kept languages' bits per byte on the
-evaluation split and on text beyond the corpus (`outside_text`, which no selection reads: with a
-trimmed vocabulary also its token count and tokenization agreement), and the dropped languages'
-bits per byte on their first evaluation documents. Every level is selected before anything is
-measured, so a bad level fails at once.
+`apply_cuts`, written as GGUF, quantized, and measured in llama.cpp against the original's file of
+the same quantization: file size, decode speed-up (interleaved repetitions, each pair in fresh
+processes), the kept languages' bits per byte on the evaluation split and on text beyond the
+corpus (`outside_text`, which no selection reads: with a trimmed vocabulary also its token count
+and tokenization agreement), and the dropped languages' bits per byte on their first evaluation
+documents. Every level is selected before anything is measured, so a bad level fails at once.
 """
 
 import json
@@ -75,7 +75,8 @@ def parse_level(text: str) -> Level:
                 raise KeyError
         except (ValueError, KeyError):
             raise UserError(f"level {text!r}: {part!r} is not one of vocab, vocab=<tokens>, heads=<fraction>, "
-                            "ffn=<fraction> (fractions in (0, 1)), norefit, iterative, heal=<minutes>; join them with +, e.g. vocab+heads=0.25") from None
+                            "ffn=<fraction> (fractions in (0, 1)), norefit, iterative, heal=<minutes>; join them "
+                            "with +, e.g. vocab+heads=0.25") from None
     level = Level(text.strip(), **fields)
     if not (level.vocab or level.heads or level.ffn):
         raise UserError(f"level {text!r} cuts nothing")
@@ -113,12 +114,14 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
             f16.unlink()
             speeds = speed({QUANT: (original, after)}, speed_prompts(tokenizers, ctx.corpus, kept[0]),
                            threads=threads, reps=reps)[QUANT]
-            row = {"cut": level.name, **_shape(pruned), "file_bytes": file_size(after.path), **measure(after, tokenizer),
+            row = {"cut": level.name, **_shape(pruned), "file_bytes": file_size(after.path),
+                   **measure(after, tokenizer),
                    "decode_speedup": {str(t): speeds[t]["decode_tps_ratio"] for t in threads}}
             if cuts.heal:
                 row["heal"] = cuts.heal
             if cuts.tokens:
-                row["agreement"] = {source: {lang: a["share"] for lang, a in agreement(tokenizers, cuts.tokens, c, kept).items()}
+                row["agreement"] = {source: {lang: a["share"]
+                                             for lang, a in agreement(tokenizers, cuts.tokens, c, kept).items()}
                                     for source, c in corpora.items()}
             rows.append(row)
             after.path.unlink()

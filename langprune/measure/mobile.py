@@ -30,7 +30,7 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
     from ..model.load import load_tokenizer
     from .arm64 import ort_on_arm64
     from .onnxrt import generate, open_session
-    from .verify import file_size, fidelity_prompts
+    from .verify import fidelity_prompts, file_size
 
     onnx, source = onnx_source(folder)
     if onnx != source:

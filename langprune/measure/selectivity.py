@@ -14,8 +14,7 @@ import numpy as np
 from ..analysis.analyze import Analysis, language_losses
 from ..cuts.refit import refitted
 from ..cuts.select import drop_costs, random_selection, select_heads
-from ..data.corpus import Corpus
-from ..data.corpus import encode
+from ..data.corpus import Corpus, encode
 from ..log import progress
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS

@@ -187,9 +187,11 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
             bar.update(1)
     prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(key, before), artifact(key, after)) for key in speed_runs}
-    with timed(seconds, "speed"), progress(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)", unit="run") as bar:
+    with timed(seconds, "speed"), progress(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)",
+                                           unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
-    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()}, "decode_tokens": DECODE_TOKENS,
+    results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()},
+                              "decode_tokens": DECODE_TOKENS,
                               "reps": reps}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     return results

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 
-
 LAYOUTS = ("free", "uniform")
 
 

@@ -111,5 +111,5 @@ def read_header(path: str | Path) -> GGUFHeader:
             block, size = GGML_QUANT_SIZES[kind]
             tensors.append(TensorInfo(name, shape, kind, int(np.prod(shape)) // block * size))
     except (OSError, ValueError, struct.error, KeyError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not a readable GGUF file ({err})")
+        raise UserError(f"{path} is not a readable GGUF file ({err})") from None
     return GGUFHeader(fields, tensors)

@@ -2,7 +2,8 @@
 
 Sources: a recipe name (langprune/recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
 model directory of a supported family. Nothing is ever downloaded.
-A GGUF's dequantized weights and tokenizer are cached under the cache's hf/ (`paths.cache_dir()`), keyed by the file's hash.
+A GGUF's dequantized weights and tokenizer are cached under the cache's hf/ (`paths.cache_dir()`),
+keyed by the file's hash.
 """
 
 import hashlib
@@ -137,7 +138,7 @@ def _load_hf_dir(path: Path, name: str, family: Family) -> LoadedModel:
     try:
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as err:
-        raise UserError(f"{path}: no usable tokenizer ({err})")
+        raise UserError(f"{path}: no usable tokenizer ({err})") from None
     fingerprint = _dir_fingerprint(path)
     return LoadedModel(model, tokenizer, family, name, path, fingerprint)
 

@@ -98,11 +98,13 @@ class Part:
             if not kept:
                 raise UserError(f"layer {layer} would keep no {self.unit}; keep at least one per layer")
             if any(not 0 <= i < sizes[layer] for i in kept) or len(set(kept)) != len(kept):
-                raise ValueError(f"layer {layer}: {self.unit.split()[-1]} indices out of range or repeated in {list(kept)}")
+                raise ValueError(f"layer {layer}: {self.unit.split()[-1]} indices out of range or repeated in "
+                                 f"{list(kept)}")
         for layer, (module, kept) in enumerate(zip(self.modules(model), keep)):
             self._slice(module, sorted(kept), layer)
         previous = getattr(model.config, self.config_key, None) or [list(range(n)) for n in sizes]
-        setattr(model.config, self.config_key, [[previous[layer][i] for i in sorted(k)] for layer, k in enumerate(keep)])
+        setattr(model.config, self.config_key,
+                [[previous[layer][i] for i in sorted(k)] for layer, k in enumerate(keep)])
         return model
 
 

@@ -143,7 +143,7 @@ def _bpe_tokenizer(v: GGUFVocab) -> Tokenizer:
 def _add_special_tokens(tok: Tokenizer, v: GGUFVocab) -> None:
     """Control tokens are special (only parsed when asked); user-defined ones always split out."""
     added = []
-    for i, (text, kind) in enumerate(zip(v.tokens, v.types)):
+    for text, kind in zip(v.tokens, v.types):
         if kind in (CONTROL, UNKNOWN):
             added.append(AddedToken(text, special=True, normalized=False))
         elif kind == USER_DEFINED:

@@ -51,21 +51,25 @@ def render_frontier(result: dict) -> str:
     for row in rows:
         change = frontier_changes(row, original)
         dropped = list(change["dropped"].values())
-        body.append([f"`{row['cut']}`", _shape(row), f"{row['file_bytes'] / 2**20:.0f} ({row['file_bytes'] / original['file_bytes']:.0%})",
+        body.append([f"`{row['cut']}`", _shape(row),
+                     f"{row['file_bytes'] / 2**20:.0f} ({row['file_bytes'] / original['file_bytes']:.0%})",
                      *(f"{row['decode_speedup'][str(t)]:.2f}" for t in threads),
                      *(" / ".join([f"{change['evaluation'][lang]:+.1%}",
                                    *(f"{change['outside'][s][lang][1]:+.1%}" if lang in change["outside"][s] else "-"
                                      for s in sources)]) for lang in langs),
                      *(f"{change['outside'][s][lang][0]:+.2%} / {row['agreement'][s][lang]:.1%}"
-                       if "agreement" in row and lang in change["outside"][s] else "" for s in sources for lang in langs),
+                       if "agreement" in row and lang in change["outside"][s] else ""
+                       for s in sources for lang in langs),
                      f"{mean(dropped):+.0%} ({min(dropped):+.0%} to {max(dropped):+.0%})" if dropped else "",
                      "yes" if vocab_holds(row, original) else "no", "yes" if meets_goal(row, original) else "no"])
-    body.append(["original", _shape(original), f"{original['file_bytes'] / 2**20:.0f} (100%)", *("1.00" for _ in threads),
-                 *("" for _ in header[3 + len(threads):])])
+    body.append(["original", _shape(original), f"{original['file_bytes'] / 2**20:.0f} (100%)",
+                 *("1.00" for _ in threads), *("" for _ in header[3 + len(threads):])])
     named = "; ".join(f"{s}: {v['kind']} ({v['package']})" for s, v in result["sources"].items())
-    return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: median of {result['reps']} "
-            f"interleaved runs), {result['layout']} layout. A level is the export's own selection at fixed sizes: `vocab` "
-            "the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj refit unless `norefit`, `iterative` both chosen a step at a time (re-scored after each), `heal` the minutes of distillation after it. "
+    return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: median of "
+            f"{result['reps']} interleaved runs), {result['layout']} layout. A level is the export's own selection at "
+            "fixed sizes: `vocab` the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj "
+            "refit unless `norefit`, `iterative` both chosen a step at a time (re-scored after each), `heal` the "
+            "minutes of distillation after it. "
             "Bits per byte and token counts are changes against the original; \"same tokens\": the share of the "
             f"original's tokens the trimmed tokenizer reproduces; dropped languages ({', '.join(result['dropped'])}): "
             f"their first evaluation documents. Text beyond the corpus, never read by a selection: {named}.\n\n"

@@ -7,7 +7,7 @@ within every quality limit; a set the export refused gets its one line instead."
 import json
 from pathlib import Path
 
-from .report import outside_changes, limit_rows, markdown_table
+from .report import limit_rows, markdown_table, outside_changes
 
 
 def language_row(langs: str, report: dict | str) -> dict:
@@ -41,8 +41,9 @@ def write_languages(folder: Path, model: str, reports: dict[str, dict | str]) ->
         threads = sorted(row["decode"], key=int)
         table.append((row["langs"], f"{row['tokens'][1]:,}", f"{row['heads'][1]} / {row['neurons'][1]:,}",
                       f"{row['size']:.3f}", " / ".join(f"{row['decode'][t]:.2f}x" for t in threads),
-                      f"{worst['lang']} {worst['source']}: {worst['bits_per_byte']:+.2%} bpb, {worst['tokens']:+.2%} tokens"
-                      if worst else "no text beyond the corpus", "yes" if row["within_limits"] else "**no**"))
+                      f"{worst['lang']} {worst['source']}: {worst['bits_per_byte']:+.2%} bpb, "
+                      f"{worst['tokens']:+.2%} tokens" if worst else "no text beyond the corpus",
+                      "yes" if row["within_limits"] else "**no**"))
     first = next((row for row in rows if "refused" not in row), None)
     of = (f" (of {first['tokens'][0]:,} tokens, {first['heads'][0]} heads / {first['neurons'][0]:,} FFN neurons; "
           f"decode at {' / '.join(sorted(first['decode'], key=int))} threads)") if first else ""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..options import QUALITY_LIMITS
 
-
 PARTS = {"attn_": "attention projections", "ffn_": "FFN"}
 
 
@@ -134,8 +133,10 @@ def _outside_text(report: dict) -> list[str]:
             tokens, bpb = outside_changes(report, source, lang)
             b, a = quality["before"][lang], quality["after"][lang]
             alike = outside.get("tokenization", {}).get(source, {}).get(lang)
-            rows.append((source, f"{lang} (kept)", b["tokens"], a["tokens"], f"{tokens:+.2%}", f"{b['bits_per_byte']:.4f}",
-                         f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}", f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
+            rows.append((source, f"{lang} (kept)", b["tokens"], a["tokens"], f"{tokens:+.2%}",
+                         f"{b['bits_per_byte']:.4f}",
+                         f"{a['bits_per_byte']:.4f}", f"{bpb:+.2%}",
+                         f"{alike['texts_identical']}/{alike['texts']}" if alike else ""))
         for lang, before in counted["before"].items():
             after = counted["after"][lang]
             rows.append((source, lang, before, after, f"{after / before - 1:+.2%}", "", "", "", ""))
@@ -143,7 +144,8 @@ def _outside_text(report: dict) -> list[str]:
             f"Text that no selection reads (about {CHARS:,} characters per language and source, drawn evenly over each "
             f"package), from {sources}; in {outside['file']}. Kept languages scored, dropped ones counted in tokens "
             "(their loss is on the evaluation split above).",
-            markdown_table(["source", "language", "tokens before", "after", "change", "bpb before", "bpb after", "change",
+            markdown_table(["source", "language", "tokens before", "after", "change", "bpb before",
+                            "bpb after", "change",
                             "documents tokenized alike"], rows)]
 
 
@@ -250,34 +252,38 @@ def _mobile_text(report: dict) -> list[str]:
     if not mobile:
         return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile and for "
                 "llama.cpp on arm64."]
-    return ["## On-device", *_ort_mobile_text(mobile["ort"]), *_arm64_text(mobile.get("arm64"), report.get("speed", {}))]
+    return ["## On-device", *_ort_mobile_text(mobile["ort"]),
+            *_arm64_text(mobile.get("arm64"), report.get("speed", {}))]
 
 
 def _arm64_text(arm: dict | None, speed: dict) -> list[str]:
     if not arm:
         return []
-    return [f"llama.cpp on arm64 (`make mobile-check`): llama-cpp-python's llama.cpp cross-built for aarch64 "
-            f"({arm['arch']}) and run under qemu-user as a {arm['cpu']}, against llama-cpp-python here (x86-64): "
-            f"the first {arm['scored_tokens']} tokens of each kept language's evaluation split scored, and "
-            f"{arm['greedy_tokens']} greedy tokens after a prompt. It holds where the tokens are the host's, perplexity "
-            f"is within {arm['tolerance']:.0%} and the greedy tokens are the host's up to a near tie (the host's top two "
-            f"logits within {arm['near_tie']}: there llama.cpp's own numerics decide). Beside each perplexity: how much "
-            "the host's own figure moves with flash attention on (off is llama-cpp-python's default), the spread of two "
-            "valid llama.cpp settings on one CPU. Emulated speed means nothing for a phone and is not "
-            "measured; what a phone pays is: file size, weights read per generated token, KV cache (f16) per 1k tokens of "
-            "context, and the peak memory of the decode runs here.",
+    return ["llama.cpp on arm64 (`make mobile-check`): llama-cpp-python's llama.cpp cross-built for aarch64 "
+            f"({arm['arch']}) and run under qemu-user as a {arm['cpu']}, against llama-cpp-python here (x86-64): the "
+            f"first {arm['scored_tokens']} tokens of each kept language's evaluation split scored, and "
+            f"{arm['greedy_tokens']} greedy tokens after a prompt. It holds where the tokens are the host's, "
+            f"perplexity is within {arm['tolerance']:.0%} and the greedy tokens are the host's up to a near tie (the "
+            f"host's top two logits within {arm['near_tie']}: there llama.cpp's own numerics decide). Beside each "
+            "perplexity: how much the host's own figure moves with flash attention on (off is llama-cpp-python's "
+            "default), the spread of two valid llama.cpp settings on one CPU. Emulated speed means nothing for a "
+            "phone and is not measured; what a phone pays is: file size, weights read per generated token, KV cache "
+            "(f16) per 1k tokens of context, and the peak memory of the decode runs here.",
             markdown_table(["file", "MiB", "read per token MiB", "KV per 1k tokens MiB", "repacked at load MiB",
                             "peak RSS here MiB", "greedy = host", "perplexity here -> arm64", "holds"],
-                           [_arm64_row(kind, checked, speed.get(f"gguf {kind}")) for kind, checked in arm["files"].items()])]
+                           [_arm64_row(kind, checked, speed.get(f"gguf {kind}"))
+                            for kind, checked in arm["files"].items()])]
 
 
 def _arm64_row(kind: str, checked: dict, speed: dict | None) -> tuple:
     langs = checked["languages"]
     peak = ", ".join(f"{r['peak_rss_mb_after']:.0f} ({threads} thr)" for threads, r in speed.items()) if speed else "-"
-    return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}", f"{checked['weights_read_per_token'] / 2**20:.1f}",
+    return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}",
+            f"{checked['weights_read_per_token'] / 2**20:.1f}",
             f"{checked['kv_bytes_per_1k_tokens'] / 2**20:.1f}", f"{checked['repacked_mib']:.1f}", peak,
             ", ".join(f"{lang} {r['greedy_agree']}/{len(r['greedy_x86'])}"
-                      + ("" if r["greedy_same"] else f" (margin {r['margin_at_divergence']:.2f})") for lang, r in langs.items()),
+                      + ("" if r["greedy_same"] else f" (margin {r['margin_at_divergence']:.2f})")
+                      for lang, r in langs.items()),
             ", ".join(f"{lang} {r['perplexity_x86']:.3f} -> {r['perplexity_arm64']:.3f} ({r['perplexity_diff']:+.2%}; "
                       f"flash attention {r['flash_attn_diff']:+.2%})" for lang, r in langs.items()),
             "yes" if checked["holds"] else "NO")
@@ -288,11 +294,11 @@ def _ort_mobile_text(ort: dict) -> list[str]:
     # its verdicts (the partition details stay in report.json)
     findings = [line.strip() for line in ort["usability"].splitlines()
                 if "should perform well" in line or "recommended" in line or "CPU EP" in line]
-    return [f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), converted from "
-            f"`{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} operator lines of "
-            f"`{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's ({ort['greedy_tokens']} "
-            f"tokens, one prompt a kept language): {same}.{_ort_arm64_text(ort.get('arm64'))} ONNX Runtime's mobile "
-            "usability check's verdicts:",
+    return [f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), "
+            f"converted from `{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} "
+            f"operator lines of `{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's "
+            f"({ort['greedy_tokens']} tokens, one prompt a kept language): {same}.{_ort_arm64_text(ort.get('arm64'))} "
+            "ONNX Runtime's mobile usability check's verdicts:",
             "```\n" + "\n".join(findings) + "\n```"]
 
 
@@ -329,8 +335,8 @@ def _tokenization_text(report: dict) -> str:
     per_lang = ", ".join(f"{lang} {a['share']:.2%} of {a['tokens']} tokens" for lang, a in agreement.items())
     parts = report["vocab"].get("parts") or {}
     chosen = ", ".join(f"{part} {n}" for part, n in parts.items() if part != "total" and n)
-    return (f"{report['vocab']['kept_tokens']} tokens kept ({chosen}). The evaluation text of the kept languages tokenizes "
-            f"to the same sequence as with the full vocabulary (mapped ids) for: {per_lang}.")
+    return (f"{report['vocab']['kept_tokens']} tokens kept ({chosen}). The evaluation text of the kept languages "
+            f"tokenizes to the same sequence as with the full vocabulary (mapped ids) for: {per_lang}.")
 
 
 def _cuts_text(report: dict) -> list[str]:
@@ -340,13 +346,14 @@ def _cuts_text(report: dict) -> list[str]:
              "FFN width per layer: " + ", ".join(map(str, a["ffn_per_layer"])),
              _tokenization_text(report)]
     if report["heads"]:
-        parts.append("Removed heads (layer, head): " + ", ".join(f"({l},{h})" for l, h in report["heads"]["dropped"])
+        dropped = ", ".join(f"({layer},{h})" for layer, h in report["heads"]["dropped"])
+        parts.append("Removed heads (layer, head): " + dropped
                      # exports made before the option existed were not refit
                      + (" (o_proj refit to the kept heads)" if report["options"].get("refit") else ""))
     if report.get("heal"):
         h = report["heal"]
-        parts.append(f"Recovery (HEAL={report['options']['heal']}): distilled from the original for {h['seconds']:.0f} s, "
-                     f"{h['steps']} steps over {h['tokens']:,} tokens of kept-language text; KL to the original "
+        parts.append(f"Recovery (HEAL={report['options']['heal']}): distilled from the original for {h['seconds']:.0f} "
+                     f"s, {h['steps']} steps over {h['tokens']:,} tokens of kept-language text; KL to the original "
                      f"{h['kl_first']:.4f} -> {h['kl_last']:.4f} nats a token (first and last pass, on that text)."
                      + _heal_check_text(h, report.get("tolerance_search")))
     if report["analysis"]:
@@ -360,7 +367,8 @@ def _heal_check_text(h: dict, search: dict | None) -> str:
     if "perplexity_after" not in h:
         return ""
     text = " Calibration perplexity " + ", ".join(
-        f"{lang} {h['perplexity_before'][lang]:.3f} -> {h['perplexity_after'][lang]:.3f}" for lang in h["perplexity_after"])
+        f"{lang} {h['perplexity_before'][lang]:.3f} -> {h['perplexity_after'][lang]:.3f}"
+        for lang in h["perplexity_after"])
     if not h["kept"]:
         return text + f": beyond TOL={search['tol']} after it, so the distillation was undone."
     return text + "."
@@ -373,16 +381,18 @@ def _search_text(report: dict) -> list[str]:
     iterative = t.get("mode") == "iterative"
     # a probe's size: "size" since SEARCH=iterative; older reports (re-rendered by `make bench`) say fraction or heads
     rows = [((p["round"],) if iterative else ()) + (p["cut"], p.get("size", p.get("fraction", p.get("heads"))),
-             json.dumps({k: round(v, 3) for k, v in p["perplexity"].items()}), p["within_tolerance"]) for p in t["probes"]]
-    how = (f"Iterative (SEARCH=iterative): each round re-scores every unit on the model as cut so far and measures each "
-           f"part's next step; the step within TOL that costs least per multiply-add is accepted. {t['rounds']} rounds "
-           f"in {t['seconds']:.0f} s." if iterative else "FFN first, then heads on top of the FFN cut.")
+             json.dumps({k: round(v, 3) for k, v in p["perplexity"].items()}), p["within_tolerance"])
+            for p in t["probes"]]
+    how = (f"Iterative (SEARCH=iterative): each round re-scores every unit on the model as cut so far and measures "
+           f"each part's next step; the step within TOL that costs least per multiply-add is accepted. {t['rounds']} "
+           f"rounds in {t['seconds']:.0f} s." if iterative else "FFN first, then heads on top of the FFN cut.")
     outside = (f" Text beyond the corpus (its selection sample: {', '.join(t['outside'])}) is held to "
                f"+{t['outside_bpb_rise']:.0%} bits per byte." if t.get("outside") else "")
     baseline = json.dumps({k: round(v, 3) for k, v in t["baseline"].items()})
     return ["## Tolerance search (perplexity with the cuts masked)",
             f"TOL={t['tol']} on the calibration text; baseline {baseline}.{outside} {how}",
-            markdown_table((["round"] if iterative else []) + ["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
+            markdown_table((["round"] if iterative else [])
+                           + ["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
 
 
 def _precision_text(report: dict) -> list[str]:
@@ -438,9 +448,11 @@ def render(report: dict) -> str:
         *_frontier_text(report),
         *_mobile_text(report),
         "## Quality per language",
-        markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"], _quality_rows(report)),
+        markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"],
+                       _quality_rows(report)),
         "## Language fidelity (greedy continuations identified as the prompt's language)",
-        markdown_table(["runtime", "language", "before", "after", "a continuation after pruning"], _fidelity_rows(report)),
+        markdown_table(["runtime", "language", "before", "after", "a continuation after pruning"],
+                       _fidelity_rows(report)),
         "## Speed (medians of interleaved repetitions)",
         f"Prompt: the same text, {setup['prompt_tokens']} tokens per side; {setup['decode_tokens']} decoded tokens, "
         f"{setup['reps']} repetitions; each run in a fresh process.",
@@ -450,7 +462,8 @@ def render(report: dict) -> str:
         *_search_text(report),
         "## Files",
         markdown_table(["file", "bytes before", "bytes after"],
-                       [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k]) for k in report["files"]]),
+                       [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k])
+                        for k in report["files"]]),
         "## Time per step (s)",
         markdown_table(["step", "seconds"], list(report["timings_s"].items())),
         *_precision_text(report),
