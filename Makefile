@@ -62,7 +62,7 @@ bench-selection:
 	$(CLI) analyze $(MODEL_ARGS) --against-random $(BUDGETS)
 
 # The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>, joined by +):
-# file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: langprune/measure/frontier.py).
+# file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: langprune/frontier.py).
 bench-frontier:
 	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(SPEED_ARGS)

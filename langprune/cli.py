@@ -138,27 +138,30 @@ def cmd_analyze(args) -> None:
 def _analysis_checks(args, budgets, options, loaded, corpus, settings, analysis, out: Path) -> None:
     """`analyze --compare-masking` and `--against-random`: their tables, printed and written into out."""
     if args.compare_masking:
-        from .measure.masking_check import compare_masking, render
+        from .measure.masking_check import compare_masking
+        from .report.benchmarks import render_masking_check
 
-        table = render(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
+        table = render_masking_check(compare_masking(loaded.model, loaded.tokenizer, corpus, settings))
         (out / "masking-check.md").write_text(table)
         print(table)
     if budgets:
         from .cuts.refit import refit_grams
-        from .measure.selectivity import render, selectivity
+        from .measure.selectivity import selectivity
         from .model.parts import HEADS
         from .options import all_languages
+        from .report.benchmarks import render_selectivity
 
         grams = None
         if options.refit:
             grams = refit_grams(loaded.model, loaded.tokenizer, corpus, all_languages(options))[HEADS]
-        table = render(selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams))
+        result = selectivity(loaded.model, loaded.tokenizer, corpus, analysis, options.langs, budgets, grams)
+        table = render_selectivity(result)
         (out / f"selectivity-{'-'.join(options.langs)}.md").write_text(table)
         print(table)
 
 
 def cmd_bench(args) -> None:
-    from .measure.bench import bench
+    from .bench import bench
 
     for folder, rows in bench(args.exports):
         print(f"\n{folder}")
@@ -167,7 +170,7 @@ def cmd_bench(args) -> None:
 
 def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
-    from .measure.frontier import DEFAULT_LEVELS, parse_level, write_frontier
+    from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
     from .model.load import load
     from .options import Context, all_languages, check_options
     from .paths import check_output, frontier_dir
@@ -212,8 +215,8 @@ def cmd_bench_languages(args) -> None:
 
 
 def cmd_mobile_check(args) -> None:
-    from .measure.bench import export_folders
-    from .measure.mobile import arm64_quants, languages_to_check, mobile_check
+    from .bench import export_folders, mobile_check
+    from .measure.mobile import arm64_quants, languages_to_check
 
     quants, langs, folders = arm64_quants(_split(args.quants)), _split(args.langs), export_folders(args.exports)
     for folder in folders:  # every folder's languages before the first check's minutes
@@ -330,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_layout_argument(p)
     p.add_argument("--levels", help="levels separated by commas, each its cuts joined by +: vocab, vocab=<tokens>, "
                    "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> "
-                   "(default: DEFAULT_LEVELS in langprune/measure/frontier.py)")
+                   "(default: DEFAULT_LEVELS in langprune/frontier.py)")
     _add_speed_arguments(p)
     p.set_defaults(func=cmd_bench_frontier)
 

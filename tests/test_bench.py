@@ -4,10 +4,10 @@ import json
 
 from transformers import AutoTokenizer
 
+from langprune.bench import bench
 from langprune.data.corpus import load_corpus
 from langprune.data.evaluate import scored_tokens
 from langprune.data.outside_text import outside_corpora
-from langprune.measure.bench import bench
 from langprune.model.load import load
 from langprune.options import ExportOptions
 from langprune.paths import MARKER, written_files

@@ -8,7 +8,7 @@ import pytest
 
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
-from langprune.measure.frontier import Level, parse_level, write_frontier
+from langprune.frontier import Level, parse_level, write_frontier
 from langprune.model.load import load
 from langprune.options import Context, ExportOptions, all_languages, check_options
 from langprune.paths import frontier_dir

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
+from langprune.bench import mobile_check
 from langprune.errors import UserError
 from langprune.measure import arm64
-from langprune.measure.mobile import mobile_check
 from langprune.options import ExportOptions
 from langprune.pipeline import run_export
 from tests.tiny import save_tiny

@@ -80,7 +80,8 @@ def test_bfloat16_output_layer_keeps_the_masking_ranking(output):
 def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fresh_choice, forced):
     from langprune.analysis.analyze import Settings
     from langprune.data.corpus import udhr_corpus
-    from langprune.measure.masking_check import compare_masking, render, top_overlap
+    from langprune.measure.masking_check import compare_masking, top_overlap
+    from langprune.report.benchmarks import render_masking_check
     from tests.tiny import tiny_tokenizer
 
     monkeypatch.setenv(ENV, forced)
@@ -91,7 +92,7 @@ def test_masking_check_ranks_each_variant_against_exact_float32(monkeypatch, fre
     for variant in result["agreement"].values():
         assert set(variant) == {"en", "de", "ru"}
         assert all(a["spearman"] > 0.8 and 4 <= a["top8"] <= 8 for a in variant.values()), variant
-    assert "| mean |" in render(result) and forced in result["precision"]
+    assert "| mean |" in render_masking_check(result) and forced in result["precision"]
     assert top_overlap(np.arange(12.0), -np.arange(12.0), k=4) == 0
     assert top_overlap(np.arange(12.0), np.arange(12.0)) == 8
 

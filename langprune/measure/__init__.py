@@ -1,4 +1,5 @@
 """Measurements: ONNX Runtime (`onnxrt`) and llama.cpp (`llamacpp`) behind one scorer, quality,
 fidelity and speed in them (`verify`), the export's checks original against pruned (`checks`),
-re-measuring an export (`bench`), and the benchmarks of the analysis and the selection
-(`masking_check`: candidate against exact masking; `selectivity`: selected against random heads)."""
+the weights read per token (`weights`), the on-device checks (`mobile`, `arm64`), and the
+benchmarks of the analysis and the selection (`masking_check`: candidate against exact masking;
+`selectivity`: selected against random heads). Results are plain values; `report` renders them."""

@@ -200,8 +200,8 @@ def made_from(folder: Path, path: Path, source: Path, kind: str) -> tuple[Path, 
 def arm64_check(folder: Path, kept: list[str], corpus_folder=None, quants=ARM_QUANTS) -> dict:
     """The arm64 checks of one export folder, for each GGUF kind in quants (see the module's docstring)."""
     from ..data.corpus import load_corpus
-    from ..report.report import weights_read_per_token
     from .verify import fidelity_prompts, file_size
+    from .weights import weights_read_per_token
 
     ggufs = {kind: gguf_for(folder, kind) for kind in quants}
     probe = build_probe()

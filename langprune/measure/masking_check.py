@@ -18,7 +18,6 @@ from ..analysis.precision import output_layer_precision
 from ..data.corpus import Corpus
 from ..log import progress
 from ..model.parts import HEADS
-from ..report.report import markdown_table
 
 TOP = 8
 
@@ -50,16 +49,3 @@ def compare_masking(model, tokenizer, corpus: Corpus, settings: Settings) -> dic
         for name, d in deltas.items()
     }
     return {"seconds": seconds, "agreement": agreement, "precision": str(precision)}
-
-
-def render(result: dict) -> str:
-    variants = list(result["agreement"])
-    langs = list(next(iter(result["agreement"].values())))
-    rows = [(lang, *(f"{result['agreement'][v][lang]['spearman']:.3f} / {result['agreement'][v][lang]['top8']}"
-                      for v in variants)) for lang in langs]
-    rows.append(("mean", *(f"{np.mean([a['spearman'] for a in result['agreement'][v].values()]):.3f} / "
-                           f"{np.mean([a['top8'] for a in result['agreement'][v].values()]):.1f}" for v in variants)))
-    timing = ", ".join(f"{k} {v:.0f}s" for k, v in result["seconds"].items())
-    return (f"Masking scores against exact float32 masking: Spearman / top-{TOP} overlap per language.\n"
-            f"Time to mask every head: {timing}. This CPU's analysis precision: {result['precision']}.\n\n"
-            + markdown_table(["language", *variants], rows))

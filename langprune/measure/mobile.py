@@ -7,7 +7,7 @@ from, ONNX Runtime's own mobile usability check (`check_onnx_model_mobile_usabil
 execution providers may help), greedy tokens of the ORT-format model against the ONNX one here,
 and the ORT-format model's greedy tokens in onnxruntime for aarch64 under qemu-user against here
 (`arm64.ort_on_arm64`). And llama.cpp on arm64 (`arm64.py`): the GGUF files under qemu-user against
-the host. The results go into the export's report.json and report.md ("On-device").
+the host. `bench.mobile_check` adds the results to the export's report ("On-device").
 """
 
 import io
@@ -18,7 +18,6 @@ from pathlib import Path
 from ..data.corpus import encode, load_corpus
 from ..errors import UserError, option
 from ..log import say
-from ..paths import adding_to_output
 
 MOBILE_QUANT = "int4"
 GREEDY_TOKENS = 16
@@ -97,29 +96,3 @@ def languages_to_check(folder: Path, langs=None) -> list[str]:
     if bad := [lang for lang in langs or [] if lang not in kept]:
         raise UserError(f"{option('langs', ','.join(bad))}: {folder.name} keeps {', '.join(kept)}")
     return [lang for lang in kept if lang in (langs or kept)]
-
-
-def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:
-    """Run the checks on an export and add them to its report.json and report.md. install: let
-    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
-    quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes);
-    langs: the kept languages to check (default: all; each is minutes emulated too)."""
-    from ..report.report import render
-    from .arm64 import arm64_check, gguf_source, prepare_system
-
-    quants = arm64_quants(quants)
-
-    folder = Path(folder)
-    kept = languages_to_check(folder, langs)
-    report = json.loads((folder / "report.json").read_text())
-    corpus = report["options"].get("corpus")
-    names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in quants]
-    with adding_to_output(folder, names):
-        onnx_source(folder)  # the models the checks start from, before the system's packages
-        for kind in quants:
-            gguf_source(folder, kind)
-        prepare_system(install)
-        report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus, quants)}
-        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        (folder / "report.md").write_text(render(report))
-    return report["mobile"]

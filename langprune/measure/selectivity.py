@@ -7,7 +7,6 @@ selection hurts the dropped languages more than the kept ones, and the kept ones
 With `grams`, each cut is measured a second time with o_proj refit to the kept heads (`refit`).
 """
 
-import math
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from ..data.corpus import Corpus, encode
 from ..log import progress
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS
-from ..report.report import markdown_table
 
 LAYOUT = "free"  # any count per layer: the comparison runs in PyTorch, not in a GGUF graph
 
@@ -46,18 +44,3 @@ def selectivity(model, tokenizer, corpus: Corpus, analysis: Analysis, keep: list
 
 def mean_rise(run: dict, langs: list[str]) -> float:
     return float(np.mean([run["rise"][lang] for lang in langs]))
-
-
-def render(result: dict) -> str:
-    """A markdown table: perplexity per language, and the mean loss rise of kept and dropped languages."""
-    base, kept = result["base"], result["kept"]
-    dropped = [lang for lang in base if lang not in kept]
-    langs = kept + dropped
-    header = ["heads dropped", "selection", "kept: rise (nats)", "dropped: rise", "dropped / kept"]
-    header += [f"{lang} ppl{' (kept)' if lang in kept else ''}" for lang in langs]
-    rows = [["0", "original", "", "", "", *(f"{math.exp(base[lang]):.2f}" for lang in langs)]]
-    for run in result["runs"]:
-        k, d = mean_rise(run, kept), mean_rise(run, dropped)
-        rows.append([str(run["heads"]), run["selection"], f"{k:+.3f}", f"{d:+.3f}", f"{d / k:.2f}" if k > 0 else "-",
-                     *(f"{math.exp(base[lang] + run['rise'][lang]):.2f}" for lang in langs)])
-    return markdown_table(header, rows) + "\n"

@@ -163,6 +163,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
     PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file."""
     from ..log import progress
+    from .weights import ceiling
 
     deployed = deployed_file(after, gguf_quants)
     quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in gguf_quants]
@@ -191,9 +192,9 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                                            unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()},
-                              "decode_tokens": DECODE_TOKENS,
-                              "reps": reps}
+                              "decode_tokens": DECODE_TOKENS, "reps": reps}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
+    results["ceiling"] = {"file": deployed, **ceiling(before[deployed], after[deployed])}
     return results
 
 

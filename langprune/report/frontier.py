@@ -1,4 +1,4 @@
-"""The cuts' frontier table (`make bench-frontier`, measured by `measure/frontier.py`): one row per
+"""The cuts' frontier table (`make bench-frontier`, measured by `langprune/frontier.py`): one row per
 level of cutting, against the original, in its own file and in the next export's report."""
 
 from statistics import mean

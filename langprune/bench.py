@@ -1,13 +1,14 @@
-"""`make bench`: re-measure existing exports against their originals, without re-exporting."""
+"""Existing exports measured again, their reports re-rendered: against their originals (`make bench`, without
+re-exporting) and on-device (`make mobile-check`, with `measure/mobile.py` and `measure/arm64.py`)."""
 
 import json
 from pathlib import Path
 
-from ..data.corpus import load_corpus
-from ..errors import UserError
-from ..paths import MARKER, adding_to_output, export_dir
-from ..report.report import ceiling, render, summary
-from .verify import measure_exports
+from .data.corpus import load_corpus
+from .errors import UserError
+from .measure.verify import measure_exports
+from .paths import MARKER, adding_to_output, export_dir
+from .report.report import render, summary
 
 
 def export_folders(folders: list[Path] | None = None) -> list[Path]:
@@ -25,7 +26,7 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
 
 def bench_one(folder: Path) -> dict:
     """Runtime figures of one export measured again; report.json and report.md keep the export's."""
-    from ..model.load import load_tokenizer
+    from .model.load import load_tokenizer
 
     report = json.loads((folder / "report.json").read_text())
     before = {k: Path(v) for k, v in report["files_before"].items()}
@@ -42,8 +43,7 @@ def bench_one(folder: Path) -> dict:
     quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, quants, options["reps"],
                               tuple(options["threads"]))
-    gguf_key = report["ceiling"]["file"]
-    bench = {**report, **results, "ceiling": {"file": gguf_key, **ceiling(before[gguf_key], after[gguf_key])}}
+    bench = {**report, **results}
     with adding_to_output(folder, ["bench.json", "bench.md"]):
         (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
         (folder / "bench.md").write_text(render(bench))
@@ -53,3 +53,29 @@ def bench_one(folder: Path) -> dict:
 def bench(folders: list[Path] | None = None):
     for folder in export_folders(folders):
         yield folder, summary(bench_one(folder))
+
+
+def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:
+    """Run the checks on an export and add them to its report.json and report.md. install: let
+    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
+    quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes);
+    langs: the kept languages to check (default: all; each is minutes emulated too)."""
+    from .measure.arm64 import arm64_check, gguf_source, prepare_system
+    from .measure.mobile import MOBILE_QUANT, arm64_quants, languages_to_check, onnx_source, ort_mobile
+
+    quants = arm64_quants(quants)
+
+    folder = Path(folder)
+    kept = languages_to_check(folder, langs)
+    report = json.loads((folder / "report.json").read_text())
+    corpus = report["options"].get("corpus")
+    names = [f"onnx-{MOBILE_QUANT}", "report.json", "report.md"] + [f"gguf/model-{kind}.gguf" for kind in quants]
+    with adding_to_output(folder, names):
+        onnx_source(folder)  # the models the checks start from, before the system's packages
+        for kind in quants:
+            gguf_source(folder, kind)
+        prepare_system(install)
+        report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus, quants)}
+        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        (folder / "report.md").write_text(render(report))
+    return report["mobile"]

@@ -19,17 +19,18 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..cuts.plan import apply_cuts, run_selection, vocab_evidence
-from ..data.outside_text import KINDS, outside_corpora
-from ..errors import UserError
-from ..exporters.export_gguf import export_gguf, quantize_gguf
-from ..log import say
-from ..model.parts import HEADS, NEURONS
-from ..options import eval_languages
-from ..paths import check_output, output_folder
-from ..report.frontier import render_frontier
-from .checks import agreement
-from .verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
+from .cuts.plan import apply_cuts, run_selection, vocab_evidence
+from .data.outside_text import KINDS, outside_corpora
+from .errors import UserError
+from .exporters.export_gguf import export_gguf, quantize_gguf
+from .log import say
+from .measure.checks import agreement
+from .measure.verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
+from .model.parts import HEADS, NEURONS
+from .options import eval_languages
+from .paths import check_output, output_folder
+from .pipeline import run_analysis, run_calibration
+from .report.frontier import render_frontier
 
 QUANT = "Q4_K_M"
 DEFAULT_LEVELS = ("vocab,vocab=65536,vocab+heads=0.25+norefit,vocab+heads=0.25,vocab+heads=0.25+heal=5,vocab+ffn=0.125,"
@@ -88,7 +89,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
     ctx: an `options.Context` whose corpus holds the analysed languages (the dropped ones are
     measured); the original's GGUF comes from the export's cache (`export_original`)."""
-    from ..exporters.files import export_original
+    from .exporters.files import export_original
 
     loaded = ctx.loaded
     kept, dropped = eval_languages(ctx.options)
@@ -134,8 +135,6 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 def _select(ctx, levels: list[Level]) -> list[tuple]:
     """(level, its export context, its Cuts, the refit's grams or None) for every level, before any is measured; the
     analysis, neuron statistics, grams and vocabulary evidence are computed once for all."""
-    from ..pipeline import run_analysis, run_calibration
-
     ranked = [level for level in levels if level.search == "once"]  # iterative levels score the units themselves
     analysis = run_analysis(ctx) if any(level.heads for level in ranked) else None
     refit = any(level.heads and level.refit for level in levels)
