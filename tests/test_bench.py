@@ -77,7 +77,7 @@ def test_the_deployed_file_is_the_smallest_gguf_whatever_the_order_typed(tmp_pat
 
 
 def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
-    from langprune.report.report import _limits_verdict, limit_rows
+    from langprune.report.tables import limit_rows, limits_verdict
 
     def q(tokens, bpb):
         return {"tokens": tokens, "bits_per_byte": bpb}
@@ -92,6 +92,6 @@ def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
         ("bits/byte, ja evaluation, change", "yes"), ("bits/byte, zh evaluation, change", "yes"),
         ("tokens, ja manpages, change", "no"), ("bits/byte, ja manpages, change", "yes"),
         ("tokens, zh manpages, change", "yes"), ("bits/byte, zh manpages, change", "yes")]
-    assert _limits_verdict(rows) == "**Not within the limits**: tokens, ja manpages, change +0.60%."
+    assert limits_verdict(rows) == "**Not within the limits**: tokens, ja manpages, change +0.60%."
     report["outside"]["quality"]["manpages"]["after"]["ja"] = q(1005, 2.0)
-    assert _limits_verdict(limit_rows(report)) == "Every kept language is within every limit."
+    assert limits_verdict(limit_rows(report)) == "Every kept language is within every limit."

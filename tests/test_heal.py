@@ -71,7 +71,8 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     """`plan.healed`: the calibration perplexity before and after; with TOL, the search's check after it, and a
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
     from langprune.cuts import heal as heal_module
-    from langprune.cuts.plan import Cuts, healed, tolerance_perplexity
+    from langprune.cuts.plan import healed
+    from langprune.cuts.tolerance import Cuts, tolerance_perplexity
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection

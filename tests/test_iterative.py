@@ -9,8 +9,9 @@ import torch
 from langprune.analysis.neurons import select_neurons
 from langprune.cuts import iterative, plan
 from langprune.cuts.iterative import first_order_scores
-from langprune.cuts.plan import Cuts, masked_cuts, run_selection, tolerance_perplexity
+from langprune.cuts.plan import run_selection
 from langprune.cuts.select import budget_heads
+from langprune.cuts.tolerance import FFN_STEP, Cuts, masked_cuts, tolerance_perplexity
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.model.load import load
@@ -77,7 +78,7 @@ def test_a_fraction_is_reached_a_step_at_a_time_without_measuring(tiny_llama, la
     cuts = run_selection(ctx, None, None)
     heads = budget_heads(0.5, 3, 4, layout)
     assert len(cuts.heads.drop) == heads and cuts.neurons.per_layer == select_neurons(
-        [torch.rand(96).numpy()] * 3, 1 / 3, layout, plan.FFN_STEP[layout]).per_layer
+        [torch.rand(96).numpy()] * 3, 1 / 3, layout, FFN_STEP[layout]).per_layer
     dropped = [len(c.heads.drop) if c.heads else 0 for c in scored]
     if layout == "free":  # per layer 0, 2 or 3 of 4 heads (2 KV groups): totals 2, 3, 4, 5, 6, a round each
         assert dropped == [0, 2, 3, 4, 5]

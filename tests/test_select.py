@@ -111,7 +111,7 @@ def test_random_selection_respects_the_layout():
 def test_tolerance_holds_calibration_to_tol_and_text_beyond_the_corpus_to_its_bits_per_byte_limit():
     """A probe passes when each kept language's calibration perplexity is within TOL and its text beyond the corpus
     ("<lang> <source>") rises at most the bits-per-byte limit: the same tokens, so log-perplexity rises as bpb."""
-    from langprune.cuts.plan import within_tolerance
+    from langprune.cuts.tolerance import within_tolerance
 
     search = {"tol": 0.05, "baseline": {"ru": 10.0, "ru manpages": 20.0}, "outside": ["ru manpages"],
               "outside_bpb_rise": 0.01}

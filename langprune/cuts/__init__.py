@@ -1,2 +1,3 @@
-"""What goes and how: choosing heads and FFN neurons under a layout or a tolerance (`select`, `plan`),
+"""What goes and how: choosing heads and FFN neurons under a layout or a tolerance (`select`, `plan`; a candidate
+measured masked against the tolerance, `tolerance`; a step at a time, `iterative`),
 the vocabulary (`vocab`), the o_proj refit (`refit`), and a pruned model as files (`rewrite`)."""

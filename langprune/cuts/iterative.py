@@ -11,7 +11,7 @@ part alone. Here each round
 2. forms each part's next step under the layout: the next head budget the layout allows (`candidate_budgets`),
    FFN_STEP more neurons (uniform: in every layer; free: wherever they cost least);
 3. with a fraction (HEADS, FFN), takes that part's step until the fraction is reached; with TOL, measures each
-   step with everything accepted so far (`plan.within_tolerance`) and accepts, among the steps within it, the one
+   step with everything accepted so far (`tolerance.within_tolerance`) and accepts, among the steps within it, the one
    that raises the worst perplexity ratio least per multiply-add it saves;
 until no step is left or within TOL, or the search has run SEARCH_SECONDS (then the cuts accepted so far stand).
 
@@ -32,6 +32,7 @@ from ..log import progress, say
 from ..model.heads import kv_head_counts
 from ..model.parts import HEADS, NEURONS
 from .select import budget_heads, candidate_budgets, select_heads
+from .tolerance import FFN_STEP, masked_cuts, probe
 
 SEARCH_SECONDS = 600  # a TOL search stops taking steps after this long (a round on Gemma 3 270M: ~40 s)
 SCORE_TOKENS = 512  # calibration tokens per kept language for the first-order scores
@@ -50,7 +51,7 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
     if ffn:
         targets[NEURONS] = options.ffn
     sizes = {HEADS: 0, NEURONS: 0.0}  # heads dropped, fraction of neurons dropped
-    worst = 1.0  # the worst measured text's perplexity over its baseline (`plan.tolerance_chunks`), cuts accepted
+    worst = 1.0  # the worst measured text's perplexity over its baseline (`tolerance.tolerance_chunks`), cuts accepted
     if cuts.search is not None:
         cuts.search.update(mode="iterative", accepted=[])
     start, rounds = time.monotonic(), 0
@@ -80,14 +81,13 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
     return cuts
 
 
-FIELDS = {HEADS: "heads", NEURONS: "neurons"}  # a part's field in `plan.Cuts`
+FIELDS = {HEADS: "heads", NEURONS: "neurons"}  # a part's field in `tolerance.Cuts`
 NAMES = {HEADS: "heads", NEURONS: "ffn"}  # a part's name in the search's trail
 
 
 def next_steps(ctx, scores: dict, cuts, sizes: dict, targets: dict, ffn_fractions) -> dict:
     """{part: (its next size, its selection at that size from `scores`)} for every part with a next size."""
     from ..analysis.neurons import select_neurons
-    from .plan import FFN_STEP
 
     steps = {}
     if HEADS in targets:
@@ -107,8 +107,6 @@ def cheapest_passing(model, cuts, steps: dict, measure, worst: float, round_: in
     whose rise of the worst perplexity ratio (kept languages' calibration and text beyond the corpus) per
     multiply-add saved is lowest, as (part, size, the cuts with it, the new worst ratio); None when no step is
     within TOL."""
-    from .plan import probe
-
     passing = []
     for part, (size, selection) in steps.items():
         trial = replace(cuts, **{FIELDS[part]: selection})
@@ -145,8 +143,6 @@ def first_order_scores(model, chunks: dict[str, list[list[int]]], cuts, grams=No
     loss of removing unit u at position t (a mask of ones per position, on the model as `cuts` leave it; L summed
     over the chunk's tokens), over the chunks, the largest over the languages of `chunks`; 0 for a unit already
     dropped (its input is masked to 0 before the ones apply)."""
-    from .plan import masked_cuts
-
     per_lang = []
     for lang_chunks in chunks.values():
         totals = None

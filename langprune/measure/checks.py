@@ -3,7 +3,7 @@ runtime, language fidelity, speed, and text beyond the corpus."""
 
 import torch
 
-from ..cuts.plan import Cuts
+from ..cuts.tolerance import Cuts
 from ..data.evaluate import torch_scorer
 from ..options import GGUF_QUANTS, Context, eval_languages
 from ..timing import timed

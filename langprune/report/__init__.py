@@ -1,2 +1,3 @@
 """What an export proves, written down: `report.md` and `report.json` (`report`), the vocabulary
-frontier's table (`frontier`), the analysis benchmarks' tables (`benchmarks`) and the head heatmap (`plots`)."""
+frontier's table (`frontier`), the language matrix (`languages`), the analysis benchmarks' tables
+(`benchmarks`), what the tables share (`tables`) and the head heatmap (`plots`)."""

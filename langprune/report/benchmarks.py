@@ -7,7 +7,7 @@ import numpy as np
 
 from ..measure.masking_check import TOP
 from ..measure.selectivity import mean_rise
-from .report import markdown_table
+from .tables import markdown_table
 
 
 def render_masking_check(result: dict) -> str:

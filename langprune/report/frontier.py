@@ -4,7 +4,7 @@ level of cutting, against the original, in its own file and in the next export's
 from statistics import mean
 
 from ..options import QUALITY_LIMITS
-from .report import changes, markdown_table
+from .tables import changes, markdown_table
 
 # The benchmark's target, set for Gemma 3 270M, LANGS=en,de, Q4_K_M in llama.cpp: a column of the table, not a promise
 FRONTIER_GOAL = {"decode_ratio": 2.5, "size_ratio": 0.33, "kept_bpb_rise": 0.05}

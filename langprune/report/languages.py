@@ -7,7 +7,7 @@ within every quality limit; a set the export refused gets its one line instead."
 import json
 from pathlib import Path
 
-from .report import limit_rows, markdown_table, outside_changes
+from .tables import limit_rows, markdown_table, outside_changes
 
 
 def language_row(langs: str, report: dict | str) -> dict:
