@@ -40,8 +40,9 @@ def analyze(langs, model: str = "gemma3-270m", corpus=None, analysis_langs=None)
     the languages `langs` and `analysis_langs` (default: the corpus's, or the UDHR's 12), cached like an export's."""
     from .data.corpus import load_corpus
     from .model.load import load
-    from .options import Context, all_languages, check_options
+    from .options import Context, all_languages
     from .pipeline import run_analysis
+    from .preflight import check_options
 
     options = _options(langs, model, {"corpus": corpus, "analysis_langs": analysis_langs})
     _, layout = check_options(options)

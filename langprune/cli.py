@@ -106,8 +106,9 @@ def cmd_analyze(args) -> None:
     from .analysis.analyze import Settings, analyze, analyze_cached
     from .data.corpus import load_corpus
     from .model.load import load
-    from .options import all_languages, check_options
+    from .options import all_languages
     from .paths import check_output, export_dir, output_folder
+    from .preflight import check_options
     from .report.plots import heatmap
 
     options = _export_options(args)
@@ -172,8 +173,9 @@ def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
     from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
     from .model.load import load
-    from .options import Context, all_languages, check_options
+    from .options import Context, all_languages
     from .paths import check_output, frontier_dir
+    from .preflight import check_options
 
     options = _export_options(args)
     name, layout = check_options(options)
@@ -187,9 +189,10 @@ def cmd_bench_frontier(args) -> None:
 def cmd_bench_languages(args) -> None:
     """Every set's options and folder checked first, then one export per set (a set the export refuses
     is a row with its message), then the table."""
-    from .options import ExportOptions, check_options
+    from .options import ExportOptions
     from .paths import check_output, export_dir, export_folder, output_folder
     from .pipeline import run_export
+    from .preflight import check_options
     from .report.languages import write_languages
 
     sets = [_split(text) or [] for text in (args.sets or DEFAULT_LANGUAGE_SETS)]

@@ -16,8 +16,9 @@ from .exporters.files import export_all, export_original
 from .log import say
 from .measure.checks import verify
 from .model.load import load
-from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, check_options, cuts_ffn, cuts_heads
+from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads
 from .paths import export_folder, output_folder
+from .preflight import check_options
 from .timing import timed
 
 

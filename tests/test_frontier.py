@@ -10,9 +10,10 @@ from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.frontier import Level, parse_level, write_frontier
 from langprune.model.load import load
-from langprune.options import Context, ExportOptions, all_languages, check_options
+from langprune.options import Context, ExportOptions, all_languages
 from langprune.paths import frontier_dir
 from langprune.pipeline import run_export
+from langprune.preflight import check_options
 from langprune.report.frontier import frontier_changes
 from tests.tiny import save_tiny
 

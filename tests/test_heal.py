@@ -76,7 +76,8 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection
-    from langprune.options import Context, ExportOptions, check_options
+    from langprune.options import Context, ExportOptions
+    from langprune.preflight import check_options
     from tests.tiny import save_tiny
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), tol=0.2, heal=0.02,

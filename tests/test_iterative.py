@@ -16,7 +16,8 @@ from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.model.load import load
 from langprune.model.parts import HEADS, NEURONS, Selection
-from langprune.options import Context, ExportOptions, check_options
+from langprune.options import Context, ExportOptions
+from langprune.preflight import check_options
 from tests.tiny import save_tiny
 
 KEPT = ["en", "de"]

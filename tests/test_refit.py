@@ -96,8 +96,9 @@ def test_one_calibration_pass_gives_the_same_statistics_and_grams(tmp_path, monk
     from langprune.cuts.refit import CHUNK_TOKENS, refit_grams
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
-    from langprune.options import NEURON_TOKENS, Context, ExportOptions, check_options
+    from langprune.options import NEURON_TOKENS, Context, ExportOptions
     from langprune.pipeline import run_calibration
+    from langprune.preflight import check_options
     from tests.tiny import save_tiny
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")),

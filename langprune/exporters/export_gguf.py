@@ -38,10 +38,10 @@ from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
 from ..model.heads import layer_shapes
 from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
+from ..options import GGUF_QUANTS
 from ..paths import written
 
-QUANT_KINDS = {"Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-               "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+QUANT_KINDS = {kind: f"LLAMA_FTYPE_MOSTLY_{kind}" for kind in GGUF_QUANTS}  # llama.cpp's file types
 
 
 # Keys describing the network's shape, always written from the model: a source GGUF's values are

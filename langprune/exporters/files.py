@@ -5,12 +5,8 @@ import json
 from pathlib import Path
 
 from ..log import say
+from ..options import GGUF_QUANTS, ONNX_QUANTS
 from ..paths import cache_dir, code_version, written
-from .export_gguf import QUANT_KINDS
-
-GGUF_QUANTS = tuple(QUANT_KINDS)  # Q8_0, Q4_K_M, Q4_0 (the one llama.cpp repacks for ARM)
-DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
-ONNX_QUANTS = ("int8", "int4")
 
 
 def export_all(ctx, model, tokenizer, folder: Path) -> dict[str, Path]:

@@ -1,0 +1,64 @@
+"""Every bad input refused in seconds, before any heavy work (`check_options`): the options, the corpus
+folder, and what a GGUF header or a config.json can tell."""
+
+from .data.corpus import available_languages, load_corpus
+from .data.languages import DEFAULT_ANALYSIS, parse_codes
+from .data.outside_text import check_outside_text
+from .errors import UserError, option
+from .exporters.export_gguf import check_hf_source
+from .model.families import LAYOUTS
+from .model.load import check_source
+from .options import DEFAULT_TOL, GGUF_QUANTS, ONNX_QUANTS, SEARCHES, ExportOptions, all_languages, eval_languages
+
+
+def check_options(options: ExportOptions) -> tuple[str, str]:
+    """Fail fast on bad input, before any heavy work: (model name, layout). Everything the options,
+    the corpus folder, a GGUF header or a config.json can tell is checked here, in seconds."""
+    for name, value in (("heads", options.heads), ("ffn", options.ffn)):
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"{option(name, value)}: the fraction to drop must be in [0, 1)")
+    if options.reps < 1:
+        raise UserError(f"{option('reps', options.reps)}: give at least 1 interleaved repetition")
+    if isinstance(options.threads, int):  # threads=2 from Python: one count
+        options.threads = (options.threads,)
+    if not options.threads or min(options.threads) < 1:
+        raise UserError(f"{option('threads', ','.join(map(str, options.threads)))}: give positive numbers of threads")
+    if options.heal is not None and not options.heal > 0:
+        raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, "
+                        f"e.g. {option('heal', 5)}")
+    if options.search not in SEARCHES:
+        raise UserError(f"{option('search', options.search)}: choose {' or '.join(SEARCHES)}")
+    if options.tol is not None and not 0 < options.tol < 1:
+        raise UserError(f"{option('tol', options.tol)}: the tolerance is a fraction, e.g. 0.02 for +2% perplexity")
+    if not isinstance(options.vocab, bool) and not (isinstance(options.vocab, int) and options.vocab >= 1):
+        raise UserError(f"{option('vocab', options.vocab)}: give a number of tokens, or off to keep the vocabulary")
+    if options.heads is None and options.ffn is None and options.tol is None:
+        options.tol = DEFAULT_TOL
+    if not (options.heads or options.ffn or options.tol or options.vocab):
+        raise UserError(f"nothing to cut: give {option('heads')}, {option('ffn')} or {option('tol')}, or leave "
+                        f"{option('vocab')} on")
+    bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
+    if bad or not options.quant:
+        raise UserError(f"{option('quant', ','.join(options.quant))}: "
+                        f"choose from {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+    if options.layout is not None and options.layout not in LAYOUTS:
+        raise UserError(f"{option('layout', options.layout)}: choose {' or '.join(LAYOUTS)}")
+    available = available_languages(options.corpus)
+    options.langs = parse_codes(options.langs, available)
+    if options.analysis_langs == []:
+        raise UserError(f"{option('analysis-langs', '')}: give language codes, e.g. fr,es, or leave it out")
+    default_analysis = available if options.corpus else DEFAULT_ANALYSIS
+    options.analysis_langs = parse_codes(options.analysis_langs or default_analysis, available)
+    if options.corpus:  # a user's folder: every file read now (seconds), so a bad one is named before the work
+        load_corpus(all_languages(options), options.corpus)
+    check_outside_text([lang for langs in eval_languages(options) for lang in langs])
+    name, path, family = check_source(options.model)
+    layout = options.layout or family.layouts[0]
+    if layout not in family.layouts:
+        raise UserError(
+            f"{option('layout', layout)}: the GGUF architecture of {name} loads only {', '.join(family.layouts)} "
+            f"layouts (llama.cpp's {family.gguf_arch} graph takes one head count and one FFN width for all layers)"
+        )
+    if path.is_dir():
+        check_hf_source(path, family)
+    return name, layout
