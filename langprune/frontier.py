@@ -94,7 +94,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     loaded = ctx.loaded
     kept, dropped = eval_languages(ctx.options)
     selected = _select(ctx, levels)
-    original = Artifact("llama.cpp", QUANT, export_original(ctx)[f"gguf {QUANT}"])
+    original = Artifact("llama.cpp", QUANT, export_original(loaded, ctx.options.quant)[f"gguf {QUANT}"])
     corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)
 
     def measure(artifact: Artifact, tokenizer) -> dict:

@@ -36,8 +36,9 @@ def run_export(options: ExportOptions) -> Path:
 
 
 def _export_into(ctx: Context, work: Path) -> None:
+    from .options import options_json
     from .report.plots import heatmap
-    from .report.report import write_report
+    from .report.report import export_report, structure, write_report
 
     options = ctx.options
     ranked = options.search == "once"  # SEARCH=iterative scores heads and neurons itself, as it cuts
@@ -51,10 +52,17 @@ def _export_into(ctx: Context, work: Path) -> None:
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx, cuts, grams))
     save_pruned(pruned, tokenizer, work / "pytorch")
-    before = step(ctx, "export original", lambda: export_original(ctx))
-    after = step(ctx, "export pruned", lambda: export_all(ctx, pruned, tokenizer, work))
-    results = step(ctx, "verify", lambda: verify(ctx, cuts, pruned, tokenizer, before, after))
-    write_report(work, ctx, analysis, cuts, pruned, before, after, results)
+    loaded = ctx.loaded
+    files = {"before": step(ctx, "export original", lambda: export_original(loaded, options.quant)),
+             "after": step(ctx, "export pruned",
+                           lambda: export_all(pruned, tokenizer, loaded.gguf, options.quant, work))}
+    models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
+    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts))
+    ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
+    export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
+              "options": options_json(options), "layout": ctx.layout,
+              "structure": {side: structure(model) for side, model in models.items()}, "timings_s": ctx.timings}
+    write_report(work, export_report(work, export, analysis, cuts, files, results))
 
 
 def step(ctx: Context, name: str, fn):

@@ -5,31 +5,32 @@ import torch
 
 from ..cuts.tolerance import Cuts
 from ..data.evaluate import torch_scorer
-from ..options import GGUF_QUANTS, Context, eval_languages
+from ..options import GGUF_QUANTS, ExportOptions, eval_languages
 from ..timing import timed
 
 
-def verify(ctx: Context, cuts: Cuts, pruned, tokenizer, before: dict, after: dict) -> dict:
+def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts) -> dict:
+    """The checks' figures; `models`, `tokenizers` and `files` by side ("before": the original, "after"),
+    `options` for the languages, quantizations and speed runs; results["seconds"]: the time of each check."""
     from .verify import measure_exports, quality
 
-    kept, dropped = eval_languages(ctx.options)
-    tokenizers = {"before": ctx.loaded.tokenizer, "after": tokenizer}
-    gguf_quants = [q for q in ctx.options.quant if q in GGUF_QUANTS]
-    results = measure_exports(tokenizers, ctx.corpus, kept, dropped, before, after, gguf_quants,
-                              ctx.options.reps, ctx.options.threads)
+    kept, dropped = eval_languages(options)
+    before, after = files["before"], files["after"]
+    gguf_quants = [q for q in options.quant if q in GGUF_QUANTS]
+    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, gguf_quants, options.reps,
+                              options.threads)
     torch.set_num_threads(2)
-    seconds = results.pop("seconds")
+    seconds = results["seconds"]
     with timed(seconds, "quality pytorch"):
         results["quality"] = {
-            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], ctx.corpus, kept)
-                             for side, model in (("before", ctx.loaded.model), ("after", pruned))},
+            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], corpus, kept)
+                             for side, model in models.items()},
             **results["quality"],
         }
     with timed(seconds, "beyond the corpus"):
         results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"])
     if cuts.tokens:
-        results["tokenization"] = agreement(tokenizers, cuts.tokens, ctx.corpus, kept)
-    ctx.timings.update({f"verify: {name}": s for name, s in seconds.items()})
+        results["tokenization"] = agreement(tokenizers, cuts.tokens, corpus, kept)
     return results
 
 

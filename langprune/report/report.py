@@ -112,32 +112,33 @@ def structure(model) -> dict:
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def write_report(folder: Path, ctx, analysis, cuts, pruned, before: dict, after: dict, results: dict) -> None:
-    from ..options import options_json
-
-    report = {
-        "model": {"name": ctx.loaded.name, "source": str(ctx.loaded.source), "fingerprint": ctx.loaded.fingerprint},
-        "options": options_json(ctx.options),
-        "layout": ctx.layout,
-        "structure": {"before": structure(ctx.loaded.model), "after": structure(pruned)},
+def export_report(folder: Path, export: dict, analysis, cuts, files: dict, results: dict) -> dict:
+    """The report of an export into `folder`: `export` (model, options, layout, structure, timings_s), what the
+    `analysis` and the `cuts` decided, the `files` by side ("before": the original's, "after": those in
+    `folder`) and the checks' `results`."""
+    return {
+        **{key: export[key] for key in ("model", "options", "layout", "structure")},
         "heads": {"kept_heads": cuts.heads.keep, "dropped": cuts.heads.drop} if cuts.heads else None,
         "ffn": {"kept_neurons": cuts.neurons.keep} if cuts.neurons else None,
         "vocab": {"kept_tokens": len(cuts.tokens), "parts": cuts.token_parts} if cuts.tokens else None,
-        "frontier": _frontier(ctx.loaded.name, ctx.options.langs),
+        "frontier": measured_frontier(export["model"]["name"], export["options"]["langs"]),
         "tolerance_search": cuts.search,
         "heal": cuts.heal,
         "analysis": analysis and {"agreement": analysis.agreement(), "seconds": analysis.seconds,
                                   "languages": analysis.languages, "precision": analysis.precision},
-        "files": {k: str(Path(v).relative_to(folder)) for k, v in after.items()},
-        "files_before": {k: str(v) for k, v in before.items()},
-        "timings_s": ctx.timings,
+        "files": {k: str(Path(v).relative_to(folder)) for k, v in files["after"].items()},
+        "files_before": {k: str(v) for k, v in files["before"].items()},
+        "timings_s": export["timings_s"],
         **results,
     }
+
+
+def write_report(folder: Path, report: dict) -> None:
     (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
     (folder / "report.md").write_text(render(report))
 
 
-def _frontier(model_name: str, langs: list[str]) -> dict | None:
+def measured_frontier(model_name: str, langs: list[str]) -> dict | None:
     """The frontier `make bench-frontier` measured for this model and these languages, if any."""
     from ..paths import frontier_dir
 
