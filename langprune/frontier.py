@@ -106,9 +106,10 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     rows = [{"cut": "original", **_shape(loaded.model), "file_bytes": file_size(original.path),
              **measure(original, loaded.tokenizer)}]
     with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
-        for i, (level, level_ctx, cuts, grams) in enumerate(selected):
+        for i, (level, options, cuts, grams) in enumerate(selected):
             say(f"== level {level.name}")
-            pruned, tokenizer = apply_cuts(level_ctx, cuts, grams)
+            heal = (ctx.corpus, options.langs, options.heal) if options.heal else None
+            pruned, tokenizer = apply_cuts(loaded, cuts, grams, heal)
             tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
             f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
             after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))
@@ -133,22 +134,22 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
 
 def _select(ctx, levels: list[Level]) -> list[tuple]:
-    """(level, its export context, its Cuts, the refit's grams or None) for every level, before any is measured; the
+    """(level, its export options, its Cuts, the refit's grams or None) for every level, before any is measured; the
     analysis, neuron statistics, grams and vocabulary evidence are computed once for all."""
     ranked = [level for level in levels if level.search == "once"]  # iterative levels score the units themselves
     analysis = run_analysis(ctx) if any(level.heads for level in ranked) else None
     refit = any(level.heads and level.refit for level in levels)
     stats, grams = run_calibration(ctx, any(level.ffn for level in ranked), refit)
-    evidence = vocab_evidence(ctx) if any(level.vocab for level in levels) else None
+    vocab = any(level.vocab for level in levels)
+    evidence = vocab_evidence(ctx.loaded, ctx.corpus, ctx.options.langs) if vocab else None
     selected = []
     for level in levels:
         options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit,
                           search=level.search, heal=level.heal)
-        level_ctx = replace(ctx, options=options)
         level_grams = grams if level.refit else None
-        cuts = run_selection(level_ctx, analysis if level.heads else None, stats if level.ffn else None, level_grams,
-                             vocab=evidence)
-        selected.append((level, level_ctx, cuts, level_grams))
+        cuts = run_selection(ctx.loaded, ctx.corpus, options, ctx.layout, analysis if level.heads else None,
+                             stats if level.ffn else None, level_grams, vocab=evidence)
+        selected.append((level, options, cuts, level_grams))
     return selected
 
 

@@ -46,11 +46,13 @@ def _export_into(ctx: Context, work: Path) -> None:
     refit = cuts_heads(options) and options.refit
     stats, grams = step(ctx, "neuron statistics + refit inputs",
                         lambda: run_calibration(ctx, cuts_ffn(options) and ranked, refit))
-    cuts = step(ctx, "select", lambda: run_selection(ctx, analysis, stats, grams))
+    cuts = step(ctx, "select", lambda: run_selection(ctx.loaded, ctx.corpus, options, ctx.layout, analysis, stats,
+                                                     grams, timings=ctx.timings))
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx, cuts, grams))
+    heal = (ctx.corpus, options.langs, options.heal) if options.heal else None
+    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, heal))
     save_pruned(pruned, tokenizer, work / "pytorch")
     loaded = ctx.loaded
     files = {"before": step(ctx, "export original", lambda: export_original(loaded, options.quant)),

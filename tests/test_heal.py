@@ -72,20 +72,20 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
     distillation that breaks it (one that scales the trained weights by -30) gives the cut's own weights back."""
     from langprune.cuts import heal as heal_module
     from langprune.cuts.plan import healed
-    from langprune.cuts.tolerance import Cuts, tolerance_perplexity
+    from langprune.cuts.tolerance import Cuts, tolerance_chunks, tolerance_perplexity
     from langprune.data.corpus import load_corpus
     from langprune.model.load import load
     from langprune.model.parts import Selection
-    from langprune.options import Context, ExportOptions
+    from langprune.options import ExportOptions
     from langprune.preflight import check_options
     from tests.tiny import save_tiny
 
     options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), tol=0.2, heal=0.02,
                             analysis_langs=["en", "de"], vocab=False, layout="free")
-    _, layout = check_options(options)
+    check_options(options)
     loaded = load(options.model)
-    ctx = Context(options, loaded, load_corpus(["en", "de"]), layout)
-    measure = tolerance_perplexity(ctx)
+    corpus = load_corpus(["en", "de"])
+    measure = tolerance_perplexity(loaded.model, tolerance_chunks(loaded.tokenizer, corpus, options.langs))
     cuts = Cuts(heads=Selection([[0, 1, 2, 3], [0, 2], [0, 1, 2, 3]], [4] * 3, "free"))
     cuts.search = {"tol": 0.2, "baseline": measure(Cuts()), "probes": []}
     model = copy.deepcopy(loaded.model)
@@ -100,7 +100,7 @@ def test_a_distillation_that_leaves_tol_is_undone(tmp_path, monkeypatch, broken)
             return {"steps": 1}
 
         monkeypatch.setattr(heal_module, "heal", scale_trained)
-    healed(ctx, model, cuts)
+    healed(loaded, corpus, options.langs, options.heal, model, cuts)
     h, baseline = cuts.heal, cuts.search["baseline"]
     assert h["perplexity_before"] == pytest.approx(measure(cuts))  # the pruned model is the masked one
     assert all(h["perplexity_before"][lang] <= baseline[lang] * 1.2 for lang in baseline)

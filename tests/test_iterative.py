@@ -11,7 +11,7 @@ from langprune.cuts import iterative, plan
 from langprune.cuts.iterative import first_order_scores
 from langprune.cuts.plan import run_selection
 from langprune.cuts.select import budget_heads
-from langprune.cuts.tolerance import FFN_STEP, Cuts, masked_cuts, tolerance_perplexity
+from langprune.cuts.tolerance import FFN_STEP, Cuts, masked_cuts, tolerance_chunks, tolerance_perplexity
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.model.load import load
@@ -32,6 +32,15 @@ def context(loaded, **options) -> Context:
     options = ExportOptions(langs=KEPT, model=str(loaded.source), analysis_langs=KEPT, vocab=False, **options)
     _, layout = check_options(options)
     return Context(options, loaded, load_corpus(KEPT), layout)
+
+
+def select(ctx: Context):
+    """`run_selection` as the export runs it, with neither a head analysis nor neuron statistics."""
+    return run_selection(ctx.loaded, ctx.corpus, ctx.options, ctx.layout, None, None)
+
+
+def tolerance_measure(ctx: Context):
+    return tolerance_perplexity(ctx.loaded.model, tolerance_chunks(ctx.loaded.tokenizer, ctx.corpus, ctx.options.langs))
 
 
 def test_first_order_scores_sum_each_units_mask_slopes_over_positions_and_are_zero_once_dropped(tiny_llama):
@@ -76,7 +85,7 @@ def test_a_fraction_is_reached_a_step_at_a_time_without_measuring(tiny_llama, la
     monkeypatch.setattr(iterative, "first_order_scores", lambda model, chunks, cuts, grams=None:
                         scored.append(cuts) or score(model, chunks, cuts, grams))
     monkeypatch.setattr(plan, "tolerance_perplexity", lambda *a: lambda cuts: pytest.fail("measured"))
-    cuts = run_selection(ctx, None, None)
+    cuts = select(ctx)
     heads = budget_heads(0.5, 3, 4, layout)
     assert len(cuts.heads.drop) == heads and cuts.neurons.per_layer == select_neurons(
         [torch.rand(96).numpy()] * 3, 1 / 3, layout, FFN_STEP[layout]).per_layer
@@ -92,7 +101,7 @@ def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama)
     """Each round measures each part's next step on top of what was accepted; the accepted steps are the cuts,
     every one within TOL; the search ends at a round where no step passes."""
     ctx = context(tiny_llama, tol=0.01, layout="free", search="iterative")
-    cuts = run_selection(ctx, None, None)
+    cuts = select(ctx)
     search = cuts.search
     assert search["mode"] == "iterative" and search["rounds"] == len(search["accepted"]) >= 1
     probes = search["probes"]
@@ -101,7 +110,7 @@ def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama)
     for step in search["accepted"]:
         probe = next(p for p in probes if p["round"] == step["round"] and p["cut"] == step["cut"])
         assert probe["within_tolerance"] and probe["size"] == step["size"]
-    measured = tolerance_perplexity(ctx)(cuts)
+    measured = tolerance_measure(ctx)(cuts)
     for lang in ctx.options.langs:  # calibration perplexity (text beyond the corpus: bits per byte, its own limit)
         assert measured[lang] <= search["baseline"][lang] * 1.01
     heads = [s["size"] for s in search["accepted"] if s["cut"] == "heads"]
@@ -110,7 +119,7 @@ def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama)
 
 def test_the_search_stops_when_its_time_is_spent(tiny_llama, monkeypatch):
     monkeypatch.setattr(iterative, "SEARCH_SECONDS", 0)
-    cuts = run_selection(context(tiny_llama, tol=0.5, layout="free", search="iterative"), None, None)
+    cuts = select(context(tiny_llama, tol=0.5, layout="free", search="iterative"))
     assert cuts.search["rounds"] == 1 and len(cuts.search["accepted"]) == 1
 
 

@@ -38,17 +38,17 @@ SEARCH_SECONDS = 600  # a TOL search stops taking steps after this long (a round
 SCORE_TOKENS = 512  # calibration tokens per kept language for the first-order scores
 
 
-def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads: bool = True, ffn: bool = True):
-    """`cuts` with heads and/or FFN neurons chosen round by round (module docstring). `measure` is the export's
-    calibration perplexity; `ffn_fractions` the FFN sizes the layout allows, ascending."""
-    model, options = ctx.loaded.model, ctx.options
-    chunks = {lang: calibration_ids(ctx.loaded.tokenizer, ctx.corpus, lang, SCORE_TOKENS, SCORE_TOKENS)
-              for lang in options.langs}
+def iterative_selection(model, tokenizer, corpus, options, layout: str, cuts, measure, grams=None, ffn_fractions=()):
+    """`cuts` with heads and/or FFN neurons (as `options` cut them) chosen round by round (module docstring).
+    `measure` is the export's calibration perplexity; `ffn_fractions` the FFN sizes the layout allows, ascending."""
+    from ..options import cuts_ffn, cuts_heads
+
+    chunks = {lang: calibration_ids(tokenizer, corpus, lang, SCORE_TOKENS, SCORE_TOKENS) for lang in options.langs}
     targets = {}  # part -> the size to reach (None: as far as TOL allows)
-    if heads:
+    if cuts_heads(options):
         n_layers, n_heads = len(HEADS.sizes(model)), max(HEADS.sizes(model))
-        targets[HEADS] = None if options.heads is None else budget_heads(options.heads, n_layers, n_heads, ctx.layout)
-    if ffn:
+        targets[HEADS] = None if options.heads is None else budget_heads(options.heads, n_layers, n_heads, layout)
+    if cuts_ffn(options):
         targets[NEURONS] = options.ffn
     sizes = {HEADS: 0, NEURONS: 0.0}  # heads dropped, fraction of neurons dropped
     worst = 1.0  # the worst measured text's perplexity over its baseline (`tolerance.tolerance_chunks`), cuts accepted
@@ -57,7 +57,8 @@ def iterative_selection(ctx, cuts, measure, grams=None, ffn_fractions=(), heads:
     start, rounds = time.monotonic(), 0
     with progress(desc="iterative selection", unit="round") as bar:
         while not all(target is not None and sizes[part] >= target for part, target in targets.items()):
-            steps = next_steps(ctx, first_order_scores(model, chunks, cuts, grams), cuts, sizes, targets, ffn_fractions)
+            scores = first_order_scores(model, chunks, cuts, grams)
+            steps = next_steps(model, layout, scores, sizes, targets, ffn_fractions)
             fixed = [part for part in steps if targets[part] is not None]
             for part in fixed:  # a fraction asked for: its steps need no measurement
                 sizes[part], selection = steps.pop(part)
@@ -85,20 +86,20 @@ FIELDS = {HEADS: "heads", NEURONS: "neurons"}  # a part's field in `tolerance.Cu
 NAMES = {HEADS: "heads", NEURONS: "ffn"}  # a part's name in the search's trail
 
 
-def next_steps(ctx, scores: dict, cuts, sizes: dict, targets: dict, ffn_fractions) -> dict:
+def next_steps(model, layout: str, scores: dict, sizes: dict, targets: dict, ffn_fractions) -> dict:
     """{part: (its next size, its selection at that size from `scores`)} for every part with a next size."""
     from ..analysis.neurons import select_neurons
 
     steps = {}
     if HEADS in targets:
-        n_kv = kv_head_counts(ctx.loaded.model)[0]
-        n = _next_size(candidate_budgets(scores[HEADS], n_kv, ctx.layout), sizes[HEADS], targets[HEADS])
+        n_kv = kv_head_counts(model)[0]
+        n = _next_size(candidate_budgets(scores[HEADS], n_kv, layout), sizes[HEADS], targets[HEADS])
         if n is not None:
-            steps[HEADS] = n, select_heads(scores[HEADS], n_kv, n, ctx.layout)
+            steps[HEADS] = n, select_heads(scores[HEADS], n_kv, n, layout)
     if NEURONS in targets:
         f = _next_size(ffn_fractions, sizes[NEURONS], targets[NEURONS])
         if f is not None:
-            steps[NEURONS] = f, select_neurons(scores[NEURONS], f, ctx.layout, FFN_STEP[ctx.layout])
+            steps[NEURONS] = f, select_neurons(scores[NEURONS], f, layout, FFN_STEP[layout])
     return steps
 
 

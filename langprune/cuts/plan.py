@@ -1,5 +1,5 @@
 """Which heads, FFN neurons and tokens go (`run_selection`), and the smaller model that results (`apply_cuts`).
-`ctx` is the export's `options.Context` (options, loaded model, corpus, layout).
+`options` is what the export was asked for (`options.ExportOptions`), `layout` the head and FFN layout.
 
 SEARCH=once (default): FFN neurons first, then heads, each ranked once on the original model, by its
 fraction or the largest cut within TOL (`select.search`), measured together with what is already cut:
@@ -39,15 +39,17 @@ VOCAB_GROWTH = 1.25  # VOCAB=auto: each try keeps this many times the tokens of 
 
 
 
-def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None) -> Cuts:
+def run_selection(loaded: LoadedModel, corpus, options, layout: str, analysis: Analysis | None, stats, grams=None,
+                  vocab=None, timings: dict | None = None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
     measured together with what is already cut, and refit when `grams` are given), then the
     vocabulary (from `vocab`, its `vocab_evidence`, computed when None). SEARCH=iterative needs
-    neither the head `analysis` nor the neuron `stats`: it scores both itself."""
+    neither the head `analysis` nor the neuron `stats`: it scores both itself. Each part's time goes into
+    `timings`."""
     from ..options import cuts_ffn, cuts_heads
 
-    options, cuts, seconds = ctx.options, Cuts(), ctx.timings
-    measure = tolerance_perplexity(ctx, grams)
+    model, langs, cuts, seconds = loaded.model, options.langs, Cuts(), {} if timings is None else timings
+    measure = tolerance_perplexity(model, tolerance_chunks(loaded.tokenizer, corpus, langs), grams)
     if options.tol is not None:
         with timed(seconds, "select: baseline"):
             baseline = measure(cuts)
@@ -58,69 +60,71 @@ def run_selection(ctx, analysis: Analysis | None, stats, grams=None, vocab=None)
         from .iterative import iterative_selection
 
         with timed(seconds, "select: heads and FFN, iterative"):
-            cuts = iterative_selection(ctx, cuts, measure, grams, ffn_fractions(ctx), cuts_heads(options),
-                                       cuts_ffn(options))
+            cuts = iterative_selection(model, loaded.tokenizer, corpus, options, layout, cuts, measure, grams,
+                                       ffn_fractions(model, layout))
     else:
         if stats is not None:
             with timed(seconds, "select: FFN"):
-                cuts.neurons = select_ffn(ctx, stats, cuts, measure)
+                cuts.neurons = select_ffn(model, stats, langs, options.ffn, layout, cuts, measure)
         if analysis is not None:
             with timed(seconds, "select: heads"):
-                cuts.heads = select_head_cut(ctx, analysis, cuts, measure)
+                cuts.heads = select_head_cut(model, analysis, langs, options.heads, layout, cuts, measure)
     if options.vocab:
         with timed(seconds, "select: vocabulary"):
-            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(ctx, vocab)
+            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(loaded, corpus, langs, options.vocab, vocab)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's "
                         "perplexity more")
     return cuts
 
 
-def select_ffn(ctx, stats, cuts: Cuts, measure) -> Selection | None:
+def select_ffn(model, stats, langs: list[str], fraction: float | None, layout: str, cuts: Cuts,
+               measure) -> Selection | None:
+    """The FFN neurons to drop: `fraction` of them, or (None) the largest cut within TOL."""
     from ..analysis.neurons import neuron_scores, select_neurons
 
-    scores, step = neuron_scores(stats, ctx.options.langs), FFN_STEP[ctx.layout]
-    return search(lambda fraction: select_neurons(scores, fraction, ctx.layout, step),
-                  ctx.options.ffn, ffn_fractions(ctx),
+    scores, step = neuron_scores(stats, langs), FFN_STEP[layout]
+    return search(lambda f: select_neurons(scores, f, layout, step), fraction, ffn_fractions(model, layout),
                   lambda fraction, sel: probe(cuts, replace(cuts, neurons=sel), measure, cut="ffn", size=fraction))
 
 
-def ffn_fractions(ctx) -> list[float]:
+def ffn_fractions(model, layout: str) -> list[float]:
     """The FFN cuts a TOL search tries: steps of FFN_STEP neurons a layer, up to 75% of the neurons."""
-    step, width = FFN_STEP[ctx.layout], NEURONS.sizes(ctx.loaded.model)[0]
+    step, width = FFN_STEP[layout], NEURONS.sizes(model)[0]
     return [k * step / width for k in range(1, (width // step) * 3 // 4)]
 
 
-def select_head_cut(ctx, analysis: Analysis, cuts: Cuts, measure) -> Selection | None:
-    model, options = ctx.loaded.model, ctx.options
-    costs = drop_costs(analysis, options.langs)
+def select_head_cut(model, analysis: Analysis, langs: list[str], fraction: float | None, layout: str, cuts: Cuts,
+                    measure) -> Selection | None:
+    """The heads to drop: `fraction` of them, or (None) the largest cut within TOL."""
+    costs = drop_costs(analysis, langs)
     n_kv = kv_head_counts(model)[0]
     fixed = None
-    if options.heads is not None:
-        fixed = budget_heads(options.heads, analysis.layers, analysis.heads, ctx.layout)
+    if fraction is not None:
+        fixed = budget_heads(fraction, analysis.layers, analysis.heads, layout)
         if fixed == 0:
-            raise UserError(f"HEADS={options.heads} drops no head with the {ctx.layout} layout; raise it")
-    budgets = [n for n in candidate_budgets(costs, n_kv, ctx.layout) if n > 0] if fixed is None else []
-    return search(lambda n_drop: select_heads(costs, n_kv, n_drop, ctx.layout), fixed, budgets,
+            raise UserError(f"HEADS={fraction} drops no head with the {layout} layout; raise it")
+    budgets = [n for n in candidate_budgets(costs, n_kv, layout) if n > 0] if fixed is None else []
+    return search(lambda n_drop: select_heads(costs, n_kv, n_drop, layout), fixed, budgets,
                   lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", size=n_drop))
 
 
-def select_vocab(ctx, evidence=None):
-    """(kept token ids, the trimmed vocabulary, how many tokens each step chose)."""
-    size = None if ctx.options.vocab is True else ctx.options.vocab
-    return trim_vocab(*(evidence or vocab_evidence(ctx)), ctx.corpus, ctx.options.langs, size, ctx.loaded.tokenizer,
-                      ctx.loaded.model)
+def select_vocab(loaded: LoadedModel, corpus, langs: list[str], vocab: bool | int, evidence=None):
+    """(kept token ids, the trimmed vocabulary, how many tokens each step chose); `vocab`: True (auto) or at most
+    that many tokens."""
+    size = None if vocab is True else vocab
+    return trim_vocab(*(evidence or vocab_evidence(loaded, corpus, langs)), corpus, langs, size, loaded.tokenizer,
+                      loaded.model)
 
 
-def vocab_evidence(ctx):
+def vocab_evidence(loaded: LoadedModel, corpus, langs: list[str]):
     """(the source vocabulary, the model's predicted usage of each token on the kept languages' text)."""
     from .vocab import frequent_words, predicted_usage
 
-    loaded, langs = ctx.loaded, ctx.options.langs
     for lang in (lang for lang in langs if not frequent_words(lang, 1)):
         warn(f"   warning: wordfreq has no word frequencies for {lang}: its tokens come from the corpus and the "
              "model's own predictions only, and may not hold on other text")
-    return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, ctx.corpus, langs)
+    return source_vocab(loaded), predicted_usage(loaded.model, loaded.tokenizer, corpus, langs)
 
 
 def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokenizer=None, model=None):
@@ -259,41 +263,41 @@ def source_vocab(loaded: LoadedModel):
     return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)
 
 
-def apply_cuts(ctx, cuts: Cuts, grams=None):
+def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal: tuple | None = None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
-    o_proj refit to the kept heads when `grams` are given; distilled from the original for HEAL
-    minutes when asked (`healed`)."""
+    o_proj refit to the kept heads when `grams` are given; distilled from the original when `heal` is
+    (corpus, kept languages, minutes) (`healed`)."""
     from ..model.tokenizer import tokenizer_from_vocab
     from .refit import refit
     from .vocab import trim_embeddings
 
-    model, tokenizer = copy.deepcopy(ctx.loaded.model), ctx.loaded.tokenizer
+    model, tokenizer = copy.deepcopy(loaded.model), loaded.tokenizer
     if cuts.heads:
         if grams:
             refit(model, HEADS, cuts.heads.drop, grams)
         HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
         NEURONS.prune(model, cuts.neurons.keep)
-    if ctx.options.heal:
-        healed(ctx, model, cuts)
+    if heal:
+        healed(loaded, *heal, model, cuts)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
         tokenizer = tokenizer_from_vocab(cuts.vocab)
     return model, tokenizer
 
 
-def healed(ctx, model, cuts: Cuts) -> None:
-    """Distil the pruned `model` from the original for HEAL minutes, in place, its figures in `cuts.heal` with the
+def healed(original: LoadedModel, corpus, langs: list[str], minutes: float, model, cuts: Cuts) -> None:
+    """Distil the pruned `model` from the `original` for `minutes`, in place, its figures in `cuts.heal` with the
     calibration perplexity before and after. With TOL, the same check as the search's after it: a distillation
     that leaves a kept language beyond TOL while the cut was within it is undone (the cut's weights return)."""
     from .heal import TRAINED, distillation_text, heal
 
-    loaded, chunks = ctx.loaded, tolerance_chunks(ctx)
+    chunks = tolerance_chunks(original.tokenizer, corpus, langs)
     before = perplexities(model, chunks)
     saved = {name: p.detach().clone() for name, p in model.named_parameters()  # to undo it: only with TOL
              if cuts.search and name.endswith(TRAINED)}
-    text = distillation_text(loaded.model, loaded.tokenizer, ctx.corpus, ctx.options.langs)
-    cuts.heal = heal(model, loaded.model, text, ctx.options.heal, cuts.tokens)
+    text = distillation_text(original.model, original.tokenizer, corpus, langs)
+    cuts.heal = heal(model, original.model, text, minutes, cuts.tokens)
     after = perplexities(model, chunks)
     cuts.heal.update(perplexity_before=before, perplexity_after=after, kept=True)
     if cuts.search:

@@ -53,13 +53,12 @@ def within_tolerance(search: dict, ppl: dict[str, float]) -> bool:
     return all(within(key, base) for key, base in search["baseline"].items())
 
 
-def tolerance_perplexity(ctx, grams=None):
-    """measure(cuts) -> {key: perplexity} of the `tolerance_chunks` with the cuts' heads and neurons masked
-    (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
+def tolerance_perplexity(model, chunks: dict[str, list[list[int]]], grams=None):
+    """measure(cuts) -> {key: perplexity} of `chunks` (the `tolerance_chunks`) with the cuts' heads and neurons
+    masked (and o_proj refit to the kept heads when `grams` are given, as `rewrite` will).
 
     The refit's fit saw the calibration tokens too (with every other language's); the report's quality
     figures come from the evaluation split and the report's sample beyond the corpus, which neither saw."""
-    model, chunks = ctx.loaded.model, tolerance_chunks(ctx)
 
     def measure(cuts: Cuts) -> dict[str, float]:
         with masked_cuts(model, cuts, grams):
@@ -68,18 +67,18 @@ def tolerance_perplexity(ctx, grams=None):
     return measure
 
 
-def tolerance_chunks(ctx) -> dict[str, list[list[int]]]:
+def tolerance_chunks(tokenizer, corpus, langs: list[str]) -> dict[str, list[list[int]]]:
     """What a TOL probe measures: the `calibration_chunks`, and the first OUTSIDE_TOKENS tokens of each kept
     language's selection sample beyond the corpus per source, keyed "<lang> <source>"."""
-    chunks = calibration_chunks(ctx)
-    for lang, source, docs in outside_selection(ctx.options.langs):
-        chunks[f"{lang} {source}"] = [encode(ctx.loaded.tokenizer, "\n\n".join(docs))[:OUTSIDE_TOKENS]]
+    chunks = calibration_chunks(tokenizer, corpus, langs)
+    for lang, source, docs in outside_selection(langs):
+        chunks[f"{lang} {source}"] = [encode(tokenizer, "\n\n".join(docs))[:OUTSIDE_TOKENS]]
     return chunks
 
 
-def calibration_chunks(ctx, n_tokens: int = 1024) -> dict[str, list[list[int]]]:
+def calibration_chunks(tokenizer, corpus, langs: list[str], n_tokens: int = 1024) -> dict[str, list[list[int]]]:
     """Each kept language's first `n_tokens` calibration tokens, in chunks of 512."""
-    return {lang: calibration_ids(ctx.loaded.tokenizer, ctx.corpus, lang, n_tokens, 512) for lang in ctx.options.langs}
+    return {lang: calibration_ids(tokenizer, corpus, lang, n_tokens, 512) for lang in langs}
 
 
 def perplexities(model, chunks: dict[str, list[list[int]]]) -> dict[str, float]:
