@@ -285,9 +285,14 @@ def activation_frequency(norms: dict[str, np.ndarray], quantile: float) -> tuple
     pooled = np.concatenate([n[:per_lang] for n in norms.values()])
     threshold = np.quantile(pooled, quantile, axis=0)
     freq = np.stack([(n > threshold).mean(axis=0) for n in norms.values()])
-    p = freq / (freq.sum(axis=0, keepdims=True) + 1e-12)
-    entropy = -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(norms))
-    return freq, entropy
+    return freq, lape_entropy(freq)
+
+
+def lape_entropy(frequency: np.ndarray) -> np.ndarray:
+    """The entropy across languages (axis 0) of each unit's activation frequencies, normalized to [0, 1]: low
+    where a unit fires for few languages (LAPE, Tang et al. 2024)."""
+    p = frequency / (frequency.sum(axis=0, keepdims=True) + 1e-12)
+    return -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(frequency))
 
 
 # -- exact masking ------------------------------------------------------------------------

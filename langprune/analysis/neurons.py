@@ -24,6 +24,7 @@ from ..data.corpus import Corpus, calibration_ids
 from ..errors import UserError
 from ..model.parts import NEURONS, Selection
 from ..paths import cache_dir, code_version, written
+from .analyze import lape_entropy
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -39,8 +40,7 @@ class NeuronStats:
     @property
     def entropy(self) -> np.ndarray:
         """[layer, neuron] LAPE entropy of the frequencies across languages, in [0, 1]."""
-        p = self.frequency / (self.frequency.sum(axis=0, keepdims=True) + 1e-12)
-        return -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(self.languages))
+        return lape_entropy(self.frequency)
 
     def save(self, path: Path) -> Path:
         path = Path(path)

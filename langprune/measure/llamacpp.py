@@ -1,12 +1,12 @@
 """llama.cpp through llama-cpp-python: open a GGUF, score text, tokenize."""
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ..data.evaluate import MAX_TOKENS, nll_from_logits
 from ..log import quiet_llama_cpp
+from . import decode
 
 
 def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None,
@@ -52,28 +52,28 @@ def last_logits(llm) -> np.ndarray:
     return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
 
 
+class LlamaDecoder:
+    """A `decode` decoder on llama.cpp's KV cache."""
+
+    def __init__(self, llm):
+        self.llm = llm
+
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        self.llm.reset()
+        self.llm.eval(ids)
+        return last_logits(self.llm)
+
+    def step(self, token: int) -> np.ndarray:
+        self.llm.eval([token])
+        return last_logits(self.llm)
+
+
 def greedy(llm, ids: list[int], n_new: int) -> list[int]:
-    """Greedy continuation with llama.cpp's KV cache: prefill, then one token per step."""
-    llm.reset()
-    llm.eval(ids)
-    out = []
-    for _ in range(n_new):
-        out.append(int(last_logits(llm).argmax()))
-        llm.eval(out[-1:])
-    return out
+    """Greedy continuation with llama.cpp's KV cache."""
+    return decode.greedy(LlamaDecoder(llm), ids, n_new)
 
 
 def timed_generation(path, prompt: list[int], n_decode: int, threads: int) -> tuple[float, float]:
     """Seconds to prefill `prompt` and to decode n_decode tokens greedily, after a warm-up."""
     llm = open_gguf(path, n_ctx=len(prompt) + n_decode + 8, logits_all=False, threads=threads)
-    llm.eval(prompt[:8])  # warm-up: first-touch of the weights
-    llm.reset()
-    start = time.perf_counter()
-    llm.eval(prompt)
-    prefill = time.perf_counter() - start
-    token = int(last_logits(llm).argmax())
-    start = time.perf_counter()
-    for _ in range(n_decode):
-        llm.eval([token])
-        token = int(last_logits(llm).argmax())
-    return prefill, time.perf_counter() - start
+    return decode.timed_greedy(LlamaDecoder(llm), prompt, n_decode)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.evaluate import nll_from_logits
+from .decode import greedy
 
 
 def open_session(path: str | Path, threads: int | None = None):
@@ -88,7 +89,7 @@ def ort_scorer(session) -> Callable[[list[int]], float]:
 
 
 class Decoder:
-    """Greedy decoding with the cache kept in ONNX Runtime (IO binding), for one sequence."""
+    """A `decode` decoder with the cache kept in ONNX Runtime (IO binding), for one sequence."""
 
     def __init__(self, session, max_len: int = 4096):
         self.session = session
@@ -98,7 +99,7 @@ class Decoder:
         self.positions = np.arange(max_len, dtype=np.int64)[None, :]
         self.binding = session.io_binding()
 
-    def step(self, ids: np.ndarray, start: int, past: dict) -> tuple[np.ndarray, dict]:
+    def run(self, ids: np.ndarray, start: int, past: dict) -> tuple[np.ndarray, dict]:
         """Feed ids [1, n] at positions start.. after `past` (OrtValues or arrays); -> (last logits, new past)."""
         binding, n = self.binding, ids.shape[1]
         binding.bind_cpu_input("input_ids", ids)
@@ -117,21 +118,18 @@ class Decoder:
         logits = outputs[0].numpy()[0, -1]
         return logits, dict(zip(self.past_names, outputs[1:]))
 
-    def generate(self, ids: list[int], n_new: int) -> list[int]:
-        """Prefill ids, then greedy steps until n_new tokens; returns the new token ids."""
-        if len(ids) + n_new > self.mask.shape[1]:
-            raise ValueError(f"{len(ids)} + {n_new} tokens exceed max_len {self.mask.shape[1]}")
-        out: list[int] = []
-        if n_new <= 0:
-            return out
-        logits, past = self.step(np.asarray([ids], dtype=np.int64), 0, empty_past(self.session))
-        while True:
-            out.append(int(logits.argmax()))
-            if len(out) == n_new:
-                return out
-            logits, past = self.step(np.asarray([out[-1:]], dtype=np.int64), len(ids) + len(out) - 1, past)
+    def prefill(self, ids: list[int]) -> np.ndarray:
+        """A new sequence (a `decode` decoder): its last logits; the cache holds it."""
+        logits, self.past = self.run(np.asarray([ids], dtype=np.int64), 0, empty_past(self.session))
+        self.position = len(ids)
+        return logits
+
+    def step(self, token: int) -> np.ndarray:
+        logits, self.past = self.run(np.asarray([[token]], dtype=np.int64), self.position, self.past)
+        self.position += 1
+        return logits
 
 
 def generate(session, ids: list[int], n_new: int) -> list[int]:
     """Greedy continuation of ids by n_new tokens: prefill, then one token per step with the cache."""
-    return Decoder(session, max_len=len(ids) + n_new).generate(ids, n_new)
+    return greedy(Decoder(session, max_len=len(ids) + n_new), ids, n_new)

@@ -10,7 +10,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,28 +255,12 @@ def _worker(job: dict) -> dict:
 
         prefill_s, decode_s = timed_generation(job["path"], prompt, n_decode, threads)
     else:
+        from .decode import timed_greedy
         from .onnxrt import Decoder, open_session
 
         decoder = Decoder(open_session(job["path"], threads=threads), max_len=len(prompt) + n_decode + 1)
-        prefill_s, decode_s = _timed_ort(decoder, prompt, n_decode)
+        prefill_s, decode_s = timed_greedy(decoder, prompt, n_decode)
     return {"prefill_tps": len(prompt) / prefill_s, "decode_tps": n_decode / decode_s, "peak_rss_mb": peak_rss_mb()}
-
-
-def _timed_ort(decoder, prompt: list[int], n_decode: int) -> tuple[float, float]:
-    import numpy as np
-
-    from .onnxrt import empty_past
-
-    decoder.step(np.asarray([prompt[:8]], dtype=np.int64), 0, empty_past(decoder.session))  # warm-up
-    start = time.perf_counter()
-    logits, past = decoder.step(np.asarray([prompt], dtype=np.int64), 0, empty_past(decoder.session))
-    prefill = time.perf_counter() - start
-    token, position = int(logits.argmax()), len(prompt)
-    start = time.perf_counter()
-    for _ in range(n_decode):
-        logits, past = decoder.step(np.asarray([[token]], dtype=np.int64), position, past)
-        token, position = int(logits.argmax()), position + 1
-    return prefill, time.perf_counter() - start
 
 
 if __name__ == "__main__":
