@@ -5,6 +5,8 @@ import math
 import statistics
 from pathlib import Path
 
+from .cuts import cuts_text, search_text
+from .ondevice import mobile_text
 from .tables import limit_rows, limits_verdict, markdown_table, outside_changes
 
 
@@ -159,71 +161,6 @@ def _frontier_text(report: dict) -> list[str]:
             render_frontier(frontier)]
 
 
-def _mobile_text(report: dict) -> list[str]:
-    mobile = report.get("mobile")
-    if not mobile:
-        return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile and for "
-                "llama.cpp on arm64."]
-    return ["## On-device", *_ort_mobile_text(mobile["ort"]),
-            *_arm64_text(mobile.get("arm64"), report.get("speed", {}))]
-
-
-def _arm64_text(arm: dict | None, speed: dict) -> list[str]:
-    if not arm:
-        return []
-    return ["llama.cpp on arm64 (`make mobile-check`): llama-cpp-python's llama.cpp cross-built for aarch64 "
-            f"({arm['arch']}) and run under qemu-user as a {arm['cpu']}, against llama-cpp-python here (x86-64): the "
-            f"first {arm['scored_tokens']} tokens of each kept language's evaluation split scored, and "
-            f"{arm['greedy_tokens']} greedy tokens after a prompt. It holds where the tokens are the host's, "
-            f"perplexity is within {arm['tolerance']:.0%} and the greedy tokens are the host's up to a near tie (the "
-            f"host's top two logits within {arm['near_tie']}: there llama.cpp's own numerics decide). Beside each "
-            "perplexity: how much the host's own figure moves with flash attention on (off is llama-cpp-python's "
-            "default), the spread of two valid llama.cpp settings on one CPU. Emulated speed means nothing for a "
-            "phone and is not measured; what a phone pays is: file size, weights read per generated token, KV cache "
-            "(f16) per 1k tokens of context, and the peak memory of the decode runs here.",
-            markdown_table(["file", "MiB", "read per token MiB", "KV per 1k tokens MiB", "repacked at load MiB",
-                            "peak RSS here MiB", "greedy = host", "perplexity here -> arm64", "holds"],
-                           [_arm64_row(kind, checked, speed.get(f"gguf {kind}"))
-                            for kind, checked in arm["files"].items()])]
-
-
-def _arm64_row(kind: str, checked: dict, speed: dict | None) -> tuple:
-    langs = checked["languages"]
-    peak = ", ".join(f"{r['peak_rss_mb_after']:.0f} ({threads} thr)" for threads, r in speed.items()) if speed else "-"
-    return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}",
-            f"{checked['weights_read_per_token'] / 2**20:.1f}",
-            f"{checked['kv_bytes_per_1k_tokens'] / 2**20:.1f}", f"{checked['repacked_mib']:.1f}", peak,
-            ", ".join(f"{lang} {r['greedy_agree']}/{len(r['greedy_x86'])}"
-                      + ("" if r["greedy_same"] else f" (margin {r['margin_at_divergence']:.2f})")
-                      for lang, r in langs.items()),
-            ", ".join(f"{lang} {r['perplexity_x86']:.3f} -> {r['perplexity_arm64']:.3f} ({r['perplexity_diff']:+.2%}; "
-                      f"flash attention {r['flash_attn_diff']:+.2%})" for lang, r in langs.items()),
-            "yes" if checked["holds"] else "NO")
-
-
-def _ort_mobile_text(ort: dict) -> list[str]:
-    same = ", ".join(f"{lang} {'yes' if g['same'] else 'NO'}" for lang, g in ort["greedy"].items())
-    # its verdicts (the partition details stay in report.json)
-    findings = [line.strip() for line in ort["usability"].splitlines()
-                if "should perform well" in line or "recommended" in line or "CPU EP" in line]
-    return [f"ONNX Runtime Mobile (`make mobile-check`): `{ort['ort']}` ({ort['ort_bytes'] / 2**20:.0f} MiB), "
-            f"converted from `{ort['onnx']}`; a reduced ONNX Runtime build for it needs the {len(ort['operators'])} "
-            f"operator lines of `{ort['config']}`. Greedy tokens of the ORT-format model equal the ONNX model's "
-            f"({ort['greedy_tokens']} tokens, one prompt a kept language): {same}.{_ort_arm64_text(ort.get('arm64'))} "
-            "ONNX Runtime's mobile usability check's verdicts:",
-            "```\n" + "\n".join(findings) + "\n```"]
-
-
-def _ort_arm64_text(arm: dict | None) -> str:
-    if not arm:
-        return ""
-    return (" In onnxruntime for aarch64 (PyPI's wheel, an aarch64 Python under qemu-user as a Cortex-A76), the "
-            "ORT-format model's greedy tokens against those here (leading tokens alike): " + ", ".join(
-                f"{lang} {r['greedy_agree']}/{len(r['greedy_x86'])}"
-                + ("" if r["greedy_same"] else f" (parting at a top-two margin of {r['margin_at_divergence']:.2f})")
-                for lang, r in arm.items()) + ".")
-
-
 def _weight_rows(ceil: dict) -> list:
     before, after = ceil["parts"]["before"], ceil["parts"]["after"]
     return [(part, f"{before[part]['bytes'] / 1e6:.1f}", f"{p['bytes'] / 1e6:.1f}",
@@ -238,73 +175,6 @@ def _structure_rows(report: dict) -> list:
             ("vocabulary (tokens)", b["vocabulary"], a["vocabulary"]),
             ("parameters (M)", round(b["parameters"] / 1e6, 1), round(a["parameters"] / 1e6, 1))]
     return [(what, x, y, f"{y / x:.3f}") for what, x, y in rows]
-
-
-def _tokenization_text(report: dict) -> str:
-    agreement = report.get("tokenization")
-    if not agreement:
-        return "The vocabulary is untouched."
-    per_lang = ", ".join(f"{lang} {a['share']:.2%} of {a['tokens']} tokens" for lang, a in agreement.items())
-    parts = report["vocab"].get("parts") or {}
-    chosen = ", ".join(f"{part} {n}" for part, n in parts.items() if part != "total" and n)
-    return (f"{report['vocab']['kept_tokens']} tokens kept ({chosen}). The evaluation text of the kept languages "
-            f"tokenizes to the same sequence as with the full vocabulary (mapped ids) for: {per_lang}.")
-
-
-def _cuts_text(report: dict) -> list[str]:
-    a = report["structure"]["after"]
-    parts = ["## What was cut (totals in the summary)",
-             "Heads per layer: " + ", ".join(map(str, a["heads_per_layer"])),
-             "FFN width per layer: " + ", ".join(map(str, a["ffn_per_layer"])),
-             _tokenization_text(report)]
-    if report["heads"]:
-        dropped = ", ".join(f"({layer},{h})" for layer, h in report["heads"]["dropped"])
-        parts.append("Removed heads (layer, head): " + dropped
-                     # exports made before the option existed were not refit
-                     + (" (o_proj refit to the kept heads)" if report["options"].get("refit") else ""))
-    if report.get("heal"):
-        h = report["heal"]
-        parts.append(f"Recovery (HEAL={report['options']['heal']}): distilled from the original for {h['seconds']:.0f} "
-                     f"s, {h['steps']} steps over {h['tokens']:,} tokens of kept-language text; KL to the original "
-                     f"{h['kl_first']:.4f} -> {h['kl_last']:.4f} nats a token (first and last pass, on that text)."
-                     + _heal_check_text(h, report.get("tolerance_search")))
-    if report["analysis"]:
-        parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in report["analysis"]["agreement"].items())]
-    return parts
-
-
-def _heal_check_text(h: dict, search: dict | None) -> str:
-    """The calibration perplexity before and after the distillation, and whether it was kept (older reports: none)."""
-    if "perplexity_after" not in h:
-        return ""
-    text = " Calibration perplexity " + ", ".join(
-        f"{lang} {h['perplexity_before'][lang]:.3f} -> {h['perplexity_after'][lang]:.3f}"
-        for lang in h["perplexity_after"])
-    if not h["kept"]:
-        return text + f": beyond TOL={search['tol']} after it, so the distillation was undone."
-    return text + "."
-
-
-def _search_text(report: dict) -> list[str]:
-    t = report.get("tolerance_search")
-    if not t:
-        return []
-    iterative = t.get("mode") == "iterative"
-    # a probe's size: "size" since SEARCH=iterative; older reports (re-rendered by `make bench`) say fraction or heads
-    rows = [((p["round"],) if iterative else ()) + (p["cut"], p.get("size", p.get("fraction", p.get("heads"))),
-             json.dumps({k: round(v, 3) for k, v in p["perplexity"].items()}), p["within_tolerance"])
-            for p in t["probes"]]
-    how = (f"Iterative (SEARCH=iterative): each round re-scores every unit on the model as cut so far and measures "
-           f"each part's next step; the step within TOL that costs least per multiply-add is accepted. {t['rounds']} "
-           f"rounds in {t['seconds']:.0f} s." if iterative else "FFN first, then heads on top of the FFN cut.")
-    outside = (f" Text beyond the corpus (its selection sample: {', '.join(t['outside'])}) is held to "
-               f"+{t['outside_bpb_rise']:.0%} bits per byte." if t.get("outside") else "")
-    baseline = json.dumps({k: round(v, 3) for k, v in t["baseline"].items()})
-    return ["## Tolerance search (perplexity with the cuts masked)",
-            f"TOL={t['tol']} on the calibration text; baseline {baseline}.{outside} {how}",
-            markdown_table((["round"] if iterative else [])
-                           + ["cut", "fraction / heads", "perplexity", "within tolerance"], rows)]
 
 
 def _precision_text(report: dict) -> list[str]:
@@ -348,7 +218,7 @@ def render(report: dict) -> str:
         f"## Quality limits (the deployed file, `{report['deployed']}`)",
         markdown_table(["", "limit", "measured", "within"], limits),
         limits_verdict(limits),
-        *_cuts_text(report),
+        *cuts_text(report),
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "
         f"{ceil['bytes_after'] / 1e6:.1f} MB after: {ceil['fraction_removed']:.1%} removed, so decoding "
@@ -358,7 +228,7 @@ def render(report: dict) -> str:
                        _weight_rows(ceil)),
         *_outside_text(report),
         *_frontier_text(report),
-        *_mobile_text(report),
+        *mobile_text(report),
         "## Quality per language",
         markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"],
                        _quality_rows(report)),
@@ -371,7 +241,7 @@ def render(report: dict) -> str:
         markdown_table(
             ["runtime", "threads", "prefill before", "prefill after", "ratio", "decode before", "decode after", "ratio",
              "peak RSS MB before", "after"], _speed_rows(report)),
-        *_search_text(report),
+        *search_text(report),
         "## Files",
         markdown_table(["file", "bytes before", "bytes after"],
                        [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k])
