@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from langprune.analysis.analyze import Settings, analyze_cached, language_losses, masking_deltas, spearman
+from langprune.analysis.analyze import Settings, analyze_cached, spearman
+from langprune.analysis.masking import language_losses, masking_deltas
 from langprune.analysis.precision import output_layer_precision
 from langprune.data.corpus import calibration_ids, encode, udhr_corpus
 from langprune.data.languages import DEFAULT_ANALYSIS

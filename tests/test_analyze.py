@@ -5,18 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from langprune.analysis.analyze import (
-    METHODS,
-    Analysis,
-    CandidateLosses,
-    Settings,
-    activation_frequency,
-    analyze,
-    analyze_cached,
-    masking_deltas,
-    mean_loss,
-    token_losses,
-)
+from langprune.analysis.analyze import METHODS, Analysis, Settings, activation_frequency, analyze, analyze_cached
+from langprune.analysis.losses import CandidateLosses, mean_loss, token_losses
+from langprune.analysis.masking import masking_deltas
 from langprune.data.corpus import udhr_corpus
 from langprune.model.families import FAMILIES
 from langprune.model.parts import HEADS, mask_from_drop

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from langprune.analysis.analyze import masking_deltas
+from langprune.analysis.masking import masking_deltas
 from langprune.analysis.precision import ENV, matmul_gflops, output_layer_precision
 from langprune.errors import UserError
 from tests.tiny import tiny_model

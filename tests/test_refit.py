@@ -72,7 +72,7 @@ def test_one_pass_collects_both_parts_grams():
 def test_refit_recovers_most_of_a_cut_on_gemma(gemma):
     """One head per layer (18 of 72: the least a uniform GGUF can drop); losses on the evaluation
     split, which the refit never sees."""
-    from langprune.analysis.analyze import language_losses
+    from langprune.analysis.masking import language_losses
     from langprune.cuts.refit import refit_grams
     from langprune.data.corpus import encode, load_corpus
 

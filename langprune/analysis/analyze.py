@@ -19,7 +19,6 @@ the others. Results are cached by model, corpus and settings fingerprints.
 import hashlib
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,12 +27,13 @@ import torch
 
 from ..data.corpus import Corpus, calibration_ids
 from ..log import progress
-from ..model.parts import HEADS, mask_from_drop
+from ..model.parts import HEADS
 from ..paths import cache_dir, code_version, written
+from .losses import frozen, mean_loss
+from .masking import masking_deltas
 from .precision import output_layer_precision
 
 METHODS = ("masking", "gradient", "activation")
-EXACT_TOP = 16  # logits recomputed in float32 after a bfloat16 output layer
 
 
 @dataclass(frozen=True)
@@ -149,106 +149,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-# -- loss ---------------------------------------------------------------------------------
-def token_losses(model, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256, weight=None) -> torch.Tensor:
-    """Per-token NLL from final hidden states, through the output layer in slices (262k logits).
-
-    `weight` may be a bfloat16 copy of the output layer: the logits then come from a fast bf16
-    matmul, and the ones the loss depends on most (the target's and the top EXACT_TOP) are
-    recomputed in float32 before the log-sum-exp.
-    """
-    exact_weight = model.get_output_embeddings().weight
-    weight = exact_weight if weight is None else weight
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    flat_h, flat_t = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
-    out = []
-    for i in range(0, len(flat_h), rows):
-        h, t = flat_h[i : i + rows], flat_t[i : i + rows]
-        logits = (h.to(weight.dtype) @ weight.T).float()
-        if weight.dtype != exact_weight.dtype:
-            index = torch.cat([logits.topk(EXACT_TOP, dim=-1).indices, t[:, None]], dim=1)
-            logits.scatter_(1, index, torch.einsum("rd,rkd->rk", h, exact_weight[index]))
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        out.append(torch.logsumexp(logits, -1) - logits.gather(1, t[:, None])[:, 0])
-    return torch.cat(out).view(targets.shape)
-
-
-def mean_loss(model, ids: list[int]) -> torch.Tensor:
-    x = torch.tensor([ids])
-    hidden = model.model(input_ids=x, use_cache=False).last_hidden_state
-    return token_losses(model, hidden[:, :-1], x[:, 1:]).mean()
-
-
-class CandidateLosses:
-    """Per-token losses of final hidden states near a base, without the full output layer per call.
-
-    Masking one head moves the final hidden states h a little from the base h0. The loss's
-    log-normaliser is dominated by the tokens the model finds plausible, the candidates U: the
-    union over positions of each position's top `top` tokens, and the targets. Their logits are
-    computed exactly (a |U|-row matmul: 22,205 rows instead of 262,144 for Gemma 3 270M's default
-    analysis, 12 languages x 128 tokens at top=64); the rest of the
-    vocabulary, the tail, enters to first order around h0:
-
-        sum_{j not in U} exp(w_j . h)  ~  T exp((h - h0) . m),
-        T = sum_{j not in U} exp(w_j . h0),   m = sum_{j not in U} exp(w_j . h0) w_j / T.
-
-    The tail statistics come from two passes over the full output layer at h0 in `dtype` (the
-    analysis's measured precision): one for the candidates, one for the tail.
-    """
-
-    def __init__(self, weight: torch.Tensor, hidden0: torch.Tensor, targets: torch.Tensor, top: int,
-                 dtype: torch.dtype = torch.float32, rows: int = 256):
-        self.shape = targets.shape
-        self.h0 = hidden0.reshape(-1, hidden0.shape[-1])
-        targets = targets.reshape(-1)
-        w = weight.to(dtype)
-        slices = range(0, len(self.h0), rows)
-
-        def logits(i):
-            return (self.h0[i : i + rows].to(dtype) @ w.T).float()
-
-        shift, tops = [], []
-        for i in slices:
-            z = logits(i)
-            shift.append(z.max(1).values)
-            tops.append(z.topk(top, dim=1).indices.ravel())
-        self.shift = torch.cat(shift)
-        self.union = torch.unique(torch.cat([*tops, targets]))
-        self.target_column = torch.searchsorted(self.union, targets)
-        self.union_weight = weight[self.union].float().contiguous()
-        tail, moment = [], []
-        for i in slices:
-            p = torch.exp(logits(i) - self.shift[i : i + rows, None])
-            p[:, self.union] = 0
-            tail.append(p.sum(1))
-            moment.append((p.to(dtype) @ w).float())
-        tail = torch.cat(tail).clamp_min(1e-30)
-        self.log_tail = self.shift + torch.log(tail)  # in log space: a masked run may move logits far
-        self.tail_mean = torch.cat(moment) / tail[:, None]
-        self.base = self(hidden0)
-
-    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        h = hidden.reshape(-1, hidden.shape[-1])
-        z = h @ self.union_weight.T
-        log_tail = self.log_tail + ((h - self.h0) * self.tail_mean).sum(1)
-        log_norm = torch.logsumexp(torch.cat([z, log_tail[:, None]], dim=1), dim=1)
-        return (log_norm - z.gather(1, self.target_column[:, None])[:, 0]).view(self.shape)
-
-
-@contextmanager
-def frozen(model):
-    """No parameter requires grad inside (a head-mask gradient needs no weight gradients)."""
-    flags = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, flag in zip(model.parameters(), flags):
-            p.requires_grad_(flag)
-
-
 # -- gradient and activation --------------------------------------------------------------
 def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=None):
     """Per language: summed |d loss/d mask| per head, and every token's per-head output norm."""
@@ -293,91 +193,6 @@ def lape_entropy(frequency: np.ndarray) -> np.ndarray:
     where a unit fires for few languages (LAPE, Tang et al. 2024)."""
     p = frequency / (frequency.sum(axis=0, keepdims=True) + 1e-12)
     return -(p * np.log(p + 1e-12)).sum(axis=0) / np.log(len(frequency))
-
-
-# -- exact masking ------------------------------------------------------------------------
-@contextmanager
-def layers_from(model, start: int):
-    """Run only layers[start:] (the caller passes the hidden state entering layer `start`)."""
-    layers = model.model.layers
-    model.model.layers = torch.nn.ModuleList(list(layers)[start:])
-    try:
-        yield
-    finally:
-        model.model.layers = layers
-
-
-def _batch(chunks: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(c) for c in chunks)
-    ids = torch.full((len(chunks), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(chunks), width), dtype=torch.long)
-    for i, c in enumerate(chunks):
-        ids[i, : len(c)] = torch.tensor(c)
-        attention[i, : len(c)] = 1
-    return ids, attention
-
-
-def masking_deltas(model, chunks: dict[str, list[int]], progress=None, output: str = "candidates", top: int = 64,
-                   dtype: torch.dtype = torch.float32, layers=None) -> tuple[np.ndarray, dict[str, float]]:
-    """Δ mean loss [language, layer, head] when each head alone is masked, and base losses.
-
-    One right-padded batch holds every language's chunk; padding never affects real tokens
-    (causal attention) and is left out of the loss. `output` is "candidates" (see
-    CandidateLosses) or "exact"; `dtype` is the output layer's matmul precision. `layers` limits
-    which layers' heads are masked (the others' deltas stay 0).
-    """
-    langs = list(chunks)
-    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
-    targets, valid = ids[:, 1:], attention[:, 1:].bool()
-    weight = model.get_output_embeddings().weight.detach()
-    if getattr(model.config, "final_logit_softcapping", None):
-        output = "exact"  # the tail's first-order term assumes plain logits
-
-    def per_language(losses):
-        return (losses * valid).sum(1) / valid.sum(1)
-
-    counts = HEADS.sizes(model)
-    deltas = np.zeros((len(langs), len(counts), max(counts)))
-    with torch.inference_mode():
-        out = model.model(input_ids=ids, attention_mask=attention, output_hidden_states=True, use_cache=False)
-        final = out.last_hidden_state[:, :-1]
-        if output == "candidates":
-            losses = CandidateLosses(weight, final, targets, top, dtype)
-            base_losses = losses.base
-        else:
-            fast_weight = weight.to(dtype)
-
-            def losses(hidden):
-                return token_losses(model, hidden, targets, weight=fast_weight)
-
-            base_losses = losses(final)
-        base = per_language(base_losses)
-        entering = out.hidden_states  # entering[l] is the input of layer l
-        for layer, n in enumerate(counts):
-            if layers is not None and layer not in layers:
-                continue
-            for head in range(n):
-                mask = [None] * len(counts)
-                mask[layer] = torch.ones(n)
-                mask[layer][head] = 0
-                with HEADS.masked(model, mask), layers_from(model, layer):  # hooks first, on every layer
-                    hidden = model.model(inputs_embeds=entering[layer], attention_mask=attention, use_cache=False)
-                deltas[:, layer, head] = (per_language(losses(hidden.last_hidden_state[:, :-1])) - base).numpy()
-                if progress:
-                    progress.update(1)
-    return deltas, dict(zip(langs, base.tolist()))
-
-
-def language_losses(model, chunks: dict[str, list[int]], drop=()) -> dict[str, float]:
-    """Mean loss per language of one chunk each, in one padded batch, with `drop` heads masked."""
-
-    langs = list(chunks)
-    ids, attention = _batch([chunks[lang] for lang in langs], pad=0)
-    valid = attention[:, 1:].bool()
-    with torch.inference_mode(), HEADS.masked(model, mask_from_drop(HEADS.sizes(model), drop)):
-        hidden = model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
-        losses = token_losses(model, hidden[:, :-1], ids[:, 1:]) * valid
-    return dict(zip(langs, (losses.sum(1) / valid.sum(1)).tolist()))
 
 
 # -- the stage ----------------------------------------------------------------------------
@@ -430,8 +245,8 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
 def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
     """Keyed by model, corpus, settings, this module's code and the output layer's precision on this machine (a
     forced LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision; how the precision is
-    chosen is not in the key: the choice is)."""
-    code = code_version(__name__)
+    chosen is not in the key: the choice is). The code is the analysis modules' own."""
+    code = code_version(__name__, "langprune.analysis.losses", "langprune.analysis.masking")
     key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}-{code}"
     return cache_dir() / "analysis" / f"{key}.json"
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from ..analysis.analyze import frozen, mean_loss
+from ..analysis.losses import frozen, mean_loss
 from ..data.corpus import calibration_ids
 from ..errors import UserError
 from ..log import progress, say

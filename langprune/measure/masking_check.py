@@ -1,7 +1,7 @@
 """How far the cheap head-masking scores are from the exact float32 ones (`make bench-masking`).
 
 The analysis's masking runs may compute the 262k-row output layer in bfloat16 (where this CPU
-multiplies it fast, `precision.py`) and only for candidate tokens (`analyze.CandidateLosses`).
+multiplies it fast, `precision.py`) and only for candidate tokens (`losses.CandidateLosses`).
 This masks every head once per variant on the analysis's own calibration tokens and compares each
 variant's per-language ranking of heads with exact float32 masking: Spearman over all heads and
 the overlap of the 8 heads that matter most. bfloat16 runs only where it is fast: elsewhere it
@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 
-from ..analysis.analyze import Settings, masking_chunks, masking_deltas, spearman
+from ..analysis.analyze import Settings, masking_chunks, spearman
+from ..analysis.masking import masking_deltas
 from ..analysis.precision import output_layer_precision
 from ..data.corpus import Corpus
 from ..log import progress

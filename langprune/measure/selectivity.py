@@ -10,7 +10,8 @@ With `grams`, each cut is measured a second time with o_proj refit to the kept h
 
 import numpy as np
 
-from ..analysis.analyze import Analysis, language_losses
+from ..analysis.analyze import Analysis
+from ..analysis.masking import language_losses
 from ..cuts.refit import refitted
 from ..cuts.select import drop_costs, random_selection, select_heads
 from ..data.corpus import Corpus, encode
