@@ -11,16 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from langprune.cuts.vocab import (
-    TOKENS_PER_LANGUAGE,
-    kept_tokens,
-    predicted_usage,
-    script_classes,
-    select_tokens,
-    tokenization_agreement,
-    trim_embeddings,
-    trimmed_vocab,
-)
+from langprune.cuts.trim import tokenization_agreement, trim_embeddings, trimmed_vocab
+from langprune.cuts.vocab import TOKENS_PER_LANGUAGE, kept_tokens, predicted_usage, script_classes, select_tokens
 from langprune.data.corpus import Corpus, udhr_corpus
 from langprune.data.outside_text import outside_corpora
 from langprune.exporters.export_gguf import export_gguf
@@ -224,13 +216,13 @@ def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
 
 def test_word_forms_split_over_cores_as_in_one(monkeypatch):
     """SentencePiece word forms are merged in forked workers where there are cores: the same sets, in order."""
-    from langprune.cuts import vocab as vocab_module
+    from langprune.cuts import merges
 
     groups = [[" abc", "abc"], ["cd", " ab"], ["abcd dd"], ["жж", " ж"]] * 300
-    merger = vocab_module._Merger(spm_vocab())
-    monkeypatch.setattr(vocab_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    merger = merges.Merger(spm_vocab())
+    monkeypatch.setattr(merges.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     pooled = list(merger.each_formed(iter(groups)))
-    monkeypatch.setattr(vocab_module.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(merges.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     alone = list(merger.each_formed(iter(groups)))
     index = {t: i for i, t in enumerate(merger.vocab.tokens)}
     assert pooled == alone and len(alone) == len(groups)
@@ -332,7 +324,7 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
 
     from langprune.cuts import plan
     from langprune.cuts.plan import outside_bit_samples, worst_outside_bits_rise
-    from langprune.cuts.vocab import trimmed_vocab
+    from langprune.cuts.trim import trimmed_vocab
     from langprune.data.corpus import encode
     from langprune.data.evaluate import torch_scorer
 

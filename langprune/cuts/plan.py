@@ -134,7 +134,8 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
     `model`, at most QUALITY_LIMITS["outside_bpb_rise"] more bits per byte, measured on each source's
     "selection" sample (the report scores the other, `outside_text`)."""
     from ..model.tokenizer import tokenizer_from_vocab
-    from .vocab import TOKENS_PER_LANGUAGE, select_tokens, trimmed_vocab
+    from .trim import trimmed_vocab
+    from .vocab import TOKENS_PER_LANGUAGE, select_tokens
 
     target = size or TOKENS_PER_LANGUAGE * len(langs)
     samples = outside_samples(tokenizer, langs) if size is None else []
@@ -269,7 +270,7 @@ def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal: tuple | None =
     (corpus, kept languages, minutes) (`healed`)."""
     from ..model.tokenizer import tokenizer_from_vocab
     from .refit import refit
-    from .vocab import trim_embeddings
+    from .trim import trim_embeddings
 
     model, tokenizer = copy.deepcopy(loaded.model), loaded.tokenizer
     if cuts.heads:

@@ -183,7 +183,7 @@ def _copy_source_fields(writer, fields: dict, family: Family, arch: str, renumbe
 
 def _trimmed(vocab: GGUFVocab, kept: list[int], what: str) -> tuple[GGUFVocab, dict[int, int]]:
     """The vocabulary cut to the model's `config.kept_tokens`, and old id -> new id."""
-    from ..cuts.vocab import trimmed_vocab
+    from ..cuts.trim import trimmed_vocab
 
     if max(kept) >= len(vocab.tokens):
         raise UserError(f"{what}, but the model keeps token {max(kept)} of its vocabulary (config.kept_tokens)")

@@ -62,7 +62,7 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
 
 def agreement(tokenizers: dict, tokens: list[int], corpus, langs: list[str]) -> dict:
     """Per language the corpus has: how the trimmed tokenizer agrees with the original on its evaluation text."""
-    from ..cuts.vocab import tokenization_agreement
+    from ..cuts.trim import tokenization_agreement
 
     return {lang: tokenization_agreement(tokenizers["before"], tokenizers["after"], tokens,
                                          corpus.texts[lang]["evaluation"])
