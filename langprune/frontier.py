@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .cuts.plan import apply_cuts, run_selection, vocab_evidence
+from .cuts.plan import apply_cuts, run_selection
+from .cuts.vocab_size import vocab_evidence
 from .data.outside_text import KINDS, outside_corpora
 from .errors import UserError
 from .exporters.export_gguf import export_gguf, quantize_gguf

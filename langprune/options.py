@@ -15,7 +15,7 @@ DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
 # The quality limits every report checks each kept language against, in the deployed file: its bits
 # per byte on the evaluation split, its tokens and bits per byte on text beyond the corpus
-# (outside_text.py). VOCAB=auto grows the vocabulary until the token limit holds (cuts/plan.py).
+# (outside_text.py). VOCAB=auto grows the vocabulary until both limits beyond the corpus hold (cuts/vocab_size.py).
 QUALITY_LIMITS = {"kept_bpb_rise": 0.05, "outside_token_rise": 0.005, "outside_bpb_rise": 0.01}
 
 

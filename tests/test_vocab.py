@@ -285,35 +285,37 @@ def test_a_languages_scripts_are_measured_from_its_words_and_text():
 def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(monkeypatch):
     """VOCAB=auto on a tiny vocabulary (every token of the script fits at once): within the limit beyond the corpus
     it is kept as selected; over it, with nothing left to add, it is refused with the language and its figure."""
-    from langprune.cuts import plan
+    from langprune.cuts import vocab_size
     from langprune.errors import UserError
 
     vocab, corpus = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"])
     for rise in (0.004, 0.02):
-        monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed, rise=rise: ("en", "manpages", rise))
+        monkeypatch.setattr(vocab_size, "worst_outside_rise",
+                            lambda samples, trimmed, rise=rise: ("en", "manpages", rise))
         if rise <= 0.005:
-            keep, trimmed, counts = plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
+            keep, trimmed, counts = vocab_size.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
             assert len(keep) == counts["total"] == len(trimmed.tokens) < len(vocab.tokens)
         else:
             with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% tokens on manpages beyond the corpus "
                                rf"with \d+ of {len(vocab.tokens)} tokens kept \(limit \+0.5%\); say --vocab off"):
-                plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
+                vocab_size.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer())
 
 
 def test_vocab_auto_grows_on_bits_per_byte_too(monkeypatch):
     """Within the token limit yet over the bits-per-byte limit beyond the corpus: grown, then refused with the
     figure."""
-    from langprune.cuts import plan
+    from langprune.cuts import vocab_size
     from langprune.errors import UserError
 
     vocab, corpus, tried = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"]), []
-    monkeypatch.setattr(plan, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", 0.0))
-    monkeypatch.setattr(plan, "outside_bit_samples", lambda tokenizer, langs: [plan.BitSample("en", "manpages", [])])
-    monkeypatch.setattr(plan, "worst_outside_bits_rise", lambda model, samples, keep, trimmed: tried.append(len(keep))
-                        or ("en", "manpages", 0.02))
+    monkeypatch.setattr(vocab_size, "worst_outside_rise", lambda samples, trimmed: ("en", "manpages", 0.0))
+    monkeypatch.setattr(vocab_size, "outside_bit_samples",
+                        lambda tokenizer, langs: [vocab_size.BitSample("en", "manpages", [])])
+    monkeypatch.setattr(vocab_size, "worst_outside_bits_rise",
+                        lambda model, samples, keep, trimmed: tried.append(len(keep)) or ("en", "manpages", 0.02))
     with pytest.raises(UserError, match=r"--vocab auto: en takes \+2.00% bits per byte on manpages beyond the corpus "
                        r"with \d+ of \d+ tokens kept \(limit \+1.0%\)"):
-        plan.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer(), model=object())
+        vocab_size.trim_vocab(vocab, None, corpus, ["en"], None, tiny_tokenizer(), model=object())
     assert tried and tried == sorted(tried)
 
 
@@ -322,9 +324,9 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
     documents it tokenizes differently (the others count unchanged); keeping every token changes nothing."""
     from collections import Counter
 
-    from langprune.cuts import plan
-    from langprune.cuts.plan import outside_bit_samples, worst_outside_bits_rise
+    from langprune.cuts import vocab_size
     from langprune.cuts.trim import trimmed_vocab
+    from langprune.cuts.vocab_size import outside_bit_samples, worst_outside_bits_rise
     from langprune.data.corpus import encode
     from langprune.data.evaluate import torch_scorer
 
@@ -349,8 +351,8 @@ def test_the_bits_rise_is_the_physically_trimmed_models():
         "en", "manpages", pytest.approx(expected, rel=1e-4))
     assert expected > 0.005  # the commonest merges gone: the documents take more bits
     assert len(sample.nll) == len(changed)  # only they were scored
-    whole = plan.BitSample("en", "manpages", sample.docs)  # 4 documents, fewer than CHARS characters: all scored
-    assert plan._estimated_total(whole, torch_scorer(model)) == pytest.approx(total, rel=1e-6)
+    whole = vocab_size.BitSample("en", "manpages", sample.docs)  # 4 documents, fewer than CHARS characters: all scored
+    assert vocab_size._estimated_total(whole, torch_scorer(model)) == pytest.approx(total, rel=1e-6)
 
 
 @pytest.mark.real
@@ -359,7 +361,7 @@ def test_gemma_vocab_auto_for_japanese_and_chinese_holds_beyond_the_corpus(gemma
     pages' and fortunes' selection sample takes at most 0.5% more tokens; the evaluation sample, which nothing
     chose by, holds too (measured: +0.02% zh fortunes, +0.30% ja manpages, +0.18% zh manpages at 163,840 tokens;
     before Latin was measured in them: +15%, +51%, +73% at 32,589)."""
-    from langprune.cuts.plan import outside_samples, trim_vocab, worst_outside_rise
+    from langprune.cuts.vocab_size import outside_samples, trim_vocab, worst_outside_rise
 
     langs = ["ja", "zh"]
     corpus = udhr_corpus(langs)

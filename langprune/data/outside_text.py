@@ -31,8 +31,8 @@ from .corpus import Corpus
 
 CHARS = 4000  # characters per language and source: en,de has four sources, scored in llama.cpp in about 2 minutes
 # The vocabulary's sample is tokenized whole, and scored where a tried vocabulary changes it
-# (`plan.outside_bit_samples`), so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at 131,072 tokens,
-# and the report's sample then showed Chinese manual pages at +1.31% tokens
+# (`vocab_size.outside_bit_samples`), so it can be larger: with 4,000 characters VOCAB=auto stopped ja,zh at
+# 131,072 tokens, and the report's sample then showed Chinese manual pages at +1.31% tokens
 SELECTION_CHARS = 4 * CHARS
 DOC_CHARS = 800  # at most this much of one manual page; fortunes, paragraphs and verses are joined up to this size
 
@@ -83,7 +83,7 @@ def check_outside_text(langs: list[str]) -> None:
 def outside_corpora(langs: list[str]) -> dict[str, Corpus]:
     """{source: Corpus} of the sources that have any of `langs`, with two disjoint samples for each: "evaluation",
     which the report scores and nothing else reads, and "selection", a larger one drawn evenly from the
-    other documents, which the vocabulary's size is checked on (`cuts.plan.trim_vocab`)."""
+    other documents, which the vocabulary's size is checked on (`cuts.vocab_size.trim_vocab`)."""
     out = {}
     for source, by_lang in SOURCES.items():
         texts = {}
