@@ -18,16 +18,8 @@ from langprune.data.outside_text import outside_corpora
 from langprune.exporters.export_gguf import export_gguf
 from langprune.measure.llamacpp import tokenize, vocab_only
 from langprune.model.families import FAMILIES
-from langprune.model.tokenizer import (
-    BYTE,
-    CONTROL,
-    NORMAL,
-    USER_DEFINED,
-    GGUFVocab,
-    read_vocab,
-    tokenizer_from_vocab,
-    vocab_from_hf_tokenizer,
-)
+from langprune.model.hf_vocab import vocab_from_hf_tokenizer
+from langprune.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
 from tests.tiny import tiny_model, tiny_tokenizer
 

@@ -167,6 +167,7 @@ def _estimated_total(sample: BitSample, score) -> float:
 
 def source_vocab(loaded: LoadedModel):
     """The model's vocabulary as llama.cpp sees it: from its GGUF, or converted from its tokenizer."""
-    from ..model.tokenizer import read_vocab, vocab_from_hf_tokenizer
+    from ..model.hf_vocab import vocab_from_hf_tokenizer
+    from ..model.tokenizer import read_vocab
 
     return read_vocab(loaded.gguf) if loaded.gguf else vocab_from_hf_tokenizer(loaded.tokenizer)

@@ -37,7 +37,8 @@ from ..log import llama_cpp_log
 from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
 from ..model.heads import layer_shapes
-from ..model.tokenizer import GGUFVocab, read_vocab, vocab_from_hf_tokenizer
+from ..model.hf_vocab import vocab_from_hf_tokenizer
+from ..model.tokenizer import GGUFVocab, read_vocab
 from ..options import GGUF_QUANTS
 from ..paths import written
 
@@ -94,7 +95,7 @@ def check_hf_source(path: Path, family: Family) -> None:
     config and tokenizer.json alone (a GGUF source has its own tokenizer and its graph's settings)."""
     import json
 
-    from ..model.tokenizer import check_byte_level
+    from ..model.hf_vocab import check_byte_level
 
     if family.check_gguf:
         from transformers import AutoConfig
