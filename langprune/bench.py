@@ -57,10 +57,11 @@ def bench(folders: list[Path] | None = None):
 
 def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:
     """Run the checks on an export and add them to its report.json and report.md. install: let
-    `arm64.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
+    `arm64_setup.prepare_system` run the apt/dpkg commands the arm64 checks need (else they are named);
     quants: the GGUF kinds to run on arm64 (default `arm64.ARM_QUANTS`; each is emulated for minutes);
     langs: the kept languages to check (default: all; each is minutes emulated too)."""
-    from .measure.arm64 import arm64_check, gguf_source, prepare_system
+    from .measure.arm64 import arm64_check, gguf_source
+    from .measure.arm64_setup import prepare_system
     from .measure.mobile import MOBILE_QUANT, arm64_quants, languages_to_check, onnx_source, ort_mobile
 
     quants = arm64_quants(quants)

@@ -9,7 +9,7 @@ import pytest
 
 from langprune.bench import mobile_check
 from langprune.errors import UserError
-from langprune.measure import arm64
+from langprune.measure import arm64, arm64_setup
 from langprune.options import ExportOptions
 from langprune.pipeline import run_export
 from tests.tiny import save_tiny
@@ -83,16 +83,16 @@ def test_missing_system_packages_are_named_and_installed_only_when_asked(monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))  # no cross tools, no dpkg, no apt-get
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no aarch64 Python cached
     ran = []
-    monkeypatch.setattr(arm64, "run_tool", lambda command, *args, **kwargs: ran.append(command))
+    monkeypatch.setattr(arm64_setup, "run_tool", lambda command, *args, **kwargs: ran.append(command))
     with pytest.raises(UserError, match="g\\+\\+-aarch64-linux-gnu qemu-user"):
-        arm64.ensure_tools()
+        arm64_setup.ensure_tools()
     with pytest.raises(UserError, match="run, as root, `apt-get install -y -q --no-install-recommends "
                        "g\\+\\+-aarch64-linux-gnu qemu-user && dpkg --add-architecture arm64 && apt-get update -q`, "
                        "or let mobile-check run it \\(--install\\)"):
-        arm64.prepare_system(install=False)
-    monkeypatch.setattr(arm64.os, "geteuid", lambda: 1000)
+        arm64_setup.prepare_system(install=False)
+    monkeypatch.setattr(arm64_setup.os, "geteuid", lambda: 1000)
     with pytest.raises(UserError, match="run as root"):
-        arm64.prepare_system(install=True)
+        arm64_setup.prepare_system(install=True)
     assert ran == []  # nothing ran without the consent and the rights
 
 

@@ -79,7 +79,7 @@ def run_installed(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProc
 
 def test_the_installed_package_is_the_wheel_with_its_data(installed, tmp_path):
     code = ("import langprune; from langprune.model.recipes import available_recipes, recipes_dir; "
-            "from langprune.measure.arm64 import PROBE_SOURCE; "
+            "from langprune.measure.arm64_setup import PROBE_SOURCE; "
             "print(langprune.__file__, recipes_dir(), PROBE_SOURCE.is_file(), *available_recipes())")
     result = subprocess.run([installed / "bin" / "python", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
