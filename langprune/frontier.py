@@ -23,7 +23,8 @@ from .cuts.plan import apply_cuts, run_selection
 from .cuts.vocab_size import vocab_evidence
 from .data.outside_text import KINDS, outside_corpora
 from .errors import UserError
-from .exporters.export_gguf import export_gguf, quantize_gguf
+from .exporters.export_gguf import export_gguf
+from .exporters.quantize import quantize_gguf
 from .log import say
 from .measure.checks import agreement
 from .measure.verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts

@@ -5,7 +5,7 @@ from .data.corpus import available_languages, load_corpus
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
 from .data.outside_text import check_outside_text
 from .errors import UserError, option
-from .exporters.export_gguf import check_hf_source
+from .exporters.gguf_arch import check_hf_source
 from .model.families import LAYOUTS
 from .model.load import check_source
 from .options import DEFAULT_TOL, GGUF_QUANTS, ONNX_QUANTS, SEARCHES, ExportOptions, all_languages, eval_languages

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from langprune.errors import UserError
-from langprune.exporters.export_gguf import export_gguf, quantize_gguf
+from langprune.exporters.export_gguf import export_gguf
+from langprune.exporters.quantize import quantize_gguf
 from langprune.measure.llamacpp import open_gguf, tokenize, vocab_only
 from langprune.model.parts import HEADS
 from tests.tiny import TINY, tiny_model, tiny_tokenizer

@@ -4,7 +4,8 @@ import pytest
 from gguf import GGUFReader
 
 from langprune.errors import UserError
-from langprune.exporters.export_gguf import export_gguf, quantize_gguf
+from langprune.exporters.export_gguf import export_gguf
+from langprune.exporters.quantize import quantize_gguf
 from langprune.model.gguf_file import read_header
 from langprune.model.recipes import load_recipe
 from tests.tiny import tiny_model, tiny_tokenizer

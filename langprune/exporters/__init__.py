@@ -1,2 +1,3 @@
-"""The runtimes' files: ONNX with a KV cache for ONNX Runtime (`export_onnx`), GGUF through
-llama.cpp's quantizer (`export_gguf`), and every file of one model, the original's cached (`files`)."""
+"""The runtimes' files: ONNX with a KV cache for ONNX Runtime (`export_onnx`), GGUF for llama.cpp (`export_gguf`,
+under the architecture `gguf_arch` chooses) quantized by llama.cpp's own quantizer (`quantize`), and every
+file of one model, the original's cached (`files`)."""

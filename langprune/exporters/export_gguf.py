@@ -1,4 +1,4 @@
-"""GGUF export of (pruned) models for llama.cpp, and quantization with llama.cpp's own quantizer.
+"""GGUF export of (pruned) models for llama.cpp (`quantize.py` quantizes what it writes).
 
 `export_gguf` writes the torch weights as F16 (1-D tensors, i.e. norms and biases, as F32) under
 the llama.cpp architecture that can hold the model's shapes:
@@ -23,7 +23,6 @@ Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`v
 `config.kept_tokens`) gets that vocabulary cut to its kept tokens, renumbered as its embedding rows.
 """
 
-import ctypes
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,17 +32,13 @@ import torch
 from gguf import GGUFValueType, Keys
 
 from ..errors import UserError
-from ..log import llama_cpp_log
 from ..model.families import GGUF_ARCHS, Family, family_of
 from ..model.gguf_file import read_header
 from ..model.heads import layer_shapes
 from ..model.hf_vocab import vocab_from_hf_tokenizer
 from ..model.tokenizer import GGUFVocab, read_vocab
-from ..options import GGUF_QUANTS
 from ..paths import written
-
-QUANT_KINDS = {kind: f"LLAMA_FTYPE_MOSTLY_{kind}" for kind in GGUF_QUANTS}  # llama.cpp's file types
-
+from .gguf_arch import choose_arch
 
 # Keys describing the network's shape, always written from the model: a source GGUF's values are
 # not copied for these (they may no longer hold), nor for its rope scaling. Templates over {arch}.
@@ -62,52 +57,6 @@ _VOCAB_IDS = {Keys.Tokenizer.BOS_ID: "bos_id", Keys.Tokenizer.EOS_ID: "eos_id", 
               Keys.Tokenizer.PAD_ID: "pad_id"}
 _VOCAB_KEYS = {Keys.Tokenizer.LIST, Keys.Tokenizer.TOKEN_TYPE, Keys.Tokenizer.SCORES, Keys.Tokenizer.MERGES,
                *_VOCAB_IDS}
-
-
-def choose_arch(
-    family: Family, heads: list[int], kv: list[int], ffn: list[int], full_width: bool = True, arch: str | None = None
-) -> str:
-    """The llama.cpp architecture for these per-layer shapes (or check the one asked for).
-
-    full_width: whether query heads x head_dim equals the hidden size in every layer; llama.cpp's
-    qwen2 graph needs that, so a Qwen2 model with pruned heads has no GGUF architecture here.
-    """
-    uniform = len(set(heads)) == len(set(kv)) == len(set(ffn)) == 1
-    if arch is not None and arch not in family.gguf_archs:
-        raise UserError(f"a {family.name} model exports to GGUF as {' or '.join(family.gguf_archs)}, not {arch!r}")
-    own_fits = uniform and (full_width or not GGUF_ARCHS[family.gguf_arch].full_width_attention)
-    chosen = arch or (family.gguf_arch if own_fits else family.free_gguf_arch)
-    if chosen is None or (chosen == family.gguf_arch and not own_fits):
-        shapes = f"per-layer query heads {heads}, KV heads {kv}, FFN widths {ffn}"
-        if uniform:
-            reason = (f"llama.cpp's {family.gguf_arch!r} graph needs all query heads (it sizes attention to the "
-                      "hidden size)")
-        else:
-            reason = (f"llama.cpp's {family.gguf_arch!r} architecture takes one head count, KV head count and FFN "
-                      "width for all layers; prune the same number of heads in every layer (which heads may differ)")
-        alternative = f", or export as {family.free_gguf_arch!r}" if family.free_gguf_arch else ""
-        raise UserError(f"this {family.name} model cannot be written as GGUF: it has {shapes}; {reason}{alternative}")
-    return chosen
-
-
-def check_hf_source(path: Path, family: Family) -> None:
-    """Before any work: what `export_gguf` would refuse in a Hugging Face directory, read from its
-    config and tokenizer.json alone (a GGUF source has its own tokenizer and its graph's settings)."""
-    import json
-
-    from ..model.hf_vocab import check_byte_level
-
-    if family.check_gguf:
-        from transformers import AutoConfig
-
-        family.check_gguf(AutoConfig.from_pretrained(path, local_files_only=True))
-    try:
-        check_byte_level(json.loads((path / "tokenizer.json").read_text()))
-    except (OSError, ValueError):
-        raise UserError(f"{path} has no readable tokenizer.json: only fast (tokenizers-backed) Hugging Face "
-                        "tokenizers can be written to GGUF") from None
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None
 
 
 def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch: str | None = None) -> Path:
@@ -309,28 +258,3 @@ def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
     if not np.isfinite(half).all():
         raise UserError(f"{name}: values beyond the float16 range ({float(data.abs().max()):.3g})")
     return half
-
-
-def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
-    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0, Q4_K_M or Q4_0); returns dst.
-
-    llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
-    rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
-    """
-    import llama_cpp
-
-    if kind not in QUANT_KINDS:
-        raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
-    src, dst = Path(src), Path(dst)
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
-    params.nthread = threads
-    llama_cpp.llama_backend_init()
-    with written(dst) as partial, llama_cpp_log() as log:
-        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
-        if status != 0:
-            tail = "".join(log)[-2000:]
-            raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
-    return dst
-
-

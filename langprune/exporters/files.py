@@ -13,8 +13,9 @@ from ..paths import cache_dir, code_version, written
 def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], folder: Path) -> dict[str, Path]:
     """ONNX (+ the quantized copies in `quant`, + ORT format) and GGUF F16 (+ quantized) into folder;
     `source_gguf`: the GGUF the model was loaded from, whose settings the GGUF keeps (None: from the config)."""
-    from .export_gguf import export_gguf, quantize_gguf
+    from .export_gguf import export_gguf
     from .export_onnx import export_onnx, quantize_onnx, to_ort_format
+    from .quantize import quantize_gguf
 
     files = {"onnx fp32": export_onnx(model, tokenizer, folder / "onnx")}
     for kind in (q for q in quant if q in ONNX_QUANTS):
@@ -31,7 +32,8 @@ def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], fol
 def export_original(loaded: LoadedModel, quant: list[str]) -> dict[str, Path]:
     """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint, the
     quantizations and the exporters' code."""
-    code = code_version(__name__, "langprune.exporters.export_gguf", "langprune.exporters.export_onnx")
+    exporters = ("export_gguf", "gguf_arch", "quantize", "export_onnx")
+    code = code_version(__name__, *(f"langprune.exporters.{name}" for name in exporters))
     key = f"{loaded.name}-{loaded.fingerprint}-{'-'.join(sorted(quant))}-{code}"
     folder = cache_dir() / "exports" / key
     index = folder / "files.json"

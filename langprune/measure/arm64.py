@@ -66,7 +66,7 @@ def kv_bytes_per_1k_tokens(gguf: Path) -> int:
 
 def gguf_for(folder: Path, kind: str) -> Path:
     """The export's GGUF of this kind, quantized from its F16 file where the export has none."""
-    from ..exporters.export_gguf import quantize_gguf
+    from ..exporters.quantize import quantize_gguf
 
     path, source = gguf_source(folder, kind)
     if path == source:

@@ -1,0 +1,34 @@
+"""GGUF quantization with llama.cpp's own quantizer (`quantize_gguf`), the one llama-cpp-python carries."""
+
+import ctypes
+from pathlib import Path
+
+from ..errors import UserError
+from ..log import llama_cpp_log
+from ..options import GGUF_QUANTS
+from ..paths import written
+
+QUANT_KINDS = {kind: f"LLAMA_FTYPE_MOSTLY_{kind}" for kind in GGUF_QUANTS}  # llama.cpp's file types
+
+
+def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
+    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0, Q4_K_M or Q4_0); returns dst.
+
+    llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
+    rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
+    """
+    import llama_cpp
+
+    if kind not in QUANT_KINDS:
+        raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
+    src, dst = Path(src), Path(dst)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
+    params.nthread = threads
+    llama_cpp.llama_backend_init()
+    with written(dst) as partial, llama_cpp_log() as log:
+        status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
+        if status != 0:
+            tail = "".join(log)[-2000:]
+            raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
+    return dst
