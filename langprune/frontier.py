@@ -110,8 +110,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
         for i, (level, options, cuts, grams) in enumerate(selected):
             say(f"== level {level.name}")
-            heal = (ctx.corpus, options.langs, options.heal) if options.heal else None
-            pruned, tokenizer = apply_cuts(loaded, cuts, grams, heal)
+            pruned, tokenizer = apply_cuts(loaded, cuts, grams, options.heal, ctx.corpus, options.langs)
             tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
             f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
             after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))

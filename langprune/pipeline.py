@@ -51,8 +51,8 @@ def _export_into(ctx: Context, work: Path) -> None:
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    heal = (ctx.corpus, options.langs, options.heal) if options.heal else None
-    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, heal))
+    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, options.heal, ctx.corpus,
+                                                                options.langs))
     save_pruned(pruned, tokenizer, work / "pytorch")
     loaded = ctx.loaded
     files = {"before": step(ctx, "export original", lambda: export_original(loaded, options.quant)),

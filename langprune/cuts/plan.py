@@ -104,10 +104,11 @@ def select_head_cut(model, analysis: Analysis, langs: list[str], fraction: float
                   lambda n_drop, sel: probe(cuts, replace(cuts, heads=sel), measure, cut="heads", size=n_drop))
 
 
-def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal: tuple | None = None):
+def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal_minutes: float = 0.0, corpus=None,
+               langs: list[str] | None = None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
-    o_proj refit to the kept heads when `grams` are given; distilled from the original when `heal` is
-    (corpus, kept languages, minutes) (`healed`)."""
+    o_proj refit to the kept heads when `grams` are given; distilled from the original for `heal_minutes` on the
+    kept languages `langs` of `corpus` when those are given (`healed`)."""
     from ..model.tokenizer import tokenizer_from_vocab
     from .refit import refit
     from .trim import trim_embeddings
@@ -119,8 +120,8 @@ def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal: tuple | None =
         HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
         NEURONS.prune(model, cuts.neurons.keep)
-    if heal:
-        healed(loaded, *heal, model, cuts)
+    if heal_minutes:
+        healed(loaded, corpus, langs, heal_minutes, model, cuts)
     if cuts.tokens:
         trim_embeddings(model, cuts.tokens)
         tokenizer = tokenizer_from_vocab(cuts.vocab)

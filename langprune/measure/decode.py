@@ -7,12 +7,11 @@ import time
 
 def greedy(decoder, ids: list[int], n_new: int) -> list[int]:
     """The n_new tokens that follow ids, each the most likely one."""
-    out: list[int] = []
-    logits = decoder.prefill(ids) if n_new > 0 else None
+    if n_new <= 0:
+        return []
+    out = [int(decoder.prefill(ids).argmax())]
     while len(out) < n_new:
-        out.append(int(logits.argmax()))
-        if len(out) < n_new:
-            logits = decoder.step(out[-1])
+        out.append(int(decoder.step(out[-1]).argmax()))
     return out
 
 
