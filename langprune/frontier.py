@@ -32,6 +32,7 @@ from .model.parts import HEADS, NEURONS
 from .options import eval_languages
 from .paths import check_output, output_folder
 from .pipeline import run_analysis, run_calibration
+from .preflight import check_fraction
 from .report.frontier import render_frontier
 
 QUANT = "Q4_K_M"
@@ -64,8 +65,6 @@ def parse_level(text: str) -> Level:
                     raise ValueError
             elif key in ("heads", "ffn"):
                 fields[key] = float(value)
-                if not 0 < fields[key] < 1:
-                    raise ValueError
             elif key == "heal":
                 fields[key] = float(value)
                 if not fields[key] > 0:
@@ -78,9 +77,11 @@ def parse_level(text: str) -> Level:
                 raise KeyError
         except (ValueError, KeyError):
             raise UserError(f"level {text!r}: {part!r} is not one of vocab, vocab=<tokens>, heads=<fraction>, "
-                            "ffn=<fraction> (fractions in (0, 1)), norefit, iterative, heal=<minutes>; join them "
-                            "with +, e.g. vocab+heads=0.25") from None
+                            "ffn=<fraction>, norefit, iterative, heal=<minutes>; join them with +, e.g. "
+                            "vocab+heads=0.25") from None
     level = Level(text.strip(), **fields)
+    for key in ("heads", "ffn"):
+        check_fraction(getattr(level, key), f"level {text!r}")
     if not (level.vocab or level.heads or level.ffn):
         raise UserError(f"level {text!r} cuts nothing")
     return level

@@ -11,12 +11,17 @@ from .model.load import check_source
 from .options import DEFAULT_TOL, GGUF_QUANTS, ONNX_QUANTS, SEARCHES, ExportOptions, all_languages, eval_languages
 
 
+def check_fraction(value: float | None, where: str) -> None:
+    """A fraction of heads or FFN neurons to drop (None or 0: none), for an option or a frontier level `where`."""
+    if value is not None and not 0 <= value < 1:
+        raise UserError(f"{where}: the fraction to drop must be in [0, 1)")
+
+
 def check_options(options: ExportOptions) -> tuple[str, str]:
     """Fail fast on bad input, before any heavy work: (model name, layout). Everything the options,
     the corpus folder, a GGUF header or a config.json can tell is checked here, in seconds."""
     for name, value in (("heads", options.heads), ("ffn", options.ffn)):
-        if value is not None and not 0 <= value < 1:
-            raise UserError(f"{option(name, value)}: the fraction to drop must be in [0, 1)")
+        check_fraction(value, option(name, value))
     if options.reps < 1:
         raise UserError(f"{option('reps', options.reps)}: give at least 1 interleaved repetition")
     if isinstance(options.threads, int):  # threads=2 from Python: one count

@@ -3,6 +3,7 @@ and shown in the next export's report (on a tiny model; the real model's frontie
 notes and in `exported/` after `make bench-frontier`)."""
 
 import json
+import re
 
 import pytest
 
@@ -27,11 +28,15 @@ def test_levels_parse_and_bad_ones_fail_clearly():
     assert parse_level("ffn=0.125+heal=5") == Level("ffn=0.125+heal=5", ffn=0.125, heal=5.0)
     assert parse_level("heads=0.25+ffn=0.25+iterative") == Level("heads=0.25+ffn=0.25+iterative", heads=0.25, ffn=0.25,
                                                                  search="iterative")
-    for bad in ("heads=1.5", "ffn=0", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal", "iterative=1"):
+    for bad in ("heads=half", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal", "iterative=1"):
         with pytest.raises(UserError, match="is not one of vocab"):
             parse_level(bad)
-    with pytest.raises(UserError, match="cuts nothing"):
-        parse_level("norefit")
+    for bad in ("heads=1.5", "vocab+ffn=-0.1", "ffn=1"):  # the export's own check of --heads and --ffn
+        with pytest.raises(UserError, match=rf"level '{re.escape(bad)}': the fraction to drop must be in \[0, 1\)"):
+            parse_level(bad)
+    for bad in ("norefit", "ffn=0"):
+        with pytest.raises(UserError, match="cuts nothing"):
+            parse_level(bad)
 
 
 def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):

@@ -98,9 +98,8 @@ def _allocations(options: list[dict[int, tuple[float, list[int]]]]) -> dict[int,
 
 
 def budget_heads(fraction: float, n_layers: int, n_heads: int, layout: str) -> int:
-    """HEADS=0.25 -> the number of heads to drop (a multiple of the layer count when uniform)."""
-    if not 0 <= fraction < 1:
-        raise UserError(f"HEADS={fraction}: the fraction of heads to drop must be in [0, 1)")
+    """HEADS=0.25 -> the number of heads to drop (a multiple of the layer count when uniform); `fraction` in [0, 1),
+    as `preflight.check_fraction` holds every caller's."""
     total = n_layers * n_heads
     if layout == "uniform":
         return round(fraction * n_heads) * n_layers
