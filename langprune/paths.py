@@ -7,13 +7,15 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import UserError, option
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+T = TypeVar("T")
 HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # in temporary names: whose process ids they hold
 
 
@@ -43,6 +45,22 @@ def frontier_dir(model_name: str, langs: list[str]) -> Path:
 def recipes_dir() -> Path:
     """The model presets: `LANGPRUNE_RECIPES`, else the package's own."""
     return Path(os.environ.get("LANGPRUNE_RECIPES") or PACKAGE_DIR / "recipes")
+
+
+def cache_entry(kind: str, inputs: Sequence[str], modules: Sequence[str], suffix: str = "") -> Path:
+    """Where the cache keeps what `modules` made from `inputs` (fingerprints of the model, the text and the settings):
+    other inputs, or a change to any of those modules' code, are another entry, never one older code made."""
+    return cache_dir() / kind / f"{'-'.join(inputs)}-{code_version(*modules)}{suffix}"
+
+
+def cached(entry: Path, make: Callable[[Path], object], read: Callable[[Path], T]) -> tuple[T, bool]:
+    """(read(entry), whether it was in the cache): when it is not, make(path) writes it first, under a temporary
+    name that becomes `entry` only once whole (`written`), so a failure never leaves an entry behind."""
+    if entry.exists():
+        return read(entry), True
+    with written(entry) as partial:
+        make(partial)
+    return read(entry), False
 
 
 def code_version(*module_names: str) -> str:

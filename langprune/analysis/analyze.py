@@ -28,7 +28,7 @@ import torch
 from ..data.corpus import Corpus, calibration_ids
 from ..log import progress
 from ..model.parts import HEADS
-from ..paths import cache_dir, code_version, written
+from ..paths import cache_entry, cached
 from .losses import frozen, mean_loss
 from .masking import masking_deltas
 from .precision import output_layer_precision
@@ -243,21 +243,17 @@ def analyze(model, tokenizer, corpus: Corpus, settings: Settings, model_fingerpr
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, settings: Settings) -> Path:
-    """Keyed by model, corpus, settings, this module's code and the output layer's precision on this machine (a
-    forced LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision; how the precision is
-    chosen is not in the key: the choice is). The code is the analysis modules' own."""
-    code = code_version(__name__, "langprune.analysis.losses", "langprune.analysis.masking")
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{settings.fingerprint()}-{output_layer_precision().name}-{code}"
-    return cache_dir() / "analysis" / f"{key}.json"
+    """Keyed by model, corpus, settings, the analysis modules' code and the output layer's precision on this machine
+    (a forced LANGPRUNE_PRECISION gets its own analysis, not one computed in the other precision; how the precision
+    is chosen is not in the key: the choice is)."""
+    inputs = (model_fingerprint, corpus.fingerprint(), settings.fingerprint(), output_layer_precision().name)
+    return cache_entry("analysis", inputs, (__name__, "langprune.analysis.losses", "langprune.analysis.masking"),
+                       ".json")
 
 
 def analyze_cached(model, tokenizer, corpus: Corpus, settings: Settings,
                    model_fingerprint: str) -> tuple[Analysis, bool]:
     """The analysis from cache when model, corpus, settings and precision match; else computed and cached."""
-    path = cache_path(model_fingerprint, corpus, settings)
-    if path.exists():
-        return Analysis.from_json(json.loads(path.read_text())), True
-    analysis = analyze(model, tokenizer, corpus, settings, model_fingerprint)
-    with written(path) as partial:
-        analysis.save(partial)
-    return analysis, False
+    return cached(cache_path(model_fingerprint, corpus, settings),
+                  lambda path: analyze(model, tokenizer, corpus, settings, model_fingerprint).save(path),
+                  lambda path: Analysis.from_json(json.loads(path.read_text())))

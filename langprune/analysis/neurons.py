@@ -23,7 +23,7 @@ import torch
 from ..data.corpus import Corpus, calibration_ids
 from ..errors import UserError
 from ..model.parts import NEURONS, Selection
-from ..paths import cache_dir, code_version, written
+from ..paths import cache_entry, cached, code_version
 from .analyze import lape_entropy
 
 
@@ -109,22 +109,17 @@ def neuron_stats(model, tokenizer, corpus: Corpus, langs: Sequence[str], n_token
 
 
 def cache_path(model_fingerprint: str, corpus: Corpus, langs: Sequence[str], n_tokens: int, chunk_tokens: int) -> Path:
-    settings = json.dumps([list(langs), n_tokens, chunk_tokens])
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
-    key = f"{model_fingerprint}-{corpus.fingerprint()}-{digest}-{code_version(__name__)}"
-    return cache_dir() / "neurons" / f"{key}.npz"
+    settings = hashlib.sha256(json.dumps([list(langs), n_tokens, chunk_tokens]).encode()).hexdigest()[:12]
+    return cache_entry("neurons", (model_fingerprint, corpus.fingerprint(), settings), (__name__,), ".npz")
 
 
 def neuron_stats_cached(model, tokenizer, corpus: Corpus, langs: Sequence[str], model_fingerprint: str,
                         n_tokens: int = 2048, chunk_tokens: int = 512, progress=None) -> tuple[NeuronStats, bool]:
     """The statistics from cache when model, corpus and settings match; else computed and cached."""
-    path = cache_path(model_fingerprint, corpus, langs, n_tokens, chunk_tokens)
-    if path.exists():
-        return NeuronStats.load(path), True
-    stats = neuron_stats(model, tokenizer, corpus, langs, n_tokens, chunk_tokens, progress)
-    with written(path) as partial:
-        stats.save(partial)
-    return stats, False
+    def make(path: Path) -> None:
+        neuron_stats(model, tokenizer, corpus, langs, n_tokens, chunk_tokens, progress).save(path)
+
+    return cached(cache_path(model_fingerprint, corpus, langs, n_tokens, chunk_tokens), make, NeuronStats.load)
 
 
 # -- selection ----------------------------------------------------------------------------

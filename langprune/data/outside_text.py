@@ -26,7 +26,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from ..errors import UserError
-from ..paths import cache_dir, code_version, written
+from ..paths import cache_dir, cache_entry, cached
 from .corpus import Corpus
 
 CHARS = 4000  # characters per language and source: en,de has four sources, scored in llama.cpp in about 2 minutes
@@ -104,17 +104,17 @@ def documents(source: str, lang: str) -> list[str]:
     """All of a source's distinct documents in `lang`, in order; cached beside the packages (reading a book's
     HTML and keeping the paragraphs in the language takes seconds: 23 s for LibreOffice's Hindi help)."""
     package, pattern = SOURCES[source][lang]
-    cached = outside_dir() / ".documents" / f"{source}-{lang}-{code_version(__name__)}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text(encoding="utf-8"))
-    files = sorted(p for p in (outside_dir() / package).glob(pattern) if p.is_file())
-    if not files:
-        raise UserError(f"{outside_dir() / package} has no {pattern}: remove it and run `langprune prepare` (it "
-                        f"unpacks {package})")
-    docs = list(dict.fromkeys(READERS[source](files, lang)))  # once each: some pages are copies (ISO 8859 charsets)
-    with written(cached) as partial:
-        partial.write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
-    return docs
+
+    def make(path: Path) -> None:
+        files = sorted(p for p in (outside_dir() / package).glob(pattern) if p.is_file())
+        if not files:
+            raise UserError(f"{outside_dir() / package} has no {pattern}: remove it and run `langprune prepare` (it "
+                            f"unpacks {package})")
+        docs = list(dict.fromkeys(READERS[source](files, lang)))  # once each: some pages are copies (ISO 8859)
+        path.write_text(json.dumps(docs, ensure_ascii=False), encoding="utf-8")
+
+    entry = cache_entry("outside/.documents", (source, lang), (__name__,), ".json")
+    return cached(entry, make, lambda path: json.loads(path.read_text(encoding="utf-8")))[0]
 
 
 def _stride(docs: list[str], chars: int) -> int:

@@ -7,7 +7,9 @@ from pathlib import Path
 from ..log import say
 from ..model.load import LoadedModel
 from ..options import GGUF_QUANTS, ONNX_QUANTS
-from ..paths import cache_dir, code_version, written
+from ..paths import cache_entry, cached
+
+INDEX = "files.json"  # in a cached export: its files by key, relative to it
 
 
 def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], folder: Path) -> dict[str, Path]:
@@ -33,15 +35,17 @@ def export_original(loaded: LoadedModel, quant: list[str]) -> dict[str, Path]:
     """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint, the
     quantizations and the exporters' code."""
     exporters = ("export_gguf", "gguf_arch", "quantize", "export_onnx")
-    code = code_version(__name__, *(f"langprune.exporters.{name}" for name in exporters))
-    key = f"{loaded.name}-{loaded.fingerprint}-{'-'.join(sorted(quant))}-{code}"
-    folder = cache_dir() / "exports" / key
-    index = folder / "files.json"
-    if index.exists():
+    entry = cache_entry("exports", (loaded.name, loaded.fingerprint, "-".join(sorted(quant))),
+                        (__name__, *(f"langprune.exporters.{name}" for name in exporters)))
+
+    def make(folder: Path) -> None:
+        files = export_all(loaded.model, loaded.tokenizer, loaded.gguf, quant, folder)
+        (folder / INDEX).write_text(json.dumps({k: str(p.relative_to(folder)) for k, p in files.items()}))
+
+    def read(folder: Path) -> dict[str, Path]:
+        return {k: folder / p for k, p in json.loads((folder / INDEX).read_text()).items()}
+
+    files, reused = cached(entry, make, read)
+    if reused:
         say("   original exports reused from cache")
-        return {k: Path(v) for k, v in json.loads(index.read_text()).items()}
-    with written(folder) as partial:
-        files = export_all(loaded.model, loaded.tokenizer, loaded.gguf, quant, partial)
-    files = {k: folder / p.relative_to(partial) for k, p in files.items()}
-    index.write_text(json.dumps({k: str(v) for k, v in files.items()}))
     return files

@@ -18,7 +18,7 @@ from gguf import Keys
 
 from ..errors import UserError
 from ..log import say, showing
-from ..paths import cache_dir, code_version, written
+from ..paths import cache_dir, cache_entry, cached
 from .families import Family, family_of, family_of_gguf
 from .recipes import Recipe, available_recipes, load_recipe
 
@@ -153,30 +153,30 @@ def _dir_fingerprint(path: Path) -> str:
 
 
 def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
-    fingerprint = file_sha256(path)[:16]
-    cached = cache_dir() / "hf" / f"{path.stem}-{fingerprint}-{code_version(__name__, 'langprune.model.tokenizer')}"
-    if not (cached / "config.json").exists():
-        _dequantize_to(path, cached)
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(cached, dtype="float32", local_files_only=True).eval()
-    tokenizer = load_tokenizer(cached)
+    fingerprint = file_sha256(path)[:16]
+    entry = cache_entry("hf", (path.stem, fingerprint), (__name__, "langprune.model.tokenizer"))
+
+    def read(folder: Path):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", local_files_only=True).eval()
+        return model, load_tokenizer(folder)
+
+    (model, tokenizer), _ = cached(entry, lambda folder: _dequantize_to(path, folder), read)
     return LoadedModel(model, tokenizer, family, name, path, fingerprint)
 
 
-def _dequantize_to(path: Path, target: Path) -> None:
-    """Dequantize a GGUF with transformers and save it, with our llama.cpp-exact tokenizer."""
+def _dequantize_to(path: Path, folder: Path) -> None:
+    """Dequantize a GGUF with transformers and save it into folder, with our llama.cpp-exact tokenizer."""
     from transformers import AutoModelForCausalLM
 
     from .tokenizer import tokenizer_from_gguf
 
-    say(f"Dequantizing {path.name} to float32 (once; cached in {target})")
+    say(f"Dequantizing {path.name} to float32 (once; cached in {cache_dir() / 'hf'})")
     # transformers' GGUF loader draws a plain tqdm bar on stderr, which no setting of its own turns off: shown only
     # where ours are
     with nullcontext() if showing() else redirect_stderr(io.StringIO()):
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
                                                      local_files_only=True)
-    tokenizer = tokenizer_from_gguf(path)
-    with written(target) as partial:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
+    model.save_pretrained(folder)
+    tokenizer_from_gguf(path).save_pretrained(folder)
