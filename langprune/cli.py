@@ -79,11 +79,11 @@ def cmd_export(args) -> None:
 
 
 def cmd_analyze(args) -> None:
-    from .analysis.analyze import Settings, analyze, analyze_cached
+    from .analysis.analyze import analyze, analyze_cached
     from .data.corpus import load_corpus
     from .model.load import load
-    from .options import all_languages
     from .paths import check_output, export_dir, output_folder
+    from .pipeline import analysis_settings
     from .preflight import check_options
     from .report.plots import heatmap
 
@@ -92,8 +92,9 @@ def cmd_analyze(args) -> None:
     out = check_output(args.out or export_dir() / f"{name}-analysis")
     budgets = _int_list(args.against_random, "against_random") if args.against_random else None
     loaded = load(options.model)
-    langs = all_languages(options)
-    corpus, settings = load_corpus(langs, options.corpus), Settings(tuple(langs))
+    settings = analysis_settings(options)
+    langs = list(settings.languages)
+    corpus = load_corpus(langs, options.corpus)
     if args.fresh:  # a benchmark: measure the whole analysis, ignoring the cache
         analysis, cached = analyze(loaded.model, loaded.tokenizer, corpus, settings, loaded.fingerprint), False
     else:

@@ -74,8 +74,13 @@ def step(ctx: Context, name: str, fn):
 
 
 # -- analyze -----------------------------------------------------------------------------------
+def analysis_settings(options: ExportOptions) -> Settings:
+    """The head analysis of every analysed language, in sorted order: one cache entry for every kept set of them."""
+    return Settings(tuple(sorted(all_languages(options))), **options.settings)
+
+
 def run_analysis(ctx: Context) -> Analysis:
-    settings = Settings(tuple(all_languages(ctx.options)), **ctx.options.settings)
+    settings = analysis_settings(ctx.options)
     loaded = ctx.loaded
     analysis, cached = analyze_cached(loaded.model, loaded.tokenizer, ctx.corpus, settings, loaded.fingerprint)
     say("   analysis reused from cache" if cached else f"   analysis took {sum(analysis.seconds.values()):.0f}s")
@@ -96,7 +101,7 @@ def run_calibration(ctx: Context, neurons: bool, refit: bool):
     from .log import progress
     from .model.parts import HEADS
 
-    loaded, langs = ctx.loaded, all_languages(ctx.options)
+    loaded, langs = ctx.loaded, sorted(all_languages(ctx.options))  # sorted: one cache entry for every kept set
     stats, collector, cached = None, GramCollector() if refit else None, True
     if neurons:
         with (collector.hooked(loaded.model) if refit else nullcontext()), \
