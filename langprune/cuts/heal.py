@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from ..analysis.losses import frozen
 from ..data.corpus import calibration_ids
 from ..log import progress
 
@@ -62,27 +63,20 @@ def heal(student, teacher, chunks: list[list[int]], minutes: float, tokens: list
     with torch.no_grad():
         targets = [_top(_hidden(teacher, ids) @ weight.T) for ids in chunks]
     trained = [p for name, p in student.named_parameters() if name.endswith(TRAINED)]
-    flags = {p: p.requires_grad for p in student.parameters()}
-    for p in student.parameters():
-        p.requires_grad_(False)
-    for p in trained:
-        p.requires_grad_(True)
-    optimizer = torch.optim.Adam(trained, lr=lr)
     losses, start = [], time.monotonic()
-    try:
-        with progress(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
-            while not losses or time.monotonic() - start < minutes * 60:
-                ids, (top, log_q) = chunks[len(losses) % len(chunks)], targets[len(losses) % len(chunks)]
-                loss = coarse_kl(torch.log_softmax(_hidden(student, ids) @ weight.T, -1), top, log_q)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
-                bar.n = min(round(time.monotonic() - start), bar.total)
-                bar.set_postfix(kl=f"{losses[-1]:.4f}", steps=len(losses))
-    finally:
-        for p, flag in flags.items():
-            p.requires_grad_(flag)
+    with frozen(student), progress(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
+        for p in trained:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam(trained, lr=lr)
+        while not losses or time.monotonic() - start < minutes * 60:
+            ids, (top, log_q) = chunks[len(losses) % len(chunks)], targets[len(losses) % len(chunks)]
+            loss = coarse_kl(torch.log_softmax(_hidden(student, ids) @ weight.T, -1), top, log_q)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+            bar.n = min(round(time.monotonic() - start), bar.total)
+            bar.set_postfix(kl=f"{losses[-1]:.4f}", steps=len(losses))
     first, last = losses[: len(chunks)], losses[-len(chunks):]
     return {"steps": len(losses), "tokens": sum(len(ids) for ids in chunks), "seconds": time.monotonic() - start,
             "kl_first": sum(first) / len(first), "kl_last": sum(last) / len(last)}

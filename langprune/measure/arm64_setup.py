@@ -23,7 +23,6 @@ INSTALL_TIMEOUT = 1800  # an apt-get install or update
 EMULATION_TIMEOUT = 3600  # one file's or model's run under qemu-user (emulated: ~4 tokens/s on Gemma 3 270M)
 TOOLS = {"aarch64-linux-gnu-g++": "g++-aarch64-linux-gnu", "qemu-aarch64": "qemu-user"}  # command: Debian package
 PROBE_SOURCE = Path(__file__).with_name("gguf_probe.cpp")
-PROBE_SOURCE = Path(__file__).with_name("gguf_probe.cpp")
 
 
 def system_commands() -> list[list[str]]:
