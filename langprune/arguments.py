@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze_parser(sub)
     _add_bench_parsers(sub)
     _add_mobile_check_parser(sub)
-    p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, and assemble and cache a model, "
-                       "once (`make setup` runs it)")
+    p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, build llama-bench for this machine, "
+                       "and assemble and cache a model, once (`make setup` runs it)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")
     return parser
 
@@ -120,6 +120,11 @@ def _add_bench_parsers(sub) -> None:
                    "heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes> "
                    "(default: DEFAULT_LEVELS in langprune/frontier.py)")
     _add_speed_arguments(p)
+    p = sub.add_parser("bench-speed", help="llama-bench's pp512 and tg128 of GGUF files, each against the first: "
+                       "fresh processes, runs interleaved, mean and spread")
+    p.add_argument("files", nargs="+", type=Path, help="GGUF files; the first is the baseline")
+    p.add_argument("--threads", help="thread counts, e.g. 1,2 (the default)")
+    p.add_argument("--reps", type=int, default=5, help="runs of each file at each thread count (default 5)")
     p = sub.add_parser("bench-languages", help="one export per language set, with the default options: kept tokens, "
                        "size, decode speed-up, the worst kept language beyond the corpus (languages.md)")
     p.add_argument("sets", nargs="*",

@@ -25,12 +25,14 @@ def cmd_languages(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    """Fetch the corpus and the text beyond it into the cache, and assemble and dequantize a model once, so later
-    steps load it in seconds."""
+    """Fetch the corpus and the text beyond it into the cache, build llama-bench for this machine, and assemble and
+    dequantize a model once, so later steps load it in seconds."""
     from .data.fetch import fetch_text
+    from .measure.llama_bench import llama_bench
     from .model.load import load
 
     fetch_text()
+    llama_bench()
     loaded = load(args.model)
     config = loaded.model.config
     print(
@@ -146,6 +148,23 @@ def cmd_bench(args) -> None:
         _print_summary(rows)
 
 
+def cmd_bench_speed(args) -> None:
+    from .measure.llama_bench import bench
+    from .report.speed import speed_table
+
+    for path in args.files:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                raise UserError(f"{path}: not a GGUF file")
+    if args.reps < 1:
+        raise UserError(f"{option('reps', args.reps)}: give at least 1 run")
+    threads = tuple(_int_list(args.threads, "threads", "1,2")) if args.threads else (1, 2)
+    files = {str(path): path for path in args.files}
+    print(speed_table(bench(files, threads, args.reps), str(args.files[0])))
+
+
 def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
     from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
@@ -231,8 +250,8 @@ def _print_summary(rows) -> None:
 
 
 COMMANDS = {"languages": cmd_languages, "prepare": cmd_prepare, "export": cmd_export, "analyze": cmd_analyze,
-            "bench": cmd_bench, "bench-frontier": cmd_bench_frontier, "bench-languages": cmd_bench_languages,
-            "mobile-check": cmd_mobile_check}
+            "bench": cmd_bench, "bench-speed": cmd_bench_speed, "bench-frontier": cmd_bench_frontier,
+            "bench-languages": cmd_bench_languages, "mobile-check": cmd_mobile_check}
 
 
 def main(argv: list[str] | None = None) -> int:

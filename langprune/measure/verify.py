@@ -93,6 +93,7 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 DROPPED_DOCUMENTS = 3  # evaluation documents scored per dropped language (UDHR: articles 5, 10 and 15 of the 6)
 PROMPT_TOKENS = 128  # prompt tokens (the original's) prefilled per run
 DECODE_TOKENS = 32  # greedy tokens timed after the prompt, per run
+LLAMA_BENCH_REPS = 5  # llama-bench runs of each file at each thread count, at least
 
 
 def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: int) -> dict:
@@ -160,8 +161,10 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
     of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
-    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file."""
+    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file, which llama-bench
+    measures too (`llama_bench.py`)."""
     from ..log import progress
+    from .llama_bench import bench as llama_bench
     from .weights import ceiling
 
     deployed = deployed_file(after, gguf_quants)
@@ -192,6 +195,10 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()},
                               "decode_tokens": DECODE_TOKENS, "reps": reps}
+    with timed(seconds, "llama-bench"):
+        results["llama_bench"] = {"file": deployed, **llama_bench({"before": Path(before[deployed]),
+                                                                   "after": Path(after[deployed])},
+                                                                  threads, max(reps, LLAMA_BENCH_REPS))}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     results["ceiling"] = {"file": deployed, **ceiling(before[deployed], after[deployed])}
     return results

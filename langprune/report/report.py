@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .cuts import cuts_text, search_text
 from .ondevice import mobile_text
+from .speed import llama_bench_rows, llama_bench_text
 from .tables import limit_rows, limits_verdict, markdown_table, outside_changes
 
 
@@ -34,6 +35,7 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
                     f"{key}: {metric.split('_')[0]} tok/s, {threads} thread(s)",
                     f"{row[metric + '_before']:.1f}", f"{row[metric + '_after']:.1f}", f"{row[metric + '_ratio']:.3f}",
                 ))
+    rows += llama_bench_rows(results)
     for key in results["sizes"]["after"]:
         b, a = results["sizes"]["before"][key], results["sizes"]["after"][key]
         rows.append((f"{key}: file size (MB)", f"{b / 1e6:.1f}", f"{a / 1e6:.1f}", f"{a / b:.3f}"))
@@ -235,6 +237,7 @@ def render(report: dict) -> str:
         "## Language fidelity (greedy continuations identified as the prompt's language)",
         markdown_table(["runtime", "language", "before", "after", "a continuation after pruning"],
                        _fidelity_rows(report)),
+        *llama_bench_text(report),
         "## Speed (medians of interleaved repetitions)",
         f"Prompt: the same text, {setup['prompt_tokens']} tokens per side; {setup['decode_tokens']} decoded tokens, "
         f"{setup['reps']} repetitions; each run in a fresh process.",

@@ -1,0 +1,116 @@
+"""Speed as llama.cpp users quote it: `llama-bench`'s pp512 (prompt tokens/s) and tg128 (generated tokens/s).
+
+llama-bench is built once for this machine from the llama.cpp that llama-cpp-python vendors (the same source as
+the runtime the checks use; native CPU flags, as pip builds llama-cpp-python) and cached. Each measurement is a
+fresh llama-bench process running both tests once after its own warm-up; the files' runs interleave, round after
+round, so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was
+busy: the rounds are measured again once, and a spread still over it is flagged in the result, never hidden.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError, run_tool
+from ..log import progress, say
+from ..paths import cache_dir, written
+from .arm64_setup import llama_cpp_source
+
+TESTS = {"pp512": (512, 0), "tg128": (0, 128)}  # llama-bench's names: (prompt tokens, generated tokens)
+BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
+RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
+
+
+def llama_bench() -> Path:
+    """llama-bench for this machine, built once (a few minutes on 2 cores) and cached by version and CPU."""
+    import llama_cpp
+
+    version = llama_cpp.__version__
+    binary = cache_dir() / f"llama-bench-{version}-{_cpu_key()}"
+    if binary.exists():
+        return binary
+    if not shutil.which("cmake"):
+        raise UserError("llama-bench is built from llama.cpp's source and needs cmake: install it "
+                        "(`pip install cmake`, or Debian's cmake)")
+    source = llama_cpp_source(version)
+    say(f"   building llama-bench from llama.cpp {version} (llama-cpp-python's) for this CPU (once; cached as "
+        f"{binary})")
+    with tempfile.TemporaryDirectory() as build, written(binary) as partial:
+        run_tool(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",
+                  "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                  "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"], "configure llama.cpp's build of llama-bench")
+        run_tool(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama-bench"],
+                 "build llama-bench")
+        shutil.copy2(Path(build) / "bin" / "llama-bench", partial)
+    return binary
+
+
+def _cpu_key() -> str:
+    """This CPU's model and instruction sets: a native build runs only where they are the same."""
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    text = "\n".join(dict.fromkeys(wanted)) or platform.processor()
+    return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def bench_once(binary: Path, path: Path, threads: int) -> dict[str, float]:
+    """{"pp512": tokens/s, "tg128": tokens/s} of one fresh llama-bench process."""
+    command = [str(binary), "-m", str(path), "-t", str(threads), "-r", "1", "-o", "json",
+               "-p", str(TESTS["pp512"][0]), "-n", str(TESTS["tg128"][1])]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"llama-bench on {path} gave no answer after {RUN_TIMEOUT} s") from None
+    if result.returncode:
+        raise UserError(f"llama-bench failed on {path}:\n{result.stderr[-2000:]}")
+    return {name: row["avg_ts"] for row in json.loads(result.stdout) for name, (p, g) in TESTS.items()
+            if (row["n_prompt"], row["n_gen"]) == (p, g)}
+
+
+def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5) -> dict:
+    """{label: {threads: {test: {"mean", "sd", "spread", "runs"}}}} and "busy" (the tests still spread over
+    BUSY_SPREAD after the second measurement, if any), for every file in `files`, runs interleaved."""
+    binary = llama_bench()
+    runs = _rounds(binary, files, threads, reps)
+    if _busy(runs):
+        say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%}, the machine was busy; measuring again")
+        runs = _rounds(binary, files, threads, reps)
+    table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in TESTS} for t in threads}
+             for label in files}
+    return {"files": table, "busy": sorted(f"{label}, {t} threads, {test}" for label, t, test in _busy(runs)),
+            "reps": reps, "tool": binary.name}
+
+
+def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int) -> dict:
+    runs = {(label, t, test): [] for label in files for t in threads for test in TESTS}
+    with progress(total=reps * len(files) * len(threads), desc="llama-bench (interleaved)", unit="run") as bar:
+        for _ in range(reps):
+            for t in threads:
+                for label, path in files.items():
+                    for test, value in bench_once(binary, path, t).items():
+                        runs[(label, t, test)].append(value)
+                    bar.update(1)
+    return runs
+
+
+def _busy(runs: dict) -> list[tuple]:
+    return [key for key, values in runs.items() if _summary(values)["spread"] > BUSY_SPREAD]
+
+
+def _summary(values: list[float]) -> dict:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "sd": sd, "spread": sd / mean, "runs": values}
+
+
+def ratios(result: dict, after: str, before: str) -> dict:
+    """{threads: {test: after's mean / before's}}."""
+    files = result["files"]
+    return {t: {test: files[after][t][test]["mean"] / files[before][t][test]["mean"] for test in TESTS}
+            for t in files[after]}

@@ -1,0 +1,59 @@
+"""llama-bench, built for this machine from the llama.cpp llama-cpp-python vendors: pp512 and tg128 of real GGUF
+files in fresh processes, interleaved; a spread that says the machine was busy is measured again, then flagged."""
+
+import itertools
+
+from langprune.exporters.export_gguf import export_gguf
+from langprune.measure import llama_bench
+from langprune.model.parts import HEADS
+from tests.tiny import tiny_model, tiny_tokenizer
+
+
+def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
+    full = export_gguf(tiny_model("llama"), None, tiny_tokenizer(), tmp_path / "full.gguf")
+    pruned = export_gguf(HEADS.prune(tiny_model("llama"), [[0, 2], [1, 3], [0, 3]]), None, tiny_tokenizer(),
+                         tmp_path / "pruned.gguf")
+    result = llama_bench.bench({"before": full, "after": pruned}, threads=(1,), reps=2)
+    for label in ("before", "after"):
+        for test in llama_bench.TESTS:
+            figures = result["files"][label][1][test]
+            assert len(figures["runs"]) == 2 and all(r > 0 for r in figures["runs"]), figures
+            assert figures["mean"] > 0 and figures["spread"] == figures["sd"] / figures["mean"]
+    ratios = llama_bench.ratios(result, "after", "before")
+    assert set(ratios[1]) == set(llama_bench.TESTS) and all(r > 0 for r in ratios[1].values())
+
+
+def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
+    monkeypatch.setattr(llama_bench, "llama_bench", lambda: tmp_path / "llama-bench")
+    busy = itertools.cycle([100.0, 150.0])  # a spread of 28%
+    quiet = iter([100.0, 101.0] * 8)
+    series = {"busy": lambda: next(busy), "quiet": lambda: next(quiet)}
+    calls = []
+
+    def once(binary, path, threads):
+        calls.append(path)
+        value = series[path.name]()
+        return {"pp512": value, "tg128": value}
+
+    monkeypatch.setattr(llama_bench, "bench_once", once)
+    result = llama_bench.bench({"a": tmp_path / "quiet"}, threads=(1,), reps=2)
+    assert len(calls) == 2 and result["busy"] == []  # within the limit: measured once
+    result = llama_bench.bench({"a": tmp_path / "busy"}, threads=(1,), reps=2)
+    assert len(calls) == 2 + 4  # measured again
+    assert result["busy"] == ["a, 1 threads, pp512", "a, 1 threads, tg128"]
+    assert result["files"]["a"][1]["tg128"]["spread"] > llama_bench.BUSY_SPREAD
+
+
+def test_bench_speed_command(tmp_path, capsys):
+    from langprune.cli import main
+
+    first = export_gguf(tiny_model("llama"), None, tiny_tokenizer(), tmp_path / "first.gguf")
+    second = export_gguf(tiny_model("llama", seed=1), None, tiny_tokenizer(), tmp_path / "second.gguf")
+    assert main(["bench-speed", str(first), str(second), "--threads", "1", "--reps", "2"]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert len(rows) == 2 and rows[0].count("| 1.000 |") == 2, table  # the baseline against itself
+    (tmp_path / "text.gguf").write_text("not a model")
+    for bad, message in ((tmp_path / "none.gguf", "no such file"), (tmp_path / "text.gguf", "not a GGUF file")):
+        assert main(["bench-speed", str(first), str(bad)]) == 2
+        assert f"error: {bad}: {message}" in capsys.readouterr().err
