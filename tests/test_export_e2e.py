@@ -75,6 +75,15 @@ def test_report_numbers_are_measured_and_sane(export):
                 assert row[f"{metric}_before"] > 0 and row[f"{metric}_after"] > 0
                 assert row[f"{metric}_ratio"] == pytest.approx(row[f"{metric}_after"] / row[f"{metric}_before"])
             assert row["peak_rss_mb_after"] > 0
+    # llama-bench: the deployed file before and after, 5 fresh-process runs at least, whatever REPS says
+    bench = report["llama_bench"]
+    assert bench["file"] == report["deployed"] and bench["reps"] == 5
+    for side in ("before", "after"):
+        assert set(bench["files"][side]) == {"1", "2"}
+        for tests in bench["files"][side].values():
+            for figures in tests.values():
+                assert len(figures["runs"]) == 5 and min(figures["runs"]) > 0
+                assert figures["mean"] == pytest.approx(sum(figures["runs"]) / 5)
     # each worker reports its own peak, not its parent's: a 250 MB Q4_K_M runs in well under 2 GB
     assert report["speed"]["gguf Q4_K_M"]["1"]["peak_rss_mb_before"] < 2000
     for key, size in report["sizes"]["after"].items():
