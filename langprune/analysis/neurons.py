@@ -146,9 +146,9 @@ def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str,
 
     uniform: the same width in every layer, a multiple of `multiple` (default 256, so llama.cpp's
     K-quants still fit ffn_down's rows); each layer drops its lowest-scoring neurons.
-    `fraction` in (0, 1), as `preflight.check_fraction` holds every caller's.
     free: per-layer widths, multiples of `multiple` (default 32), from a global ranking of scores
     normalized per layer (mean 1); every layer keeps at least `multiple` neurons.
+    `fraction` is in (0, 1): `preflight.check_fraction` holds every caller's.
     """
     widths = [len(s) for s in scores]
     if layout == "uniform":
