@@ -47,7 +47,7 @@ def _add_cut_arguments(p) -> None:
     p.add_argument("--heads", type=float, help="fraction of attention heads to drop (0: none)")
     p.add_argument("--ffn", type=float, help="fraction of FFN neurons to drop (0: none)")
     p.add_argument("--tol", type=float, help="for heads/FFN without a fraction: the largest cut keeping every kept "
-                   "language's calibration perplexity within +TOL (default 0.05 when no fraction is given)")
+                   "language's calibration perplexity within +TOL (none of the three given: 0.05, FFN only)")
     p.add_argument("--vocab", type=_vocab, default=True, help="auto (or on; the default), off, or a number of tokens: "
                    "trim the vocabulary to the kept languages' tokens (auto: grown until their text beyond the corpus "
                    "takes at most 0.5%% more tokens and 1%% more bits per byte; a number: at most that many)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .model.load import LoadedModel
 
-DEFAULT_TOL = 0.05  # when neither HEADS, FFN nor TOL is given
+DEFAULT_TOL = 0.05  # for the FFN when neither HEADS, FFN nor TOL is given (heads then stay)
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
 SEARCHES = ("once", "iterative")  # how heads and FFN neurons are selected (cuts/plan.py)
 GGUF_QUANTS = ("Q8_0", "Q4_K_M", "Q4_0")  # llama.cpp's quantizer (exporters/files.py); Q4_0 is repacked for ARM

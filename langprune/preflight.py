@@ -38,7 +38,7 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     if not isinstance(options.vocab, bool) and not (isinstance(options.vocab, int) and options.vocab >= 1):
         raise UserError(f"{option('vocab', options.vocab)}: give a number of tokens, or off to keep the vocabulary")
     if options.heads is None and options.ffn is None and options.tol is None:
-        options.tol = DEFAULT_TOL
+        options.tol, options.heads = DEFAULT_TOL, 0.0  # heads only when asked: the report's cuts section says why
     if not (options.heads or options.ffn or options.tol or options.vocab):
         raise UserError(f"nothing to cut: give {option('heads')}, {option('ffn')} or {option('tol')}, or leave "
                         f"{option('vocab')} on")

@@ -28,9 +28,11 @@ def export(tmp_path_factory):
 
 def test_export_writes_every_artifact(export):
     folder, stdout = export
-    for name in ("report.md", "report.json", "analysis.json", "heatmap.png", "pytorch/config.json",
+    for name in ("report.md", "report.json", "pytorch/config.json",
                  "onnx/model.onnx", "gguf/model-F16.gguf", "gguf/model-Q8_0.gguf", "gguf/model-Q4_K_M.gguf"):
         assert (folder / name).exists(), name
+    # the default cuts no head, so no head analysis runs (HEADS= or TOL= ask for it)
+    assert not (folder / "analysis.json").exists() and not (folder / "heatmap.png").exists()
     assert "decode tok/s" in stdout and "bits/byte" in stdout  # the summary table
 
 
@@ -39,13 +41,17 @@ def test_report_numbers_are_measured_and_sane(export):
     report = json.loads((folder / "report.json").read_text())
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     assert kept == ["en", "de"] and len(dropped) >= 6
-    # the default: the largest FFN (then head) cut within TOL=0.05, and a trimmed vocabulary
+    # the default: the largest FFN cut within TOL=0.05, every head kept, and a trimmed vocabulary
     before, after = report["structure"]["before"], report["structure"]["after"]
+    assert after["heads_per_layer"] == before["heads_per_layer"] and report["analysis"] is None
+    assert "analyze heads" not in report["timings_s"]
+    share = report["ceiling"]["parts"]["after"]["attention projections"]["bytes"] / report["ceiling"]["bytes_after"]
+    assert f"The attention projections are {share:.1%} of the weights read" in (folder / "report.md").read_text()
     assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform
     assert after["ffn_per_layer"][0] % 64 == 0 and after["ffn_per_layer"][0] <= before["ffn_per_layer"][0]
     assert after["vocabulary"] <= 0.65 * before["vocabulary"]  # VOCAB=auto: 160,815 of 262,144 (en manual pages)
     search = report["tolerance_search"]
-    assert search["tol"] == 0.05 and search["probes"]
+    assert search["tol"] == 0.05 and search["probes"] and {p["cut"] for p in search["probes"]} == {"ffn"}
     # each probe also measured the kept languages' text beyond the corpus (its selection sample), held to +1% bpb
     assert {f"{lang} manpages" for lang in kept} <= set(search["outside"]) <= set(search["baseline"])
     passing = [p["size"] for p in search["probes"] if p["cut"] == "ffn" and p["within_tolerance"]]

@@ -16,7 +16,7 @@ from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.model.load import load
 from langprune.model.parts import HEADS, NEURONS, Selection
-from langprune.options import Context, ExportOptions
+from langprune.options import DEFAULT_TOL, Context, ExportOptions, cuts_ffn, cuts_heads
 from langprune.preflight import check_options
 from tests.tiny import save_tiny
 
@@ -147,3 +147,13 @@ def test_an_iterative_export_reports_its_rounds(tmp_path, monkeypatch):
     dropped_heads = sum(report["structure"]["before"]["heads_per_layer"]) - sum(after["heads_per_layer"])
     assert dropped_heads == accepted.get("heads", 0)
     assert f"{search['rounds']} rounds" in text and "| round |" in text
+
+
+def test_the_default_searches_the_ffn_within_tol_and_keeps_every_head(tiny_llama):
+    """With none of HEADS, FFN, TOL given, TOL=0.05 sizes the FFN alone; a TOL given searches heads on top (the real
+    default export: tests/test_export_e2e.py)."""
+    default = context(tiny_llama)
+    assert (default.options.tol, default.options.heads) == (DEFAULT_TOL, 0.0)
+    assert cuts_ffn(default.options) and not cuts_heads(default.options)  # the pipeline then runs no head analysis
+    asked = context(tiny_llama, tol=DEFAULT_TOL)
+    assert cuts_heads(asked.options) and cuts_ffn(asked.options)

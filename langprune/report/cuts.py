@@ -23,6 +23,8 @@ def cuts_text(report: dict) -> list[str]:
              "Heads per layer: " + ", ".join(map(str, a["heads_per_layer"])),
              "FFN width per layer: " + ", ".join(map(str, a["ffn_per_layer"])),
              _tokenization_text(report)]
+    if report["options"].get("heads") == 0:
+        parts.append(_heads_kept_text(report))
     if report["heads"]:
         dropped = ", ".join(f"({layer},{h})" for layer, h in report["heads"]["dropped"])
         parts.append("Removed heads (layer, head): " + dropped
@@ -38,6 +40,17 @@ def cuts_text(report: dict) -> list[str]:
         parts += ["![heads](heatmap.png)", "Agreement of the head analysis methods (Spearman, mean over languages): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in report["analysis"]["agreement"].items())]
     return parts
+
+
+def _heads_kept_text(report: dict) -> str:
+    """Why every head stayed when none was asked to go (HEADS=0, or no HEADS, FFN nor TOL given)."""
+    text = "Every head kept: heads are analysed and cut only when asked (HEADS=<fraction>, or TOL=<tol>)."
+    ceiling = report.get("ceiling")
+    if not ceiling or "attention projections" not in ceiling["parts"]["after"]:
+        return text
+    share = ceiling["parts"]["after"]["attention projections"]["bytes"] / ceiling["bytes_after"]
+    return (text + f" The attention projections are {share:.1%} of the weights read per generated token here "
+            f"({ceiling['file']}), so no head cut could speed decoding by more than {1 / (1 - share):.2f}x.")
 
 
 def _heal_check_text(h: dict, search: dict | None) -> str:
