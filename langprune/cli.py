@@ -32,7 +32,7 @@ def cmd_prepare(args) -> None:
     from .model.load import load
 
     fetch_text()
-    llama_bench()
+    llama_bench(build=True)
     loaded = load(args.model)
     config = loaded.model.config
     print(
@@ -77,7 +77,9 @@ def cmd_export(args) -> None:
     folder = run_export(_export_options(args))
     report = json.loads((folder / "report.json").read_text())
     _print_summary(summary(report))
-    print(f"\nWrote {folder} (report.md, report.json, heatmap.png, onnx/, gguf/, pytorch/)")
+    written = ["report.md", "report.json", *(["analysis.json", "heatmap.png"] * (folder / "heatmap.png").exists()),
+               "onnx/", "gguf/", "pytorch/"]
+    print(f"\nWrote {folder} ({', '.join(written)})")
 
 
 def cmd_analyze(args) -> None:
@@ -185,6 +187,7 @@ def cmd_bench_frontier(args) -> None:
 def cmd_bench_languages(args) -> None:
     """Every set's options and folder checked first, then one export per set (a set the export refuses
     is a row with its message), then the table."""
+    from .measure.llama_bench import llama_bench
     from .options import ExportOptions
     from .paths import check_output, export_dir, export_folder, output_folder
     from .pipeline import run_export
@@ -198,6 +201,7 @@ def cmd_bench_languages(args) -> None:
     for each in options:  # codes normalized here as the export will (EN -> en), so its folder is the one checked
         name, _ = check_options(each)
         check_output(export_folder(name, each.langs))
+    llama_bench()  # each export's verify runs it: refused now if it is not built
     out = check_output(args.out or export_dir() / f"languages-{name}")
     reports = {}
     for each in options:

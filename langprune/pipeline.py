@@ -15,6 +15,7 @@ from .data.corpus import load_corpus
 from .exporters.files import export_all, export_original
 from .log import say
 from .measure.checks import verify
+from .measure.llama_bench import llama_bench
 from .model.load import load
 from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads
 from .paths import export_folder, output_folder
@@ -24,6 +25,7 @@ from .timing import timed
 
 def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
+    llama_bench()  # verify's speed measure: refused now, not after the work, if it is not built
     final = Path(options.out or export_folder(name, options.langs))
     with output_folder(final) as work:
         say(f"== load {options.model}")

@@ -233,3 +233,22 @@ def test_without_the_text_beyond_the_corpus_the_missing_package_is_named_before_
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "is missing: run `langprune prepare` (it unpacks fortunes, text beyond the corpus in en)" in lines[0], lines
     assert time.monotonic() - start < 15 and not (tmp_path / "exported").exists()
+
+
+def test_without_llama_bench_the_export_says_what_to_run_before_any_work(tmp_path):
+    """The corpus and the text beyond it there, llama-bench not built for this CPU (a cache folder of the user's own,
+    `make setup` never run for it): one line naming what to run, not a download and a build inside the verify."""
+    from langprune.paths import cache_dir
+
+    (tmp_path / "cache").mkdir()
+    for name in ("udhr", "outside", "models", "hf"):
+        (tmp_path / "cache" / name).symlink_to(cache_dir() / name)
+    env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache"), "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
+    env.pop("LANGPRUNE_VIA", None)
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "langprune", *EXPORT], capture_output=True, text=True, env=env,
+                            timeout=60)
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "llama-bench is not built for this CPU" in lines[0] and "run `langprune prepare`" in lines[0], lines
+    assert time.monotonic() - start < 15 and not (tmp_path / "exported").exists()

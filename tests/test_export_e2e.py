@@ -90,8 +90,10 @@ def test_report_numbers_are_measured_and_sane(export):
             for figures in tests.values():
                 assert len(figures["runs"]) == 5 and min(figures["runs"]) > 0
                 assert figures["mean"] == pytest.approx(sum(figures["runs"]) / 5)
-    # each worker reports its own peak, not its parent's: a 250 MB Q4_K_M runs in well under 2 GB
-    assert report["speed"]["gguf Q4_K_M"]["1"]["peak_rss_mb_before"] < 2000
+    # each run's own peak, not its parent's (a 250 MB Q4_K_M runs in well under 2 GB; the export's process is >5 GB)
+    assert set(report["speed"]) == {"onnx fp32"}  # the deployed GGUF's speed is llama-bench's
+    peaks = bench["peak_rss_mb"]
+    assert all(100 < peaks[side][t] < 2000 for side in ("before", "after") for t in ("1", "2")), peaks
     for key, size in report["sizes"]["after"].items():
         assert 0 < size < report["sizes"]["before"][key], key
     ceiling = report["ceiling"]

@@ -19,6 +19,7 @@ def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
             figures = result["files"][label][1][test]
             assert len(figures["runs"]) == 2 and all(r > 0 for r in figures["runs"]), figures
             assert figures["mean"] > 0 and figures["spread"] == figures["sd"] / figures["mean"]
+        assert 0 < result["peak_rss_mb"][label][1] < 1000  # llama-bench's own peak, a tiny model's
     ratios = llama_bench.ratios(result, "after", "before")
     assert set(ratios[1]) == set(llama_bench.TESTS) and all(r > 0 for r in ratios[1].values())
 
@@ -33,7 +34,7 @@ def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
     def once(binary, path, threads):
         calls.append(path)
         value = series[path.name]()
-        return {"pp512": value, "tg128": value}
+        return {"pp512": value, "tg128": value, "peak_rss_mb": 50.0}
 
     monkeypatch.setattr(llama_bench, "bench_once", once)
     result = llama_bench.bench({"a": tmp_path / "quiet"}, threads=(1,), reps=2)

@@ -4,7 +4,8 @@ llama-bench is built once for this machine from the llama.cpp that llama-cpp-pyt
 the runtime the checks use; native CPU flags, as pip builds llama-cpp-python) and cached. Each measurement is a
 fresh llama-bench process running both tests once after its own warm-up; the files' runs interleave, round after
 round, so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was
-busy: the rounds are measured again once, and a spread still over it is flagged in the result, never hidden.
+busy: that thread count's rounds are measured again once, and a spread still over it is flagged in the result,
+never hidden.
 """
 
 import hashlib
@@ -14,7 +15,9 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from ..errors import UserError, run_tool
@@ -27,14 +30,18 @@ BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
 RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
 
 
-def llama_bench() -> Path:
-    """llama-bench for this machine, built once (a few minutes on 2 cores) and cached by version and CPU."""
+def llama_bench(build: bool = False) -> Path:
+    """llama-bench for this machine, cached by version and CPU; built (~10 minutes on 2 cores) only when `build`
+    (`langprune prepare`): a measurement never downloads or builds, it names the command to run."""
     import llama_cpp
 
     version = llama_cpp.__version__
     binary = cache_dir() / f"llama-bench-{version}-{_cpu_key()}"
     if binary.exists():
         return binary
+    if not build:
+        raise UserError(f"llama-bench is not built for this CPU ({binary} is missing): run `langprune prepare` "
+                        "(`make setup` does; it builds llama-bench once, ~10 minutes on 2 cores)")
     if not shutil.which("cmake"):
         raise UserError("llama-bench is built from llama.cpp's source and needs cmake: install it "
                         "(`pip install cmake`, or Debian's cmake)")
@@ -60,17 +67,37 @@ def _cpu_key() -> str:
 
 
 def bench_once(binary: Path, path: Path, threads: int) -> dict[str, float]:
-    """{"pp512": tokens/s, "tg128": tokens/s} of one fresh llama-bench process."""
+    """{"pp512": tokens/s, "tg128": tokens/s, "peak_rss_mb": its peak memory} of one fresh llama-bench process."""
     command = [str(binary), "-m", str(path), "-t", str(threads), "-r", "1", "-o", "json",
                "-p", str(TESTS["pp512"][0]), "-n", str(TESTS["tg128"][1])]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"llama-bench on {path} gave no answer after {RUN_TIMEOUT} s") from None
-    if result.returncode:
-        raise UserError(f"llama-bench failed on {path}:\n{result.stderr[-2000:]}")
-    return {name: row["avg_ts"] for row in json.loads(result.stdout) for name, (p, g) in TESTS.items()
-            if (row["n_prompt"], row["n_gen"]) == (p, g)}
+    status, stdout, stderr, peak_mb = _run(command, RUN_TIMEOUT)
+    if status is None:
+        raise UserError(f"llama-bench on {path} gave no answer after {RUN_TIMEOUT} s")
+    if status:
+        raise UserError(f"llama-bench failed on {path}:\n{stderr[-2000:]}")
+    speeds = {name: row["avg_ts"] for row in json.loads(stdout) for name, (p, g) in TESTS.items()
+              if (row["n_prompt"], row["n_gen"]) == (p, g)}
+    return {**speeds, "peak_rss_mb": peak_mb}
+
+
+def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, float]:
+    """(exit status, None if killed after `timeout` s; stdout; stderr; peak RSS in MB) of one process. The peak is the
+    kernel's account of that process alone (`os.wait4`): llama-bench does not report it, and the parent's
+    RUSAGE_CHILDREN is the largest of every child so far."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        killed = []
+        timer = threading.Timer(timeout, lambda: (killed.append(True), process.kill()))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        out.seek(0)
+        err.seek(0)
+        peak_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
+        return None if killed else process.returncode, out.read(), err.read(), peak_mb
 
 
 def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5) -> dict:
@@ -78,17 +105,21 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
     BUSY_SPREAD after the second measurement, if any), for every file in `files`, runs interleaved."""
     binary = llama_bench()
     runs = _rounds(binary, files, threads, reps)
-    if _busy(runs):
-        say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%}, the machine was busy; measuring again")
-        runs = _rounds(binary, files, threads, reps)
+    again = tuple(sorted({t for _, t, _ in _busy(runs)}))
+    if again:
+        say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%} at {again} thread(s), the machine was busy; measuring "
+            "those again")
+        runs |= _rounds(binary, files, again, reps)
     table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in TESTS} for t in threads}
              for label in files}
+    peaks = {label: {t: max(runs[(label, t, "peak_rss_mb")]) for t in threads} for label in files}
     return {"files": table, "busy": sorted(f"{label}, {t} threads, {test}" for label, t, test in _busy(runs)),
-            "reps": reps, "tool": binary.name}
+            "peak_rss_mb": peaks, "reps": reps, "tool": binary.name}
 
 
 def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int) -> dict:
-    runs = {(label, t, test): [] for label in files for t in threads for test in TESTS}
+    """{(label, threads, test or "peak_rss_mb"): [every run's figure]}."""
+    runs = {(label, t, test): [] for label in files for t in threads for test in (*TESTS, "peak_rss_mb")}
     with progress(total=reps * len(files) * len(threads), desc="llama-bench (interleaved)", unit="run") as bar:
         for _ in range(reps):
             for t in threads:
@@ -100,7 +131,7 @@ def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps
 
 
 def _busy(runs: dict) -> list[tuple]:
-    return [key for key, values in runs.items() if _summary(values)["spread"] > BUSY_SPREAD]
+    return [key for key, values in runs.items() if key[2] in TESTS and _summary(values)["spread"] > BUSY_SPREAD]
 
 
 def _summary(values: list[float]) -> dict:

@@ -161,15 +161,15 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
     of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
-    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32) and the deployed file, which llama-bench
-    measures too (`llama_bench.py`)."""
+    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32, the Python worker) and of the deployed file
+    in llama-bench (`llama_bench.py`: how llama.cpp users quote it, with each run's peak memory)."""
     from ..log import progress
     from .llama_bench import bench as llama_bench
     from .weights import ceiling
 
     deployed = deployed_file(after, gguf_quants)
     quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in gguf_quants]
-    speed_runs = ["onnx fp32", deployed]
+    speed_runs = ["onnx fp32"]
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]

@@ -7,6 +7,7 @@ within every quality limit; a set the export refused gets its one line instead."
 import json
 from pathlib import Path
 
+from .speed import decode_ratios
 from .tables import limit_rows, markdown_table, outside_changes
 
 
@@ -24,7 +25,7 @@ def language_row(langs: str, report: dict | str) -> dict:
             "heads": [sum(b["heads_per_layer"]), sum(a["heads_per_layer"])],
             "neurons": [sum(b["ffn_per_layer"]), sum(a["ffn_per_layer"])],
             "size": report["sizes"]["after"][deployed] / report["sizes"]["before"][deployed],
-            "decode": {threads: row["decode_tps_ratio"] for threads, row in report["speed"][deployed].items()},
+            "decode": decode_ratios(report),
             "worst_outside": dict(zip(("lang", "source", "tokens", "bits_per_byte"), worst)) if worst else None,
             "within_limits": all(within == "yes" for *_, within in limit_rows(report))}
 

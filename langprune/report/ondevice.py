@@ -1,5 +1,6 @@
 """The report's "On-device" section (`make mobile-check`): ONNX Runtime Mobile and llama.cpp on arm64."""
 
+from .speed import deployed_peak_rss
 from .tables import markdown_table
 
 
@@ -9,10 +10,10 @@ def mobile_text(report: dict) -> list[str]:
         return ["## On-device", "Not checked: `make mobile-check` checks this export for ONNX Runtime Mobile and for "
                 "llama.cpp on arm64."]
     return ["## On-device", *_ort_mobile_text(mobile["ort"]),
-            *_arm64_text(mobile.get("arm64"), report.get("speed", {}))]
+            *_arm64_text(mobile.get("arm64"), report)]
 
 
-def _arm64_text(arm: dict | None, speed: dict) -> list[str]:
+def _arm64_text(arm: dict | None, report: dict) -> list[str]:
     if not arm:
         return []
     return ["llama.cpp on arm64 (`make mobile-check`): llama-cpp-python's llama.cpp cross-built for aarch64 "
@@ -27,13 +28,13 @@ def _arm64_text(arm: dict | None, speed: dict) -> list[str]:
             "(f16) per 1k tokens of context, and the peak memory of the decode runs here.",
             markdown_table(["file", "MiB", "read per token MiB", "KV per 1k tokens MiB", "repacked at load MiB",
                             "peak RSS here MiB", "greedy = host", "perplexity here -> arm64", "holds"],
-                           [_arm64_row(kind, checked, speed.get(f"gguf {kind}"))
-                            for kind, checked in arm["files"].items()])]
+                           [_arm64_row(checked, deployed_peak_rss(report) if f"gguf {kind}" == report["deployed"]
+                                       else {}) for kind, checked in arm["files"].items()])]
 
 
-def _arm64_row(kind: str, checked: dict, speed: dict | None) -> tuple:
+def _arm64_row(checked: dict, peaks: dict) -> tuple:
     langs = checked["languages"]
-    peak = ", ".join(f"{r['peak_rss_mb_after']:.0f} ({threads} thr)" for threads, r in speed.items()) if speed else "-"
+    peak = ", ".join(f"{mb:.0f} ({threads} thr)" for threads, mb in peaks.items()) or "-"
     return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}",
             f"{checked['weights_read_per_token'] / 2**20:.1f}",
             f"{checked['kv_bytes_per_1k_tokens'] / 2**20:.1f}", f"{checked['repacked_mib']:.1f}", peak,

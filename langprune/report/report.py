@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .cuts import cuts_text, search_text
 from .ondevice import mobile_text
-from .speed import llama_bench_rows, llama_bench_text
+from .speed import decode_ratios, llama_bench_rows, llama_bench_text
 from .tables import limit_rows, limits_verdict, markdown_table, outside_changes
 
 
@@ -207,8 +207,7 @@ def _languages_text(report: dict) -> str:
 def render(report: dict) -> str:
     ceil = report["ceiling"]
     kept = report["languages"]["kept"]
-    measured = report["speed"].get(ceil["file"], {})
-    decode_ratios = ", ".join(f"{r['decode_tps_ratio']:.3f} ({t} thr)" for t, r in measured.items())
+    measured = ", ".join(f"{ratio:.3f} ({t} thr)" for t, ratio in decode_ratios(report).items())
     setup, limits = report["speed_setup"], limit_rows(report)
     parts = [
         f"# {report['model']['name']} for {', '.join(kept)}",
@@ -224,7 +223,7 @@ def render(report: dict) -> str:
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "
         f"{ceil['bytes_after'] / 1e6:.1f} MB after: {ceil['fraction_removed']:.1%} removed, so decoding "
-        f"(memory-bound) can be at most {ceil['speedup_ceiling']:.3f}x faster. Measured decode ratio: {decode_ratios}. "
+        f"(memory-bound) can be at most {ceil['speedup_ceiling']:.3f}x faster. Measured decode ratio: {measured}. "
         "By part of the model:",
         markdown_table(["weights read per token", "MB before", "MB after", "share after", "types after"],
                        _weight_rows(ceil)),

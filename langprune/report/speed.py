@@ -2,11 +2,13 @@
 fresh-process runs, each file against a baseline; in an export's report, the deployed file, original against
 pruned."""
 
+from ..measure.llama_bench import ratios
 from .tables import markdown_table
 
 
 def speed_table(bench: dict, baseline: str) -> str:
-    """Every file at every thread count: each test's tokens/s and its ratio to the `baseline` file's."""
+    """Every file at every thread count: each test's tokens/s and its ratio to the `baseline` file's, and the
+    runs' peak memory."""
     files, rows = bench["files"], []
     for label, by_threads in files.items():
         for threads, tests in by_threads.items():
@@ -14,9 +16,9 @@ def speed_table(bench: dict, baseline: str) -> str:
             for test, figures in tests.items():
                 base = files[baseline][threads][test]["mean"]
                 row += [f"{figures['mean']:.1f} ± {figures['sd']:.1f}", f"{figures['mean'] / base:.3f}"]
-            rows.append(tuple(row))
+            rows.append((*row, f"{bench['peak_rss_mb'][label][threads]:.0f}"))
     tests = next(iter(next(iter(files.values())).values()))
-    header = ["file", "threads"] + [h for test in tests for h in (f"{test} (tok/s)", "ratio")]
+    header = ["file", "threads"] + [h for test in tests for h in (f"{test} (tok/s)", "ratio")] + ["peak RSS MB"]
     busy = (f"Spread over the limit even when measured again (the machine was busy): {'; '.join(bench['busy'])}."
             if bench["busy"] else "Every spread within the limit.")
     return (f"llama-bench ({bench['tool']}, built from the llama.cpp that llama-cpp-python vendors): mean ± standard "
@@ -41,3 +43,21 @@ def llama_bench_text(report: dict) -> list[str]:
     if not bench:
         return []
     return [f"## Speed in llama-bench (the deployed file, `{bench['file']}`)", speed_table(bench, "before")]
+
+
+def decode_ratios(report: dict) -> dict[str, float]:
+    """{threads: the deployed file's decode speed after / before}: llama-bench's tg128 (reports from before it
+    ran in every export: the Python measure's decode)."""
+    bench = report.get("llama_bench")
+    if bench:
+        return {t: by_test["tg128"] for t, by_test in ratios(bench, "after", "before").items()}
+    return {t: row["decode_tps_ratio"] for t, row in report["speed"][report["deployed"]].items()}
+
+
+def deployed_peak_rss(report: dict) -> dict[str, float]:
+    """{threads: the pruned deployed file's peak memory in MB} as it decoded (llama-bench's runs; older reports:
+    the Python measure's)."""
+    bench = report.get("llama_bench")
+    if bench:
+        return bench["peak_rss_mb"]["after"]
+    return {t: row["peak_rss_mb_after"] for t, row in report["speed"].get(report["deployed"], {}).items()}
