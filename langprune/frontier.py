@@ -6,8 +6,8 @@ the o_proj refit: the same heads, before recovery), `iterative` (heads and neuro
 time, re-scored after each step: `cuts/iterative.py`) and `heal=<minutes>` (then distilled from the
 original, `cuts/heal.py`). Each level is selected by the export's own `run_selection` and
 `apply_cuts`, written as GGUF, quantized, and measured in llama.cpp against the original's file of
-the same quantization: file size, decode speed-up (interleaved repetitions, each pair in fresh
-processes), the kept languages' bits per byte on the evaluation split and on text beyond the
+the same quantization: file size, decode and prompt speed-up (llama-bench's tg128 and pp512, runs interleaved, each
+a fresh process), the kept languages' bits per byte on the evaluation split and on text beyond the
 corpus (`outside_text`, which no selection reads: with a trimmed vocabulary also its token count
 and tokenization agreement), and the dropped languages' bits per byte on their first evaluation
 documents. Every level is selected before anything is measured, so a bad level fails at once.
@@ -27,7 +27,9 @@ from .exporters.export_gguf import export_gguf
 from .exporters.quantize import quantize_gguf
 from .log import say
 from .measure.checks import agreement
-from .measure.verify import Artifact, dropped_documents, file_size, quality, scorer, speed, speed_prompts
+from .measure.llama_bench import bench as llama_bench
+from .measure.llama_bench import ratios
+from .measure.verify import LLAMA_BENCH_REPS, Artifact, dropped_documents, file_size, quality, scorer
 from .model.parts import HEADS, NEURONS
 from .options import eval_languages
 from .paths import check_output, output_folder
@@ -97,6 +99,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
     loaded = ctx.loaded
     kept, dropped = eval_languages(ctx.options)
     selected = _select(ctx, levels)
+    bench_reps = max(reps, LLAMA_BENCH_REPS)  # as the export's llama-bench runs
     original = Artifact("llama.cpp", QUANT, export_original(loaded, ctx.options.quant)[f"gguf {QUANT}"])
     corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)
 
@@ -116,11 +119,12 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
             f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
             after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))
             f16.unlink()
-            speeds = speed({QUANT: (original, after)}, speed_prompts(tokenizers, ctx.corpus, kept[0]),
-                           threads=threads, reps=reps)[QUANT]
+            speeds = ratios(llama_bench({"before": original.path, "after": after.path}, threads, bench_reps),
+                            "after", "before")
             row = {"cut": level.name, **_shape(pruned), "file_bytes": file_size(after.path),
                    **measure(after, tokenizer),
-                   "decode_speedup": {str(t): speeds[t]["decode_tps_ratio"] for t in threads}}
+                   "decode_speedup": {str(t): speeds[t]["tg128"] for t in threads},
+                   "prompt_speedup": {str(t): speeds[t]["pp512"] for t in threads}}
             if cuts.heal:
                 row["heal"] = cuts.heal
             if cuts.tokens:
@@ -131,7 +135,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
             after.path.unlink()
             del pruned
     return {"model": loaded.name, "langs": kept, "dropped": dropped, "measured": time.strftime("%Y-%m-%d %H:%M"),
-            "quant": QUANT, "threads": list(threads), "reps": reps, "layout": ctx.layout,
+            "quant": QUANT, "threads": list(threads), "reps": bench_reps, "layout": ctx.layout,
             "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()}, "rows": rows}
 
 

@@ -59,12 +59,13 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     result = json.loads(md.with_suffix(".json").read_text())
     original, trimmed, masked, refit, both, healed = result["rows"]
     assert [r["cut"] for r in result["rows"]] == ["original"] + [level.name for level in levels]
-    assert result["dropped"] == ["fr", "ru"]
+    assert result["dropped"] == ["fr", "ru"] and result["reps"] == 5  # llama-bench's runs at least, as an export's
     assert original["tokens"] == n_vocab > trimmed["tokens"] == both["tokens"] and original["heads"] == n_heads
     assert masked["tokens"] == refit["tokens"] == n_vocab and masked["heads"] == refit["heads"] < n_heads
     assert both["neurons"] < original["neurons"] == trimmed["neurons"] == refit["neurons"]
     for row in result["rows"][1:]:
         assert row["file_bytes"] < original["file_bytes"] and row["decode_speedup"]["1"] > 0
+        assert row["prompt_speedup"]["1"] > 0  # llama-bench's pp512, beside its tg128
         assert ("agreement" in row) == (row["tokens"] < n_vocab), row["cut"]
     # the same heads go with and without the refit; only the refit's o_proj changes what they compute
     assert masked["file_bytes"] == refit["file_bytes"] == healed["file_bytes"] and healed["heal"]["steps"] >= 1

@@ -15,18 +15,19 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 
 from ..errors import UserError, run_tool
 from ..log import progress, say
 from ..paths import cache_dir, written
 from .arm64_setup import llama_cpp_source
+from .memory import peak_rss_mb
 
 TESTS = {"pp512": (512, 0), "tg128": (0, 128)}  # llama-bench's names: (prompt tokens, generated tokens)
 BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
+POLL_S = 0.05  # how often a run's peak memory is read
 RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
 
 
@@ -80,24 +81,23 @@ def bench_once(binary: Path, path: Path, threads: int) -> dict[str, float]:
     return {**speeds, "peak_rss_mb": peak_mb}
 
 
-def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, float]:
-    """(exit status, None if killed after `timeout` s; stdout; stderr; peak RSS in MB) of one process. The peak is the
-    kernel's account of that process alone (`os.wait4`): llama-bench does not report it, and the parent's
-    RUSAGE_CHILDREN is the largest of every child so far."""
+def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, float | None]:
+    """(exit status, None if killed after `timeout` s; stdout; stderr; peak RSS in MB) of one process. The peak is
+    read from the process itself while it runs (`memory.peak_rss_mb`, a high-water mark: its last reading is the
+    peak unless the process grew in its last POLL_S)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        killed = []
-        timer = threading.Timer(timeout, lambda: (killed.append(True), process.kill()))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        finally:
-            timer.cancel()
-        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        peak, deadline = None, time.monotonic() + timeout
+        while process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                return None, "", "", peak
+            peak = peak_rss_mb(process.pid) or peak
+            time.sleep(POLL_S)
         out.seek(0)
         err.seek(0)
-        peak_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KiB on Linux
-        return None if killed else process.returncode, out.read(), err.read(), peak_mb
+        return process.returncode, out.read(), err.read(), peak
 
 
 def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5) -> dict:
@@ -112,7 +112,8 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
         runs |= _rounds(binary, files, again, reps)
     table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in TESTS} for t in threads}
              for label in files}
-    peaks = {label: {t: max(runs[(label, t, "peak_rss_mb")]) for t in threads} for label in files}
+    peaks = {label: {t: max(filter(None, runs[(label, t, "peak_rss_mb")]), default=None) for t in threads}
+             for label in files}
     return {"files": table, "busy": sorted(f"{label}, {t} threads, {test}" for label, t, test in _busy(runs)),
             "peak_rss_mb": peaks, "reps": reps, "tool": binary.name}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
 from ..timing import timed
+from .memory import peak_rss_mb
 
 
 @dataclass(frozen=True)
@@ -244,15 +245,6 @@ def file_size(path: Path) -> int:
     path = Path(path)
     data = path.with_name(path.name + ".data")
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux carries that over from
-    the parent across fork and exec, so a worker would report its parent's peak."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _worker(job: dict) -> dict:

@@ -65,7 +65,8 @@ def render_frontier(result: dict) -> str:
     body.append(["original", _shape(original), f"{original['file_bytes'] / 2**20:.0f} (100%)",
                  *("1.00" for _ in threads), *("" for _ in header[3 + len(threads):])])
     named = "; ".join(f"{s}: {v['kind']} ({v['package']})" for s, v in result["sources"].items())
-    return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: median of "
+    timing = ("llama-bench's tg128, mean of" if "prompt_speedup" in result["rows"][-1] else "median of")
+    return (f"llama.cpp, {result['quant']}, each level against the original (decode speed-up: {timing} "
             f"{result['reps']} interleaved runs), {result['layout']} layout. A level is the export's own selection at "
             "fixed sizes: `vocab` the default vocabulary trim, `heads`/`ffn` the fraction dropped, the heads' o_proj "
             "refit unless `norefit`, `iterative` both chosen a step at a time (re-scored after each), `heal` the "

@@ -34,7 +34,7 @@ def _arm64_text(arm: dict | None, report: dict) -> list[str]:
 
 def _arm64_row(checked: dict, peaks: dict) -> tuple:
     langs = checked["languages"]
-    peak = ", ".join(f"{mb:.0f} ({threads} thr)" for threads, mb in peaks.items()) or "-"
+    peak = ", ".join(f"{mb:.0f} ({threads} thr)" for threads, mb in peaks.items() if mb is not None) or "-"
     return (f"`{checked['file']}`", f"{checked['bytes'] / 2**20:.1f}",
             f"{checked['weights_read_per_token'] / 2**20:.1f}",
             f"{checked['kv_bytes_per_1k_tokens'] / 2**20:.1f}", f"{checked['repacked_mib']:.1f}", peak,

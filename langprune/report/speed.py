@@ -16,7 +16,8 @@ def speed_table(bench: dict, baseline: str) -> str:
             for test, figures in tests.items():
                 base = files[baseline][threads][test]["mean"]
                 row += [f"{figures['mean']:.1f} ± {figures['sd']:.1f}", f"{figures['mean'] / base:.3f}"]
-            rows.append((*row, f"{bench['peak_rss_mb'][label][threads]:.0f}"))
+            peak = bench["peak_rss_mb"][label][threads]
+            rows.append((*row, "-" if peak is None else f"{peak:.0f}"))
     tests = next(iter(next(iter(files.values())).values()))
     header = ["file", "threads"] + [h for test in tests for h in (f"{test} (tok/s)", "ratio")] + ["peak RSS MB"]
     busy = (f"Spread over the limit even when measured again (the machine was busy): {'; '.join(bench['busy'])}."
