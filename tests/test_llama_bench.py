@@ -61,3 +61,16 @@ def test_bench_speed_command(tmp_path, capsys):
     for bad, message in ((tmp_path / "none.gguf", "no such file"), (tmp_path / "text.gguf", "not a GGUF file")):
         assert main(["bench-speed", str(first), str(bad)]) == 2
         assert f"error: {bad}: {message}" in capsys.readouterr().err
+
+
+def test_a_report_from_before_peak_memory_was_read_still_renders():
+    """`make bench` and `make mobile-check` re-render earlier exports' reports, whose llama-bench runs have no peaks."""
+    from langprune.report.speed import deployed_peak_rss, speed_table
+
+    figures = {"mean": 10.0, "sd": 0.1, "spread": 0.01, "runs": [10.0]}
+    bench = {"files": {side: {"1": {"tg128": figures}} for side in ("before", "after")}, "busy": [], "reps": 1,
+             "tool": "llama-bench"}
+    assert "| after | 1 | 10.0 ± 0.1 | 1.000 | - |" in speed_table(bench, "before")
+    older = {"llama_bench": bench, "deployed": "gguf Q4_K_M",
+             "speed": {"gguf Q4_K_M": {"1": {"peak_rss_mb_after": 300.0}}}}  # the Python measure's peak then
+    assert deployed_peak_rss(older) == {"1": 300.0}

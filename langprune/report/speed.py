@@ -16,7 +16,7 @@ def speed_table(bench: dict, baseline: str) -> str:
             for test, figures in tests.items():
                 base = files[baseline][threads][test]["mean"]
                 row += [f"{figures['mean']:.1f} ± {figures['sd']:.1f}", f"{figures['mean'] / base:.3f}"]
-            peak = bench["peak_rss_mb"][label][threads]
+            peak = bench.get("peak_rss_mb", {}).get(label, {}).get(threads)  # a report from before it was read
             rows.append((*row, "-" if peak is None else f"{peak:.0f}"))
     tests = next(iter(next(iter(files.values())).values()))
     header = ["file", "threads"] + [h for test in tests for h in (f"{test} (tok/s)", "ratio")] + ["peak RSS MB"]
@@ -59,6 +59,6 @@ def deployed_peak_rss(report: dict) -> dict[str, float]:
     """{threads: the pruned deployed file's peak memory in MB} as it decoded (llama-bench's runs; older reports:
     the Python measure's)."""
     bench = report.get("llama_bench")
-    if bench:
+    if bench and "peak_rss_mb" in bench:
         return bench["peak_rss_mb"]["after"]
     return {t: row["peak_rss_mb_after"] for t, row in report["speed"].get(report["deployed"], {}).items()}
