@@ -9,7 +9,8 @@ from .model.load import LoadedModel
 DEFAULT_TOL = 0.05  # for the FFN when neither HEADS, FFN nor TOL is given (heads then stay)
 N_DROPPED_EVAL = 6  # dropped languages evaluated in the report
 SEARCHES = ("once", "iterative")  # how heads and FFN neurons are selected (cuts/plan.py)
-GGUF_QUANTS = ("Q8_0", "Q4_K_M", "Q4_0")  # llama.cpp's quantizer (exporters/files.py); Q4_0 is repacked for ARM
+# llama.cpp's quantizer (exporters/quantize.py): the file types llama.cpp users pick between; Q4_0 is repacked for ARM
+GGUF_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "IQ4_NL")
 ONNX_QUANTS = ("int8", "int4")  # ONNX Runtime's quantizers, with ORT-format copies
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics

@@ -278,8 +278,10 @@ def test_quantize_odd_shapes(tmp_path):
 
 
 def test_quantize_refuses_unknown_kinds(tmp_path):
-    with pytest.raises(UserError, match="Q8_0, Q4_K_M"):
+    with pytest.raises(UserError, match="Q8_0, Q6_K, Q5_K_M, Q4_K_M"):
         quantize_gguf(tmp_path / "a.gguf", tmp_path / "b.gguf", "Q2_K")
+    with pytest.raises(UserError, match="output tensor type 'Q2_K' is not supported"):
+        quantize_gguf(tmp_path / "a.gguf", tmp_path / "b.gguf", "Q4_K_M", output_type="Q2_K")
 
 
 def test_quantize_failure_is_a_user_error(tmp_path):
@@ -377,3 +379,28 @@ def test_pruned_gemma_gguf_matches_torch_and_quantizes(gemma, tmp_path):
         assert abs(overall) < bound and all(abs(s) < 2 * bound for s in shifts.values()), (kind, shifts)
     print("file sizes (MB):", {kind: round(size / 1e6, 1) for kind, size in sizes.items()})
     assert sizes["F16"] > sizes["Q8_0"] > sizes["Q4_K_M"]
+
+
+@pytest.mark.parametrize("kind", ["Q6_K", "Q5_K_M", "Q3_K_M", "IQ4_NL"])
+def test_every_file_type_users_pick_quantizes_and_runs(tmp_path, kind):
+    """The file types beside Q8_0, Q4_K_M and Q4_0: smaller than F16, and llama.cpp's logits near torch's."""
+    model = sharpen(tiny_model("llama"))
+    f16 = export_gguf(model, None, tiny_tokenizer(), tmp_path / "tiny.gguf")
+    out = quantize_gguf(f16, tmp_path / f"tiny-{kind}.gguf", kind)
+    assert out.stat().st_size < f16.stat().st_size
+    gap, _ = compare(out, model, tiny_ids())
+    assert abs(gap) < 0.3, gap
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_output_layer_takes_its_own_tensor_type(tmp_path, tied):
+    """`output_type` sets the output layer's type, also where it is the tied embedding table (Gemma 3)."""
+    model = tiny_gemma6() if tied else sharpen(tiny_model("llama"))
+    name = "token_embd.weight" if tied else "output.weight"
+    f16 = export_gguf(model, None, tiny_tokenizer(), tmp_path / "tiny.gguf")
+    default = quantize_gguf(f16, tmp_path / "default.gguf", "Q4_K_M")
+    smaller = quantize_gguf(f16, tmp_path / "output-q4_0.gguf", "Q4_K_M", output_type="Q4_0")
+    assert tensor_types(default)[name] != "Q4_0" and tensor_types(smaller)[name] == "Q4_0"
+    assert smaller.stat().st_size < default.stat().st_size
+    assert {k: v for k, v in tensor_types(smaller).items() if k != name} == \
+        {k: v for k, v in tensor_types(default).items() if k != name}  # only the output layer changed

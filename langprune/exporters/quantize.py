@@ -9,10 +9,12 @@ from ..options import GGUF_QUANTS
 from ..paths import written
 
 QUANT_KINDS = {kind: f"LLAMA_FTYPE_MOSTLY_{kind}" for kind in GGUF_QUANTS}  # llama.cpp's file types
+OUTPUT_TYPES = ("Q8_0", "Q6_K", "Q5_0", "Q4_0", "IQ4_NL")  # for the output layer (a tied embedding: that table)
 
 
-def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
-    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: Q8_0, Q4_K_M or Q4_0); returns dst.
+def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type: str | None = None) -> Path:
+    """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: one of GGUF_QUANTS); returns dst. `output_type`
+    sets the output layer's tensor type (a tied embedding table is the output layer) instead of the file type's.
 
     llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
     rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
@@ -21,10 +23,14 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0) -> Path:
 
     if kind not in QUANT_KINDS:
         raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
+    if output_type is not None and output_type not in OUTPUT_TYPES:
+        raise UserError(f"output tensor type {output_type!r} is not supported (supported: {', '.join(OUTPUT_TYPES)})")
     src, dst = Path(src), Path(dst)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
+    if output_type is not None:
+        params.output_tensor_type = getattr(llama_cpp, f"GGML_TYPE_{output_type}")
     llama_cpp.llama_backend_init()
     with written(dst) as partial, llama_cpp_log() as log:
         status = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
