@@ -170,6 +170,7 @@ def cmd_bench_speed(args) -> None:
 def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
     from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
+    from .measure.llama_bench import llama_bench
     from .model.load import load
     from .options import Context, all_languages
     from .paths import check_output, frontier_dir
@@ -179,6 +180,7 @@ def cmd_bench_frontier(args) -> None:
     name, layout = check_options(options)
     levels = [parse_level(text) for text in _split(args.levels if args.levels is not None else DEFAULT_LEVELS) or [""]]
     out = check_output(args.out or frontier_dir(name, options.langs))
+    llama_bench()  # each level's speed: refused now, not after the selection, if it is not built
     ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
     print(write_frontier(ctx, levels, out, options.threads, options.reps).read_text())
     print(f"Wrote {out}/frontier.md and .json")

@@ -214,8 +214,9 @@ PARTLY_PREPARED = [
 ]
 
 
+@pytest.mark.parametrize("command", [EXPORT, ["bench-frontier", "--langs", "en,de"]], ids=["export", "frontier"])
 @pytest.mark.parametrize("held, message", PARTLY_PREPARED, ids=["nothing", "only the corpus", "all but llama-bench"])
-def test_a_partly_prepared_cache_names_what_is_missing_and_what_to_run(tmp_path, held, message):
+def test_a_partly_prepared_cache_names_what_is_missing_and_what_to_run(tmp_path, held, message, command):
     from langprune.paths import cache_dir
 
     (tmp_path / "cache").mkdir()
@@ -224,7 +225,7 @@ def test_a_partly_prepared_cache_names_what_is_missing_and_what_to_run(tmp_path,
     env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache"), "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
     env.pop("LANGPRUNE_VIA", None)
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "langprune", *EXPORT], capture_output=True, text=True, env=env,
+    result = subprocess.run([sys.executable, "-m", "langprune", *command], capture_output=True, text=True, env=env,
                             timeout=60)
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
