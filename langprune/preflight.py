@@ -42,6 +42,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     if not (options.heads or options.ffn or options.tol or options.vocab):
         raise UserError(f"nothing to cut: give {option('heads')}, {option('ffn')} or {option('tol')}, or leave "
                         f"{option('vocab')} on")
+    by_case = {kind.lower(): kind for kind in GGUF_QUANTS + ONNX_QUANTS}  # q6_k as Q6_K, as LANGS takes EN
+    options.quant = [by_case.get(q.lower(), q) for q in options.quant]
     bad = [q for q in options.quant if q not in GGUF_QUANTS + ONNX_QUANTS]
     if bad or not options.quant:
         raise UserError(f"{option('quant', ','.join(options.quant))}: "

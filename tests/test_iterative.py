@@ -157,3 +157,10 @@ def test_the_default_searches_the_ffn_within_tol_and_keeps_every_head(tiny_llama
     assert cuts_ffn(default.options) and not cuts_heads(default.options)  # the pipeline then runs no head analysis
     asked = context(tiny_llama, tol=DEFAULT_TOL)
     assert cuts_heads(asked.options) and cuts_ffn(asked.options)
+
+
+def test_quant_kinds_are_taken_in_any_case_as_language_codes_are(tiny_llama):
+    """`--quant q6_k,INT4` names the same files as Q6_K,int4; a kind that is no kind is still refused."""
+    assert context(tiny_llama, quant=["q6_k", "INT4", "iq4_nl"]).options.quant == ["Q6_K", "int4", "IQ4_NL"]
+    with pytest.raises(UserError, match="--quant q2_k: choose from"):
+        context(tiny_llama, quant=["q2_k"])
