@@ -45,9 +45,9 @@ def _export_into(ctx: Context, work: Path) -> None:
     options = ctx.options
     ranked = options.search == "once"  # SEARCH=iterative scores heads and neurons itself, as it cuts
     analysis = step(ctx, "analyze heads", lambda: run_analysis(ctx)) if cuts_heads(options) and ranked else None
-    refit = cuts_heads(options) and options.refit
-    stats, grams = step(ctx, "neuron statistics + refit inputs",
-                        lambda: run_calibration(ctx, cuts_ffn(options) and ranked, refit))
+    neurons, refit = cuts_ffn(options) and ranked, cuts_heads(options) and options.refit
+    collected = " + ".join(name for name, wanted in (("neuron statistics", neurons), ("refit inputs", refit)) if wanted)
+    stats, grams = step(ctx, collected, lambda: run_calibration(ctx, neurons, refit)) if collected else (None, None)
     cuts = step(ctx, "select", lambda: run_selection(ctx.loaded, ctx.corpus, options, ctx.layout, analysis, stats,
                                                      grams, timings=ctx.timings))
     if analysis is not None:

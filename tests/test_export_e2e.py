@@ -44,7 +44,7 @@ def test_report_numbers_are_measured_and_sane(export):
     # the default: the largest FFN cut within TOL=0.05, every head kept, and a trimmed vocabulary
     before, after = report["structure"]["before"], report["structure"]["after"]
     assert after["heads_per_layer"] == before["heads_per_layer"] and report["analysis"] is None
-    assert "analyze heads" not in report["timings_s"]
+    assert "analyze heads" not in report["timings_s"] and "neuron statistics" in report["timings_s"]  # no refit
     share = report["ceiling"]["parts"]["after"]["attention projections"]["bytes"] / report["ceiling"]["bytes_after"]
     assert f"The attention projections are {share:.1%} of the weights read" in (folder / "report.md").read_text()
     assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform
