@@ -152,14 +152,13 @@ def cmd_bench(args) -> None:
 
 def cmd_bench_speed(args) -> None:
     from .measure.llama_bench import bench
+    from .model.gguf_file import read_header
     from .report.speed import speed_table
 
     for path in args.files:
         if not path.is_file():
             raise UserError(f"{path}: no such file")
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise UserError(f"{path}: not a GGUF file")
+        read_header(path)  # a clear line for a file llama-bench could not load
     if args.reps < 1:
         raise UserError(f"{option('reps', args.reps)}: give at least 1 run")
     threads = tuple(_int_list(args.threads, "threads", "1,2")) if args.threads else (1, 2)
