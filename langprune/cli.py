@@ -166,6 +166,26 @@ def cmd_bench_speed(args) -> None:
     print(speed_table(bench(files, threads, args.reps), str(args.files[0])))
 
 
+def cmd_bench_quants(args) -> None:
+    from .bench import bench_quants, export_folders
+    from .measure.llama_bench import llama_bench
+    from .options import GGUF_QUANTS
+
+    if args.reps < 1:
+        raise UserError(f"{option('reps', args.reps)}: give at least 1 run")
+    threads = tuple(_int_list(args.threads, "threads", "1,2")) if args.threads else (2,)
+    kinds = _split(args.quants.upper()) if args.quants is not None else None
+    if kinds is not None and (not kinds or set(kinds) - set(GGUF_QUANTS)):
+        raise UserError(f"{option('quants', args.quants)}: choose from {', '.join(GGUF_QUANTS)}")
+    folders = export_folders(args.exports)
+    llama_bench()  # refused now, not after the first quantizations, if it is not built
+    for folder in folders:
+        result = bench_quants(folder, threads, args.reps, kinds)
+        print(f"{folder}: {len(result['files'])} files; the Pareto front: {', '.join(result['front'])}; the deployed "
+              f"file ({result['deployed']}) {'is' if result['deployed'] in result['front'] else 'is NOT'} on it; "
+              "report.md updated, plot quants.png")
+
+
 def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
     from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
@@ -255,7 +275,8 @@ def _print_summary(rows) -> None:
 
 
 COMMANDS = {"languages": cmd_languages, "prepare": cmd_prepare, "export": cmd_export, "analyze": cmd_analyze,
-            "bench": cmd_bench, "bench-speed": cmd_bench_speed, "bench-frontier": cmd_bench_frontier,
+            "bench": cmd_bench, "bench-speed": cmd_bench_speed, "bench-quants": cmd_bench_quants,
+            "bench-frontier": cmd_bench_frontier,
             "bench-languages": cmd_bench_languages, "mobile-check": cmd_mobile_check}
 
 

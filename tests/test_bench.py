@@ -96,3 +96,41 @@ def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
     assert limits_verdict(rows) == "**Not within the limits**: tokens, ja manpages, change +0.60%."
     report["outside"]["quality"]["manpages"]["after"]["ja"] = q(1005, 2.0)
     assert limits_verdict(limit_rows(report)) == "Every kept language is within every limit."
+
+
+def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_front(tmp_path, monkeypatch):
+    """`make bench-quants`: both models at every GGUF file type, each output-layer type that changes the file, the
+    baseline (the original at the deployed type) against itself, the front as no file beats it, added to the
+    report; the deployed file re-made from the export's F16 is the export's own."""
+    from langprune.bench import bench_quants
+
+    monkeypatch.setenv("LANGPRUNE_EXPORTS", str(tmp_path / "exported"))
+    options = ExportOptions(langs=["en", "de"], model=str(save_tiny("llama", tmp_path / "llama")), heads=0.25,
+                            layout="free", reps=1, threads=(1,), analysis_langs=["en", "de", "fr"])
+    folder = run_export(options)
+    result = bench_quants(folder, threads=(1,), reps=1, kinds=("Q4_0",))  # and the deployed type, Q4_K_M
+    rows, baseline, deployed = result["files"], result["files"][result["baseline"]], result["files"][result["deployed"]]
+    assert (result["baseline"], result["deployed"]) == ("original Q4_K_M", "pruned Q4_K_M")
+    for side in ("original", "pruned"):
+        for kind in ("Q4_K_M", "Q4_0"):
+            outputs = [row["output_type"] for row in rows.values() if (row["side"], row["kind"]) == (side, kind)]
+            assert outputs and len(set(outputs)) == len(outputs), (side, kind)  # each file differs from the others
+    assert {row["kind"] for row in rows.values()} == {"Q4_K_M", "Q4_0"}
+    assert baseline["relative_size"] == 1 and set(baseline["changes"]["evaluation"].values()) == {0.0}
+    assert set(baseline["changes"]["outside"]) == {"en", "de"} and baseline["worst_outside"] == 0.0
+    assert deployed["size"] == (folder / "gguf" / "model-Q4_K_M.gguf").stat().st_size
+    for name, row in rows.items():
+        assert row["size"] < rows[name.replace("pruned", "original")]["size"] if row["side"] == "pruned" else True
+        assert row["speed"]["1"]["tg128"]["mean"] > 0 and row["speed"]["1"]["pp512"]["ratio"] > 0
+
+    def point(row):
+        return row["size"], -row["speed"]["1"]["tg128"]["ratio"], row["worst_outside"]
+
+    for name, row in rows.items():  # on the front exactly when no file is at least as good on all three, better on one
+        beaten = any(all(a <= b for a, b in zip(point(other), point(row))) and point(other) != point(row)
+                     for other in rows.values())
+        assert (name in result["front"]) != beaten, name
+    report, text = json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
+    assert report["alternatives"]["front"] == result["front"] and "## What else a user could deploy" in text
+    assert all(f"| {name} |" in text for name in rows)
+    assert (folder / "quants.png").read_bytes()[:4] == b"\x89PNG" and "quants.png" in written_files(folder)

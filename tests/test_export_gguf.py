@@ -404,3 +404,6 @@ def test_the_output_layer_takes_its_own_tensor_type(tmp_path, tied):
     assert smaller.stat().st_size < default.stat().st_size
     assert {k: v for k, v in tensor_types(smaller).items() if k != name} == \
         {k: v for k, v in tensor_types(default).items() if k != name}  # only the output layer changed
+    with pytest.raises(UserError, match="the output layer's rows do not fit Q6_K's blocks of 256"):  # rows of 64
+        quantize_gguf(f16, tmp_path / "output-q6_k.gguf", "Q4_K_M", output_type="Q6_K")  # llama.cpp: a crash
+    assert not (tmp_path / "output-q6_k.gguf").exists()

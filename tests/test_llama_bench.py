@@ -58,7 +58,8 @@ def test_bench_speed_command(tmp_path, capsys):
     rows = [line for line in table.splitlines() if line.startswith(f"| {tmp_path}")]
     assert len(rows) == 2 and rows[0].count("| 1.000 |") == 2, table  # the baseline against itself
     (tmp_path / "text.gguf").write_text("not a model")
-    for bad, message in ((tmp_path / "none.gguf", ": no such file"), (tmp_path / "text.gguf", " is not a readable GGUF")):
+    for bad, message in ((tmp_path / "none.gguf", ": no such file"),
+                         (tmp_path / "text.gguf", " is not a readable GGUF")):
         assert main(["bench-speed", str(first), str(bad)]) == 2
         assert f"error: {bad}{message}" in capsys.readouterr().err
 

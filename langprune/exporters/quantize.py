@@ -3,8 +3,11 @@
 import ctypes
 from pathlib import Path
 
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
 from ..errors import UserError
 from ..log import llama_cpp_log
+from ..model.gguf_file import read_header
 from ..options import GGUF_QUANTS
 from ..paths import written
 
@@ -26,6 +29,9 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
     if output_type is not None and output_type not in OUTPUT_TYPES:
         raise UserError(f"output tensor type {output_type!r} is not supported (supported: {', '.join(OUTPUT_TYPES)})")
     src, dst = Path(src), Path(dst)
+    if output_type is not None and not output_type_fits(src, output_type):
+        raise UserError(f"{src.name}: the output layer's rows do not fit {output_type}'s blocks of "
+                        f"{GGML_QUANT_SIZES[GGMLQuantizationType[output_type]][0]} values")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
@@ -38,3 +44,12 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
             tail = "".join(log)[-2000:]
             raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
     return dst
+
+
+def output_type_fits(src: Path, output_type: str) -> bool:
+    """Whether the output layer's rows (a tied embedding table's, where it is the output layer) are a whole number of
+    `output_type`'s blocks. llama.cpp falls back from a file type's own choice where they are not, but writes a type
+    asked for by name as it is: rows of 640 in Q6_K's blocks of 256 make an invalid file, then a crash."""
+    tensors = {t.name: t for t in read_header(src).tensors}
+    output = tensors.get("output.weight", tensors["token_embd.weight"])
+    return output.shape[0] % GGML_QUANT_SIZES[GGMLQuantizationType[output_type]][0] == 0

@@ -1,4 +1,4 @@
-"""Heatmaps: layers by heads, one panel per language and method."""
+"""Heatmaps (layers by heads, one panel per language and method) and the alternatives' Pareto plot."""
 
 from pathlib import Path
 
@@ -53,3 +53,36 @@ def heatmap(analysis: Analysis, path: Path, dropped: list[tuple[int, int]] | Non
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def pareto_plot(alt: dict, path: Path) -> Path:
+    """Decode speed (tg128 ratio to the baseline) against the worst kept language beyond the corpus (bits per byte
+    against the baseline), one marker per file, its area the file's size; the Pareto front outlined and named."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, rows = alt["front_threads"], alt["files"]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for side, color in (("original", "tab:blue"), ("pruned", "tab:orange")):
+        names = [name for name, row in rows.items() if row["side"] == side]
+        ax.scatter([100 * rows[n]["worst_outside"] for n in names],
+                   [rows[n]["speed"][t]["tg128"]["ratio"] for n in names],
+                   s=[300 * rows[n]["relative_size"] for n in names], c=color, alpha=0.5, label=side,
+                   edgecolors=["black" if n in alt["front"] else "none" for n in names], linewidths=1.5)
+    for name in alt["front"]:
+        row = rows[name]
+        ax.annotate(name + (" (deployed)" if name == alt["deployed"] else ""),
+                    (100 * row["worst_outside"], row["speed"][t]["tg128"]["ratio"]), fontsize=7,
+                    xytext=(6, 4), textcoords="offset points")
+    ax.set_xlabel(f"worst kept language beyond the corpus: bits per byte against {alt['baseline']} (%)")
+    ax.set_ylabel(f"tg128 at {t} threads against {alt['baseline']} (x)")
+    ax.set_title("Every GGUF file type of both models; marker area: file size; outlined and named: the Pareto front",
+                 fontsize=9)
+    ax.legend(fontsize=8, markerscale=0.5)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

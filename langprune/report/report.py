@@ -5,6 +5,7 @@ import math
 import statistics
 from pathlib import Path
 
+from .alternatives import alternatives_text
 from .cuts import cuts_text, search_text
 from .ondevice import mobile_text
 from .speed import decode_ratios, llama_bench_rows, llama_bench_text
@@ -230,6 +231,7 @@ def render(report: dict) -> str:
         *_outside_text(report),
         *_frontier_text(report),
         *mobile_text(report),
+        *alternatives_text(report),
         "## Quality per language",
         markdown_table(["runtime", "language", "ppl before", "ppl after", "change", "bpb before", "bpb after"],
                        _quality_rows(report)),

@@ -1,0 +1,132 @@
+"""What a llama.cpp user would deploy instead of the export, measured beside it (`make bench-quants`).
+
+The original and the pruned model at every GGUF file type of GGUF_QUANTS, each with its output layer (a tied
+embedding table where that is the output layer) at the file type's default and at every OUTPUT_TYPES type that
+changes the file; per file its size, llama-bench pp512 and tg128, and bits per byte per kept language on the
+evaluation split and on every text beyond the corpus. The baseline is the original at the export's deployed file
+type: each file type's files are measured in one interleaved llama-bench run with it, so every speed is a ratio
+taken in one run; its own row (the baseline against itself) shows how close to 1 such a ratio comes.
+
+A file's quality figure for the front is its worst kept language beyond the corpus (bits per byte against the
+baseline on the same text), as for the export's limits; the Pareto front is over size, tg128 at the most threads
+measured, and that figure.
+"""
+
+import tempfile
+from pathlib import Path
+
+from ..data.corpus import Corpus
+from ..exporters.quantize import OUTPUT_TYPES, output_type_fits, quantize_gguf
+from ..log import say
+from ..model.gguf_file import read_header
+from ..options import GGUF_QUANTS
+from ..paths import cache_dir
+from .llama_bench import TESTS, bench
+from .verify import Artifact, file_size, quality, scorer
+
+SIDES = ("original", "pruned")
+
+
+def file_name(side: str, kind: str, output: str | None) -> str:
+    """'pruned Q4_K_M' for a file type's default output layer, 'pruned Q4_K_M, output Q4_0' for another."""
+    return f"{side} {kind}" + (f", output {output}" if output else "")
+
+
+def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus, outside: dict[str, Corpus],
+                         kept: list[str], baseline_kind: str, threads: tuple[int, ...], reps: int,
+                         kinds: tuple[str, ...] = GGUF_QUANTS) -> dict:
+    """{"files": {name: row}, "baseline", "front", ...} for the two sides' F16 GGUF files (`f16` and `tokenizers` by
+    side: "original", "pruned") at the file types `kinds` (the baseline's among them); `outside`: the texts beyond
+    the corpus by source."""
+    baseline = file_name("original", baseline_kind, None)
+    rows = {}
+    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="alternatives-") as work:
+        work = Path(work)
+        base_path = quantize_gguf(f16["original"], work / "baseline.gguf", baseline_kind)
+        for kind in (kind for kind in GGUF_QUANTS if kind in kinds or kind == baseline_kind):
+            say(f"== {kind}: quantizing, then bits per byte and llama-bench (interleaved with {baseline})")
+            files = {}
+            for side in SIDES:
+                for output, path in _variants(f16[side], work, side, kind):
+                    name = file_name(side, kind, output)
+                    files[name] = path
+                    rows[name] = {"side": side, "kind": kind, "output": output, "size": file_size(path),
+                                  "output_type": _output_type(path),
+                                  **_quality(path, tokenizers[side], corpus, outside, kept)}
+            speeds = bench({"baseline": base_path, **files}, threads, reps)
+            for name in files:
+                rows[name]["speed"] = _speed_rows(speeds, name)
+                rows[name]["busy"] = [b for b in speeds["busy"] if b.startswith((name, "baseline"))]
+            for path in files.values():
+                path.unlink()
+    _add_changes(rows, baseline, kept)
+    most = str(max(threads))
+    return {"files": rows, "baseline": baseline, "threads": list(threads), "reps": reps, "front_threads": most,
+            "front": pareto_front(rows, most)}
+
+
+def _variants(f16: Path, work: Path, side: str, kind: str):
+    """(output type or None, path) of each distinct file of one file type: the default, then each output type
+    that changes some tensor's type (llama.cpp falls back where a row does not fit a type's blocks)."""
+    seen = set()
+    for output in (None, *(kind for kind in OUTPUT_TYPES if output_type_fits(f16, kind))):
+        path = quantize_gguf(f16, work / f"{side}-{kind}-{output or 'default'}.gguf", kind, output_type=output)
+        types = tuple((t.name, t.type) for t in read_header(path).tensors)
+        if types in seen:
+            path.unlink()
+            continue
+        seen.add(types)
+        yield output, path
+
+
+def _output_type(path: Path) -> str:
+    """The type of the tensor the output layer reads: output.weight, or the tied token embedding table."""
+    tensors = {t.name: t.type.name for t in read_header(path).tensors}
+    return tensors.get("output.weight", tensors["token_embd.weight"])
+
+
+def _quality(path: Path, tokenizer, corpus: Corpus, outside: dict[str, Corpus], kept: list[str]) -> dict:
+    score = scorer(Artifact("llama.cpp", path.stem, path))
+    beyond = {source: quality(score, tokenizer, text, [lang for lang in text.languages if lang in kept])
+              for source, text in outside.items()}
+    return {"evaluation": quality(score, tokenizer, corpus, kept), "outside": beyond}
+
+
+def _speed_rows(speeds: dict, name: str) -> dict:
+    """{threads: {test: {"mean", "sd", "ratio"}}}: the ratio against the baseline measured in the same run."""
+    files = speeds["files"]
+    return {str(t): {test: {"mean": files[name][t][test]["mean"], "sd": files[name][t][test]["sd"],
+                       "ratio": files[name][t][test]["mean"] / files["baseline"][t][test]["mean"]}
+                for test in TESTS} for t in files[name]}  # by str(threads), as JSON keeps it
+
+
+def _add_changes(rows: dict, baseline: str, kept: list[str]) -> None:
+    """Each file's bits per byte against the baseline's on the same text: "changes" per language and the worst
+    kept language beyond the corpus ("worst_outside"), the front's quality figure."""
+    base = rows[baseline]
+    for row in rows.values():
+        evaluation = {lang: _rise(row["evaluation"][lang], base["evaluation"][lang]) for lang in kept}
+        outside = {lang: max(_rise(row["outside"][source][lang], base["outside"][source][lang])
+                             for source in row["outside"] if lang in row["outside"][source])
+                   for lang in kept if any(lang in by_lang for by_lang in row["outside"].values())}
+        row["changes"] = {"evaluation": evaluation, "outside": outside}
+        row["worst_outside"] = max(outside.values(), default=max(evaluation.values()))
+        row["relative_size"] = row["size"] / base["size"]
+
+
+def _rise(after: dict, before: dict) -> float:
+    return after["bits_per_byte"] / before["bits_per_byte"] - 1
+
+
+def pareto_front(rows: dict, threads: str) -> list[str]:
+    """The files no other file `dominates`."""
+    return [name for name, row in rows.items() if not any(dominates(other, row, threads) for other in rows.values())]
+
+
+def dominates(a: dict, b: dict, threads: str) -> bool:
+    """File a is no larger, no slower (tg128 at `threads`: the ratio to the baseline measured in the same run) and no
+    worse beyond the corpus (its worst kept language) than file b, and better on one."""
+    def point(row):
+        return row["size"], -row["speed"][threads]["tg128"]["ratio"], row["worst_outside"]
+
+    return all(x <= y for x, y in zip(point(a), point(b))) and point(a) != point(b)

@@ -1,0 +1,42 @@
+"""The report's "What else a user could deploy" section (`make bench-quants`): every file type of both models,
+the Pareto front marked (`measure/alternatives.py`)."""
+
+from ..measure.alternatives import dominates
+from ..options import GGUF_QUANTS
+from .tables import markdown_table
+
+
+def alternatives_text(report: dict) -> list[str]:
+    alt = report.get("alternatives")
+    if not alt:
+        return ["## What else a user could deploy", "Not measured: `make bench-quants` measures the original and the "
+                "export at every GGUF file type, with the output layer at each type, and marks the Pareto front."]
+    rows, threads, kept = alt["files"], alt["threads"], report["languages"]["kept"]
+    deployed, front = alt["deployed"], alt["front"]
+    better = [f"`{name}`" for name in front if dominates(rows[name], rows[deployed], alt["front_threads"])]
+    on_front = (f"The deployed file (`{deployed}`) is on the Pareto front." if deployed in front else
+                f"**The deployed file (`{deployed}`) is not on the Pareto front**: {', '.join(better)} are no "
+                "larger, no slower and no worse beyond the corpus, and better on one count.")
+    header = (["file", "output layer", "size"] + [f"{test} {t} thr" for t in threads for test in ("pp512", "tg128")]
+              + [f"{lang} {split}" for lang in kept for split in ("evaluation", "beyond (worst)")] + ["front"])
+    table = [(name, row["output_type"], f"{row['relative_size']:.2f}",
+              *(f"{row['speed'][str(t)][test]['ratio']:.2f}x" for t in threads for test in ("pp512", "tg128")),
+              *(f"{row['changes'][split][lang]:+.1%}" if lang in row["changes"][split] else "-"
+                for lang in kept for split in ("evaluation", "outside")),
+              ("**deployed**, " if name == deployed else "") + ("yes" if name in front else ""))
+             for name, row in sorted(rows.items(), key=lambda item: _order(item[1]))]
+    busy = sorted({b for row in rows.values() for b in row["busy"]})
+    return ["## What else a user could deploy",
+            f"The original and this export at every GGUF file type llama.cpp users pick between, each with its output "
+            f"layer at the type's default and at every other type that changes the file (llama.cpp's quantizer, "
+            f"`output_tensor_type`). Against `{alt['baseline']}`: size; llama-bench's pp512 and tg128 (mean of "
+            f"{alt['reps']} runs, interleaved with the baseline in one run per file type); bits per byte on the "
+            "evaluation split and, worst over the texts beyond the corpus, per kept language. The front: no other "
+            f"file is smaller, faster (tg128, {alt['front_threads']} threads) and better beyond the corpus at once. "
+            + on_front + (f" Spread over the limit: {'; '.join(busy)}." if busy else ""),
+            markdown_table(header, table), "![decode speed against bits per byte](quants.png)"]
+
+
+def _order(row: dict) -> tuple:
+    return row["side"] != "original", GGUF_QUANTS.index(row["kind"]), row["output"] or ""
+
