@@ -44,8 +44,8 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
     [(benched, rows)] = list(bench())
     assert benched == folder
     bench_report = json.loads((folder / "bench.json").read_text())
-    assert set(bench_report["speed"]) == {"onnx fp32"}  # the GGUF's speed is llama-bench's
-    assert len([r for r in rows if "tok/s" in r[0] and "llama-bench" not in r[0]]) == 4  # 2 metrics, 2 threads
+    assert set(bench_report["speed"]) == {"onnx fp32", "gguf Q4_K_M, sampled"}  # the Python worker's measures
+    assert len([r for r in rows if "tok/s" in r[0] and "llama-bench" not in r[0]]) == 8  # 2 runs, 2 metrics, 2 thr
     assert len([r for r in rows if "tok/s (llama-bench)" in r[0]]) == 4  # pp512 and tg128 at 1 and 2 threads
     for by_threads in bench_report["speed"].values():
         for row in by_threads.values():

@@ -91,7 +91,9 @@ def test_report_numbers_are_measured_and_sane(export):
                 assert len(figures["runs"]) == 5 and min(figures["runs"]) > 0
                 assert figures["mean"] == pytest.approx(sum(figures["runs"]) / 5)
     # each run's own peak, not its parent's (a 250 MB Q4_K_M runs in well under 2 GB; the export's process is >5 GB)
-    assert set(report["speed"]) == {"onnx fp32"}  # the deployed GGUF's speed is llama-bench's
+    sampled = f"{report['deployed']}, sampled"  # beside llama-bench: generation with llama.cpp's default sampler
+    assert set(report["speed"]) == {"onnx fp32", sampled} and f"| {sampled} | 2 |" in (folder / "report.md").read_text()
+    assert all(row["decode_tps_ratio"] > 1 for row in report["speed"][sampled].values())  # 262k logits a token, fewer
     peaks = bench["peak_rss_mb"]
     assert all(100 < peaks[side][t] < 2000 for side in ("before", "after") for t in ("1", "2")), peaks
     for key, size in report["sizes"]["after"].items():

@@ -73,7 +73,23 @@ def greedy(llm, ids: list[int], n_new: int) -> list[int]:
     return decode.greedy(LlamaDecoder(llm), ids, n_new)
 
 
-def timed_generation(path, prompt: list[int], n_decode: int, threads: int) -> tuple[float, float]:
-    """Seconds to prefill `prompt` and to decode n_decode tokens greedily, after a warm-up."""
+SAMPLER = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "temp": 0.8}  # llama.cpp's default sampler chain
+
+
+def timed_sampling(path, prompt: list[int], n_decode: int, threads: int) -> tuple[float, float]:
+    """Seconds to prefill `prompt` (and sample the first token) and to sample n_decode more with llama.cpp's default
+    sampler chain (SAMPLER, seed 0) as a Python user runs it, after a warm-up: the chain reads every token's logit,
+    and llama-cpp-python copies them each step, where llama-bench's tg128 samples nothing."""
+    import time
+
     llm = open_gguf(path, n_ctx=len(prompt) + n_decode + 8, logits_all=False, threads=threads)
-    return decode.timed_greedy(LlamaDecoder(llm), prompt, n_decode)
+    llm.eval(prompt[:8])  # the weights' first touch
+    llm.set_seed(0)
+    start = time.perf_counter()
+    tokens = llm.generate(prompt, reset=True, **SAMPLER)
+    next(tokens)
+    prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(n_decode):
+        next(tokens)
+    return prefill, time.perf_counter() - start

@@ -241,7 +241,9 @@ def render(report: dict) -> str:
         *llama_bench_text(report),
         "## Speed (medians of interleaved repetitions)",
         f"Prompt: the same text, {setup['prompt_tokens']} tokens per side; {setup['decode_tokens']} decoded tokens, "
-        f"{setup['reps']} repetitions; each run in a fresh process.",
+        f"{setup['reps']} repetitions; each run in a fresh process. ONNX Runtime decodes greedily; the GGUF file "
+        "samples as llama.cpp does by default (top-k 40, top-p 0.95, min-p 0.05, temperature 0.8; llama-cpp-python's "
+        "generate): the sampler reads every token's logit, which llama-bench's tg128 does not.",
         markdown_table(
             ["runtime", "threads", "prefill before", "prefill after", "ratio", "decode before", "decode after", "ratio",
              "peak RSS MB before", "after"], _speed_rows(report)),
