@@ -14,7 +14,6 @@ documents. Every level is selected before anything is measured, so a bad level f
 """
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from .measure.llama_bench import ratios
 from .measure.verify import LLAMA_BENCH_REPS, Artifact, dropped_documents, file_size, quality, scorer
 from .model.parts import HEADS, NEURONS
 from .options import eval_languages
-from .paths import check_output, output_folder
+from .paths import cache_dir, check_output, output_folder, scratch
 from .pipeline import run_analysis, run_calibration
 from .preflight import check_fraction
 from .report.frontier import render_frontier
@@ -111,13 +110,13 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
     rows = [{"cut": "original", **_shape(loaded.model), "file_bytes": file_size(original.path),
              **measure(original, loaded.tokenizer)}]
-    with tempfile.TemporaryDirectory(prefix="frontier-") as tmp:
+    with scratch(cache_dir() / "frontier") as tmp:
         for i, (level, options, cuts, grams) in enumerate(selected):
             say(f"== level {level.name}")
             pruned, tokenizer = apply_cuts(loaded, cuts, grams, options.heal, ctx.corpus, options.langs)
             tokenizers = {"before": loaded.tokenizer, "after": tokenizer}
-            f16 = export_gguf(pruned, loaded.gguf, tokenizer, Path(tmp) / f"{i}-F16.gguf")
-            after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, Path(tmp) / f"{i}-{QUANT}.gguf", QUANT))
+            f16 = export_gguf(pruned, loaded.gguf, tokenizer, tmp / f"{i}-F16.gguf")
+            after = Artifact("llama.cpp", QUANT, quantize_gguf(f16, tmp / f"{i}-{QUANT}.gguf", QUANT))
             f16.unlink()
             speeds = ratios(llama_bench({"before": original.path, "after": after.path}, threads, bench_reps),
                             "after", "before")

@@ -108,6 +108,21 @@ def written(path: str | Path) -> Iterator[Path]:
     _remove(old)
 
 
+@contextmanager
+def scratch(path: str | Path) -> Iterator[Path]:
+    """A folder for work files (files measured, then dropped) under a hidden name beside `path`, gone when the block
+    ends, however it ends; one a killed langprune left there goes on the next run (`_remove_left_behind`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_left_behind(path)
+    folder = path.with_name(f".{path.name}.{HOST}-{os.getpid()}-{secrets.token_hex(4)}.partial")
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        _remove(folder)
+
+
 def _remove_left_behind(path: Path) -> None:
     """Remove the `.<name>.<host>-<pid>-<token>.partial` beside path of a process of this machine that no longer runs:
     a script killed by SIGTERM or anything killed by SIGKILL runs no cleanup. (Another machine's, on a shared

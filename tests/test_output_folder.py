@@ -136,3 +136,22 @@ def test_a_cache_key_changes_with_the_code_that_made_the_entry(tmp_path, monkeyp
     (tmp_path / "maker.py").write_text("VALUE = 2  # a fix\n")
     assert code_version("maker") != first
     assert code_version("maker", "langprune.paths") != code_version("maker")
+
+
+def test_a_scratch_folder_goes_however_its_block_ends_and_a_killed_ones_on_the_next_run(tmp_path):
+    """`scratch`: the quantized files `bench-quants` and `bench-frontier` measure, then drop (GBs on a real model)."""
+    from langprune.paths import scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f".work.{HOST}-{dead.stdout.strip()}-0123abcd.partial"
+    left.mkdir()
+    (left / "model-Q4_0.gguf").write_text("left by a killed run")
+    (tmp_path / "work").mkdir()  # a user's folder of that name is not scratch: kept
+    with pytest.raises(RuntimeError):
+        with scratch(tmp_path / "work") as folder:
+            (folder / "model-Q4_K_M.gguf").write_text("half")
+            assert folder.parent == tmp_path and not left.exists()
+            raise RuntimeError("a measurement failed")
+    with scratch(tmp_path / "work") as folder:
+        (folder / "model-Q4_K_M.gguf").write_text("measured")
+    assert {p.name for p in tmp_path.iterdir()} == {"work"}

@@ -12,7 +12,6 @@ baseline on the same text), as for the export's limits; the Pareto front is over
 measured, and that figure.
 """
 
-import tempfile
 from pathlib import Path
 
 from ..data.corpus import Corpus
@@ -20,7 +19,7 @@ from ..exporters.quantize import OUTPUT_TYPES, output_type_fits, quantize_gguf
 from ..log import say
 from ..model.gguf_file import read_header
 from ..options import GGUF_QUANTS
-from ..paths import cache_dir
+from ..paths import cache_dir, scratch
 from .llama_bench import TESTS, bench
 from .verify import Artifact, file_size, quality, scorer
 
@@ -40,8 +39,7 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
     the corpus by source."""
     baseline = file_name("original", baseline_kind, None)
     rows = {}
-    with tempfile.TemporaryDirectory(dir=cache_dir(), prefix="alternatives-") as work:
-        work = Path(work)
+    with scratch(cache_dir() / "alternatives") as work:
         base_path = quantize_gguf(f16["original"], work / "baseline.gguf", baseline_kind)
         for kind in (kind for kind in GGUF_QUANTS if kind in kinds or kind == baseline_kind):
             say(f"== {kind}: quantizing, then bits per byte and llama-bench (interleaved with {baseline})")
@@ -57,7 +55,7 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             for name in files:
                 rows[name]["speed"] = _speed_rows(speeds, name)
                 rows[name]["busy"] = [b for b in speeds["busy"] if b.startswith((name, "baseline"))]
-            for path in files.values():
+            for path in files.values():  # a real model's files of every type would fill a disk
                 path.unlink()
     _add_changes(rows, baseline, kept)
     most = str(max(threads))
