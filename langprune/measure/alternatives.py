@@ -51,6 +51,8 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
                     rows[name] = {"side": side, "kind": kind, "output": output, "size": file_size(path),
                                   "output_type": _output_type(path),
                                   **_quality(path, tokenizers[side], corpus, outside, kept)}
+                    say(f"   {name}: {rows[name]['size'] / 1e6:.1f} MB, output layer {rows[name]['output_type']}, "
+                        "bits per byte measured")
             speeds = bench({"baseline": base_path, **files}, threads, reps)
             for name in files:
                 rows[name]["speed"] = _speed_rows(speeds, name)
