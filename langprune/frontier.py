@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cuts.plan import apply_cuts, run_selection
-from .cuts.vocab_size import vocab_evidence
+from .cuts.vocab_size import select_vocab, vocab_evidence
 from .data.outside_text import KINDS, outside_corpora
 from .errors import UserError
 from .exporters.export_gguf import export_gguf
@@ -147,13 +147,16 @@ def _select(ctx, levels: list[Level]) -> list[tuple]:
     stats, grams = run_calibration(ctx, any(level.ffn for level in ranked), refit)
     vocab = any(level.vocab for level in levels)
     evidence = vocab_evidence(ctx.loaded, ctx.corpus, ctx.options.langs) if vocab else None
+    vocabularies = {}  # one selection per VOCAB setting: VOCAB=auto's check beyond the corpus took 61-116 s on Qwen
     selected = []
     for level in levels:
+        if level.vocab and level.vocab not in vocabularies:
+            vocabularies[level.vocab] = select_vocab(ctx.loaded, ctx.corpus, ctx.options.langs, level.vocab, evidence)
         options = replace(ctx.options, heads=level.heads, ffn=level.ffn, tol=None, vocab=level.vocab, refit=level.refit,
                           search=level.search, heal=level.heal)
         level_grams = grams if level.refit else None
         cuts = run_selection(ctx.loaded, ctx.corpus, options, ctx.layout, analysis if level.heads else None,
-                             stats if level.ffn else None, level_grams, vocab=evidence)
+                             stats if level.ffn else None, level_grams, vocabulary=vocabularies.get(level.vocab))
         selected.append((level, options, cuts, level_grams))
     return selected
 

@@ -35,10 +35,11 @@ from .vocab_size import select_vocab
 
 
 def run_selection(loaded: LoadedModel, corpus, options, layout: str, analysis: Analysis | None, stats, grams=None,
-                  vocab=None, timings: dict | None = None) -> Cuts:
+                  vocab=None, timings: dict | None = None, vocabulary: tuple | None = None) -> Cuts:
     """FFN neurons first, then heads (each by its fraction, or the largest cut within TOL,
     measured together with what is already cut, and refit when `grams` are given), then the
-    vocabulary (from `vocab`, its `vocab_evidence`, computed when None). SEARCH=iterative needs
+    vocabulary (from `vocab`, its `vocab_evidence`, computed when None; or `vocabulary`, `select_vocab`'s answer
+    for these languages and options.vocab, which the frontier's levels share). SEARCH=iterative needs
     neither the head `analysis` nor the neuron `stats`: it scores both itself. Each part's time goes into
     `timings`."""
     from ..options import cuts_ffn, cuts_heads
@@ -66,7 +67,8 @@ def run_selection(loaded: LoadedModel, corpus, options, layout: str, analysis: A
                 cuts.heads = select_head_cut(model, analysis, langs, options.heads, layout, cuts, measure)
     if options.vocab:
         with timed(seconds, "select: vocabulary"):
-            cuts.tokens, cuts.vocab, cuts.token_parts = select_vocab(loaded, corpus, langs, options.vocab, vocab)
+            cuts.tokens, cuts.vocab, cuts.token_parts = vocabulary or select_vocab(loaded, corpus, langs,
+                                                                                   options.vocab, vocab)
     if not (cuts.heads or cuts.neurons or cuts.tokens):
         raise UserError(f"nothing can go within TOL={options.tol}: every probe raised a kept language's "
                         "perplexity more")
