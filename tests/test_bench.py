@@ -122,6 +122,7 @@ def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_fron
     for name, row in rows.items():
         assert row["size"] < rows[name.replace("pruned", "original")]["size"] if row["side"] == "pruned" else True
         assert row["speed"]["1"]["tg128"]["mean"] > 0 and row["speed"]["1"]["pp512"]["ratio"] > 0
+        assert all(b.rsplit(", ", 2)[0] in (name, "baseline") for b in row["busy"])  # not "..., output Q4_0"'s
 
     def point(row):
         return row["size"], -row["speed"]["1"]["tg128"]["ratio"], row["worst_outside"]

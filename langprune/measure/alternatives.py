@@ -56,7 +56,7 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             speeds = bench({"baseline": base_path, **files}, threads, reps)
             for name in files:
                 rows[name]["speed"] = _speed_rows(speeds, name)
-                rows[name]["busy"] = [b for b in speeds["busy"] if b.startswith((name, "baseline"))]
+                rows[name]["busy"] = [b for b in speeds["busy"] if b.rsplit(", ", 2)[0] in (name, "baseline")]
             for path in files.values():  # a real model's files of every type would fill a disk
                 path.unlink()
     _add_changes(rows, baseline, kept)
