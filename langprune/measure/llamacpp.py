@@ -84,6 +84,7 @@ def timed_sampling(path, prompt: list[int], n_decode: int, threads: int) -> tupl
 
     llm = open_gguf(path, n_ctx=len(prompt) + n_decode + 8, logits_all=False, threads=threads)
     llm.eval(prompt[:8])  # the weights' first touch
+    llm.reset()  # else generate() would reuse those 8 tokens' cache and prefill only the rest
     llm.set_seed(0)
     start = time.perf_counter()
     tokens = llm.generate(prompt, reset=True, **SAMPLER)
