@@ -45,11 +45,11 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             say(f"== {kind}: quantizing, then bits per byte and llama-bench (interleaved with {baseline})")
             files = {}
             for side in SIDES:
-                for output, path in _variants(f16[side], work, side, kind):
+                for output, path, output_type in _variants(f16[side], work, side, kind):
                     name = file_name(side, kind, output)
                     files[name] = path
                     rows[name] = {"side": side, "kind": kind, "output": output, "size": file_size(path),
-                                  "output_type": _output_type(path),
+                                  "output_type": output_type,
                                   **_quality(path, tokenizers[side], corpus, outside, kept)}
                     say(f"   {name}: {rows[name]['size'] / 1e6:.1f} MB, output layer {rows[name]['output_type']}, "
                         "bits per byte measured")
@@ -66,23 +66,17 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
 
 
 def _variants(f16: Path, work: Path, side: str, kind: str):
-    """(output type or None, path) of each distinct file of one file type: the default, then each output type
-    that changes some tensor's type (llama.cpp falls back where a row does not fit a type's blocks)."""
+    """(output type asked for or None, path, the output layer's type) of each distinct file of one file type: the
+    default, then each output type that fits the rows and changes some tensor's type."""
     seen = set()
     for output in (None, *(kind for kind in OUTPUT_TYPES if output_type_fits(f16, kind))):
         path = quantize_gguf(f16, work / f"{side}-{kind}-{output or 'default'}.gguf", kind, output_type=output)
-        types = tuple((t.name, t.type) for t in read_header(path).tensors)
-        if types in seen:
+        types = {t.name: t.type.name for t in read_header(path).tensors}
+        if tuple(types.items()) in seen:
             path.unlink()
             continue
-        seen.add(types)
-        yield output, path
-
-
-def _output_type(path: Path) -> str:
-    """The type of the tensor the output layer reads: output.weight, or the tied token embedding table."""
-    tensors = {t.name: t.type.name for t in read_header(path).tensors}
-    return tensors.get("output.weight", tensors["token_embd.weight"])
+        seen.add(tuple(types.items()))
+        yield output, path, types.get("output.weight", types["token_embd.weight"])  # a tied table is the output
 
 
 def _quality(path: Path, tokenizer, corpus: Corpus, outside: dict[str, Corpus], kept: list[str]) -> dict:
