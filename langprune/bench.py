@@ -62,6 +62,17 @@ def bench(folders: list[Path] | None = None):
         yield folder, summary(bench_one(folder))
 
 
+def deployed_kind(folder: Path) -> str:
+    """The GGUF file type of an export's deployed file: bench-quants' baseline; refused for an export without one."""
+    from .options import GGUF_QUANTS
+
+    deployed = json.loads((Path(folder) / "report.json").read_text())["deployed"]
+    if deployed.split()[1] not in GGUF_QUANTS:
+        raise UserError(f"{folder}: its deployed file is {deployed} (QUANT had no GGUF file type): re-export with "
+                        "one, e.g. QUANT=Q4_K_M, to compare file types against it")
+    return deployed.split()[1]
+
+
 def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
                  kinds: tuple[str, ...] | None = None) -> dict:
     """What a llama.cpp user would deploy instead (`measure/alternatives.py`), measured beside the export and added
@@ -74,8 +85,7 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
     folder = Path(folder)
     report, before, after, tokenizers = _sides(folder)
     kept = report["languages"]["kept"]
-    deployed_kind = report["deployed"].split()[1]
-    baseline_kind = deployed_kind if deployed_kind in GGUF_QUANTS else "Q4_K_M"
+    baseline_kind = deployed_kind(folder)
     names = ["quants.png", "report.json", "report.md"]
     with adding_to_output(folder, names):  # refused now, not after the measurements, if a name is not ours
         result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},

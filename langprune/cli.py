@@ -167,7 +167,7 @@ def cmd_bench_speed(args) -> None:
 
 
 def cmd_bench_quants(args) -> None:
-    from .bench import bench_quants, export_folders
+    from .bench import bench_quants, deployed_kind, export_folders
     from .measure.llama_bench import llama_bench
     from .options import GGUF_QUANTS
 
@@ -178,6 +178,8 @@ def cmd_bench_quants(args) -> None:
     if kinds is not None and (not kinds or set(kinds) - set(GGUF_QUANTS)):
         raise UserError(f"{option('quants', args.quants)}: choose from {', '.join(GGUF_QUANTS)}")
     folders = export_folders(args.exports)
+    for folder in folders:  # every folder's deployed file before the first folder's minutes
+        deployed_kind(folder)
     llama_bench()  # refused now, not after the first quantizations, if it is not built
     for folder in folders:
         result = bench_quants(folder, threads, args.reps, kinds)

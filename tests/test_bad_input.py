@@ -72,10 +72,11 @@ def users_report(root):
     return root / "results"
 
 
-def an_export(root, langs=("en", "de")):
+def an_export(root, langs=("en", "de"), deployed="gguf Q4_K_M"):
     folder = root / f"gemma3-270m-{'-'.join(langs)}"
     folder.mkdir()
-    (folder / "report.json").write_text(json.dumps({"languages": {"kept": list(langs)}, "options": {}}))
+    (folder / "report.json").write_text(json.dumps({"languages": {"kept": list(langs)}, "options": {},
+                                                    "deployed": deployed}))
     (folder / MARKER).write_text('{"written_by": "langprune", "files": ["report.json"]}')
     return folder
 
@@ -165,6 +166,9 @@ CASES = [
     ("bench-quants a user's folder", lambda r: ["bench-quants", str(users_report(r))], "not an export of langprune"),
     ("bench-quants a file type it does not make", lambda r: ["bench-quants", "--quants", "q4_0,Q2_K"],
      "--quants q4_0,Q2_K: choose from Q8_0"),
+    ("bench-quants an export with no GGUF file type", lambda r: ["bench-quants", str(an_export(r, ["ru"])),
+                                                                  str(an_export(r, deployed="gguf F16"))],
+     "gemma3-270m-en-de: its deployed file is gguf F16 (QUANT had no GGUF file type)"),
     ("bench-quants reps 0", lambda r: ["bench-quants", "--reps", "0"], "--reps 0: give at least 1"),
     ("mobile-check a user's folder", lambda r: ["mobile-check", str(users_report(r))], "not an export of langprune"),
     ("mobile-check a GGUF kind it does not run", lambda r: ["mobile-check", "--quants", "Q4_0,Q5_0"],
