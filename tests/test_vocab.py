@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from langprune.cuts.trim import tokenization_agreement, trim_embeddings, trimmed_vocab
-from langprune.cuts.vocab import TOKENS_PER_LANGUAGE, kept_tokens, predicted_usage, script_classes, select_tokens
+from langprune.cuts.vocab import (
+    ROW_MULTIPLE,
+    TOKENS_PER_LANGUAGE,
+    kept_tokens,
+    predicted_usage,
+    script_classes,
+    select_tokens,
+)
 from langprune.data.corpus import Corpus, udhr_corpus
 from langprune.data.outside_text import outside_corpora
 from langprune.exporters.export_gguf import export_gguf
@@ -183,7 +190,7 @@ def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
 
     vocab = spm_vocab()
     corpus = Corpus({"en": {"calibration": ["abc abc\n\ncd"], "evaluation": ["abcd"]}}, source="test")
-    sel = select_tokens(vocab, corpus, ["en"], size=0)
+    sel = select_tokens(vocab, corpus, ["en"], size=0, multiple=1)
     index = {t: i for i, t in enumerate(vocab.tokens)}
     # "ab" and "▁ab" are only formed on the way to "abc" and "▁abc"
     assert {index[t] for t in ("ab", "abc", "▁abc", "▁ab", "cd", "\n\n")} <= sel.parts["corpus"]
@@ -204,6 +211,23 @@ def test_spm_selection_keeps_the_tokens_formed_on_the_way(tmp_path):
     for text in ["abc abc\n\ncd", "abcd dd жж ▁ab", " abc", "ddd cd", "ж"]:
         assert tokenize(llama, text, add_bos=False) == ids_of(trimmed, text), text
         assert tokenize(vocab_only(source), text, add_bos=False) == ids_of(original, text), text
+
+
+def test_the_kept_count_is_aligned_with_tokens_of_the_kept_scripts():
+    """Step 7 rounds the count up to the row multiple with the scripts' best-ranked tokens that fit; the corpus
+    still tokenizes exactly, and a multiple the scripts cannot reach adds nothing."""
+    vocab = spm_vocab()
+    corpus = Corpus({"en": {"calibration": ["abc abc\n\ncd"], "evaluation": ["abcd"]}}, source="test")
+    plain = select_tokens(vocab, corpus, ["en"], size=0, multiple=1).kept
+    sel = select_tokens(vocab, corpus, ["en"], size=0, multiple=8)
+    index = {t: i for i, t in enumerate(vocab.tokens)}
+    assert len(plain) % 8 and len(sel.kept) % 8 == 0 and sel.kept - plain == sel.parts["alignment"]
+    assert index["bc"] in sel.parts["alignment"]  # the best-ranked token not kept yet
+    assert not {index["жж"], index["▁ж"], index["<unused0>"]} & sel.kept
+    trimmed = tokenizer_from_vocab(trimmed_vocab(vocab, sel.keep))
+    assert tokenization_agreement(tokenizer_from_vocab(vocab), trimmed, sel.keep,
+                                  corpus.texts["en"]["calibration"])["share"] == 1.0
+    assert select_tokens(vocab, corpus, ["en"], size=0, multiple=64).parts["alignment"] == set()
 
 
 def test_word_forms_split_over_cores_as_in_one(monkeypatch):
@@ -234,7 +258,7 @@ def gemma_trim(gemma, corpus):
 @pytest.mark.real
 def test_gemma_trimmed_tokenizer_agrees_on_held_out_text(gemma, gemma_trim, corpus):
     vocab, keep, trimmed = gemma_trim
-    assert 100_000 < len(keep) <= 2 * TOKENS_PER_LANGUAGE < len(vocab.tokens)
+    assert 100_000 < len(keep) <= 2 * TOKENS_PER_LANGUAGE < len(vocab.tokens) and len(keep) % ROW_MULTIPLE == 0
     shares = {}
     for lang in KEPT:
         assert tokenization_agreement(gemma.tokenizer, trimmed, keep, corpus.texts[lang]["calibration"])["share"] == 1.0

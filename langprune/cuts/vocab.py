@@ -26,6 +26,12 @@ Then, while the vocabulary size asked for allows, each with the tokens its merge
    capitalised and upper case, after a space and not: they tokenize as with the full vocabulary;
 6. fill-up: multi-character tokens made of the scripts' characters, ranked by `predicted_usage`
    (the model's own next-token probabilities on the kept languages' text).
+7. alignment: the next tokens of that ranking (each with its merge path) that make the count a
+   multiple of ROW_MULTIPLE, so the output layer's rows are one too. llama.cpp's CPU backend
+   repacks a matrix for its interleaved kernels only when the row count is a multiple of 8 (x86
+   AVX2: Q4_0, Q4_K, IQ4_NL; Arm: those and Q5_K, Q6_K), of 4 (Arm: Q8_0) or of 16 (RISC-V), and
+   else runs the plain dot product (docs/benchmarks.md measures what that costs). None when the
+   scripts' tokens run out first.
 Every character of a kept token is kept as a token too: Hugging Face's BPE falls back to bytes
 for a character outside the vocabulary before merging, llama.cpp only at the end.
 
@@ -55,6 +61,7 @@ from .merges import Merger
 TOKENS_PER_LANGUAGE = 65536  # default vocabulary size: this many tokens per kept language
 WORDS = 100_000  # frequent words per kept language (wordfreq), in three casings
 PRIOR_WEIGHT = 0.5  # ranking by usage: log usage - PRIOR_WEIGHT * log(rank in the vocabulary)
+ROW_MULTIPLE = 64  # the kept count is a multiple of this (step 7): every interleave llama.cpp's CPU kernels use
 
 # Script (languages.py) -> first words of the Unicode names of its letters. Default: the name upper-cased.
 SCRIPT_NAMES = {
@@ -70,7 +77,7 @@ TEXT_SCRIPT_SHARE = 0.002
 _UNUSED = re.compile(r"<unused\d+>")
 
 
-PARTS = ("corpus", "script", "bytes", "special", "user_defined", "symbols", "words", "fill")
+PARTS = ("corpus", "script", "bytes", "special", "user_defined", "symbols", "words", "fill", "alignment")
 
 
 @dataclass
@@ -152,21 +159,23 @@ def _word_letter_classes(lang: str) -> Counter:
     return counts
 
 
-def kept_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None, words: int = WORDS) -> list[int]:
+def kept_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None, words: int = WORDS,
+                multiple: int = ROW_MULTIPLE) -> list[int]:
     """Sorted ids of the original vocabulary to keep for `langs` (see `select_tokens`)."""
-    return select_tokens(vocab, corpus, langs, size, usage, words).keep
+    return select_tokens(vocab, corpus, langs, size, usage, words, multiple).keep
 
 
 def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usage=None,
-                  words: int = WORDS) -> KeptTokens:
+                  words: int = WORDS, multiple: int = ROW_MULTIPLE) -> KeptTokens:
     """The tokens to keep for `langs`, by the step that chose them (see the module docstring).
 
-    size: how many at most (default TOKENS_PER_LANGUAGE per language); steps 1-3 are always kept,
-    so the result is larger where they alone exceed it. usage: a value per token
-    (`predicted_usage`) that ranks the fill-up; without it, the rank in the vocabulary. words:
-    frequent words per language (0: none).
+    size: how many at most (default TOKENS_PER_LANGUAGE per language), rounded down to a `multiple`;
+    steps 1-3 are always kept, so the result is larger where they alone exceed it. usage: a value
+    per token (`predicted_usage`) that ranks the fill-up; without it, the rank in the vocabulary.
+    words: frequent words per language (0: none). multiple: step 7's (1: no alignment).
     """
     size = TOKENS_PER_LANGUAGE * len(langs) if size is None else size
+    size -= size % multiple
     merger = Merger(vocab)
     classes = script_classes(langs, corpus)
     sel = KeptTokens()
@@ -206,6 +215,7 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
         added = _fill(kept, groups, size, merger)
         sel.add(part, added)
         kept |= added
+    sel.add("alignment", _align(kept, letters + symbols, multiple, merger))
     return sel
 
 
@@ -220,6 +230,20 @@ def _fill(kept: set[int], groups, size: int, merger) -> set[int]:
             break
         added |= new
     return added
+
+
+def _align(kept: set[int], ranked: list[int], multiple: int, merger) -> set[int]:
+    """The first of the `ranked` tokens (each with its merge path and characters) that bring the count to a
+    multiple of `multiple`, skipping those that overshoot; none when they run out first."""
+    short, added = -len(kept) % multiple, set()
+    for i in ranked:
+        if len(added) == short:
+            break
+        if i not in kept and i not in added:
+            new = (merger.path(i) | merger.characters(merger.path(i))) - kept - added
+            if new and len(added) + len(new) <= short:
+                added |= new
+    return added if len(added) == short else set()
 
 
 def frequent_words(lang: str, n: int) -> list[str]:
