@@ -26,12 +26,13 @@ Then, while the vocabulary size asked for allows, each with the tokens its merge
    capitalised and upper case, after a space and not: they tokenize as with the full vocabulary;
 6. fill-up: multi-character tokens made of the scripts' characters, ranked by `predicted_usage`
    (the model's own next-token probabilities on the kept languages' text).
-7. alignment: the next tokens of that ranking (each with its merge path) that make the count a
+7. alignment: the next tokens of that ranking (each with its merge path), then where the scripts'
+   tokens are all kept already the other scripts' by the same ranking, that make the count a
    multiple of ROW_MULTIPLE, so the output layer's rows are one too. llama.cpp's CPU backend
    repacks a matrix for its interleaved kernels only when the row count is a multiple of 8 (x86
    AVX2: Q4_0, Q4_K, IQ4_NL; Arm: those and Q5_K, Q6_K), of 4 (Arm: Q8_0) or of 16 (RISC-V), and
-   else runs the plain dot product (docs/benchmarks.md measures what that costs). None when the
-   scripts' tokens run out first.
+   else runs the plain dot product (docs/benchmarks.md measures what that costs). Tokens of the
+   original vocabulary, any of them: the corpus still tokenizes exactly as before.
 Every character of a kept token is kept as a token too: Hugging Face's BPE falls back to bytes
 for a character outside the vocabulary before merging, llama.cpp only at the end.
 
@@ -61,7 +62,7 @@ from .merges import Merger
 TOKENS_PER_LANGUAGE = 65536  # default vocabulary size: this many tokens per kept language
 WORDS = 100_000  # frequent words per kept language (wordfreq), in three casings
 PRIOR_WEIGHT = 0.5  # ranking by usage: log usage - PRIOR_WEIGHT * log(rank in the vocabulary)
-ROW_MULTIPLE = 64  # the kept count is a multiple of this (step 7): every interleave llama.cpp's CPU kernels use
+ROW_MULTIPLE = 16  # the kept count is a multiple of this (step 7): every interleave of llama.cpp's CPU kernels
 
 # Script (languages.py) -> first words of the Unicode names of its letters. Default: the name upper-cased.
 SCRIPT_NAMES = {
@@ -202,10 +203,13 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
 
     symbols.sort(key=merger.rank)
     if usage is None:
-        letters.sort(key=merger.rank)
+        ranking = merger.rank
     else:  # the model's frequency estimate, leaning towards the vocabulary's generally frequent tokens
         usage = usage.tolist() if hasattr(usage, "tolist") else usage
-        letters.sort(key=lambda i: PRIOR_WEIGHT * math.log(merger.rank(i) + 2) - math.log(usage[i] + 1e-12))
+
+        def ranking(i):
+            return PRIOR_WEIGHT * math.log(merger.rank(i) + 2) - math.log(usage[i] + 1e-12)
+    letters.sort(key=ranking)
     kept, candidates = sel.kept, set(symbols) | set(letters)
     for part, groups in (("symbols", (merger.path(i) for i in symbols)),
                          ("words", merger.each_formed(word_forms(langs, words, classes))),
@@ -215,7 +219,9 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
         added = _fill(kept, groups, size, merger)
         sel.add(part, added)
         kept |= added
-    sel.add("alignment", _align(kept, letters + symbols, multiple, merger))
+    if len(kept) % multiple:
+        others = sorted((i for i, k in enumerate(vocab.types) if k == NORMAL and i not in candidates), key=ranking)
+        sel.add("alignment", _align(kept, letters + symbols + others, multiple, merger))
     return sel
 
 
@@ -234,7 +240,7 @@ def _fill(kept: set[int], groups, size: int, merger) -> set[int]:
 
 def _align(kept: set[int], ranked: list[int], multiple: int, merger) -> set[int]:
     """The first of the `ranked` tokens (each with its merge path and characters) that bring the count to a
-    multiple of `multiple`, skipping those that overshoot; none when they run out first."""
+    multiple of `multiple`, skipping those that overshoot; none if they run out first."""
     short, added = -len(kept) % multiple, set()
     for i in ranked:
         if len(added) == short:
