@@ -68,7 +68,8 @@ BUDGETS ?= 2,4,9,18
 bench-selection:
 	$(CLI) analyze $(MODEL_ARGS) --against-random $(BUDGETS)
 
-# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>, joined by +):
+# The cuts at several levels (vocab, vocab=<tokens>, heads=<fraction>, ffn=<fraction>, norefit, iterative, heal=<minutes>,
+# quant=<GGUF file type>, output=<output layer type>, joined by +; output=Q4_0 alone: the original quantized harder):
 # file size, decode speed-up, kept and dropped languages' bits per byte (default LEVELS: langprune/frontier.py).
 bench-frontier:
 	$(CLI) bench-frontier $(MODEL_ARGS) $(if $(LEVELS),--levels $(LEVELS)) \

@@ -28,13 +28,19 @@ def test_levels_parse_and_bad_ones_fail_clearly():
     assert parse_level("ffn=0.125+heal=5") == Level("ffn=0.125+heal=5", ffn=0.125, heal=5.0)
     assert parse_level("heads=0.25+ffn=0.25+iterative") == Level("heads=0.25+ffn=0.25+iterative", heads=0.25, ffn=0.25,
                                                                  search="iterative")
-    for bad in ("heads=half", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal", "iterative=1"):
+    assert parse_level("output=q4_0") == Level("output=q4_0", output="Q4_0")  # the original quantized harder
+    assert parse_level("vocab+quant=IQ4_NL+output=Q5_0") == Level("vocab+quant=IQ4_NL+output=Q5_0", vocab=True,
+                                                                  quant="IQ4_NL", output="Q5_0")
+    for bad in ("heads=half", "vocab=many", "layers=2", "norefit=1", "heal=0", "heal", "iterative=1", "output=Q2_K",
+                "vocab+quant=Q9_0", "output"):
         with pytest.raises(UserError, match="is not one of vocab"):
             parse_level(bad)
+    with pytest.raises(UserError, match="norefit, iterative and heal go with a cut"):
+        parse_level("output=Q4_0+heal=5")
     for bad in ("heads=1.5", "vocab+ffn=-0.1", "ffn=1"):  # the export's own check of --heads and --ffn
         with pytest.raises(UserError, match=rf"level '{re.escape(bad)}': the fraction to drop must be in \[0, 1\)"):
             parse_level(bad)
-    for bad in ("norefit", "ffn=0"):
+    for bad in ("norefit", "ffn=0", "quant=Q4_K_M"):
         with pytest.raises(UserError, match="cuts nothing"):
             parse_level(bad)
 
@@ -54,10 +60,10 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     assert not (tmp_path / "frontier").exists()
 
     levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25",
-                                             "heads=0.25+heal=0.01")]
+                                             "heads=0.25+heal=0.01", "output=Q4_0")]
     md = write_frontier(ctx, levels, frontier_dir(name, KEPT), threads=(1,), reps=1)
     result = json.loads(md.with_suffix(".json").read_text())
-    original, trimmed, masked, refit, both, healed = result["rows"]
+    original, trimmed, masked, refit, both, healed, harder = result["rows"]
     assert [r["cut"] for r in result["rows"]] == ["original"] + [level.name for level in levels]
     assert result["dropped"] == ["fr", "ru"] and result["reps"] == 5  # llama-bench's runs at least, as an export's
     assert original["tokens"] == n_vocab > trimmed["tokens"] == both["tokens"] and original["heads"] == n_heads
@@ -71,6 +77,10 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     assert masked["file_bytes"] == refit["file_bytes"] == healed["file_bytes"] and healed["heal"]["steps"] >= 1
     assert len({row["evaluation"]["en"]["bits_per_byte"] for row in (masked, refit, healed)}) == 3
     assert "heal" not in refit
+    # quantized harder, uncut: the original's shape and tokens, another file
+    assert [harder[k] for k in ("heads", "neurons", "tokens")] == [original[k] for k in ("heads", "neurons", "tokens")]
+    assert harder["output"] == "Q4_0" and "agreement" not in harder
+    assert harder["evaluation"]["en"]["bits_per_byte"] != original["evaluation"]["en"]["bits_per_byte"]
     for row in (masked, refit):  # the tokenizer is the original's: the same tokens, scored by another model
         change = frontier_changes(row, original)
         assert all(tokens == 0 for by_lang in change["outside"].values() for tokens, _ in by_lang.values())
