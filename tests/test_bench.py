@@ -8,6 +8,7 @@ from langprune.bench import bench
 from langprune.data.corpus import load_corpus
 from langprune.data.evaluate import scored_tokens
 from langprune.data.outside_text import outside_corpora
+from langprune.measure.alternatives import within_limits
 from langprune.model.load import load
 from langprune.options import ExportOptions
 from langprune.paths import MARKER, written_files
@@ -98,6 +99,26 @@ def test_the_report_says_within_the_limits_only_when_every_kept_language_is():
     assert limits_verdict(limit_rows(report)) == "Every kept language is within every limit."
 
 
+def test_the_chosen_file_is_the_fastest_within_the_limits_then_the_smallest():
+    """QUANT=auto's rule on Gemma-like rows: the fastest file over the limit is passed over, and of two files 3%
+    apart in speed (noise) the smaller one goes; no pruned file within the limits: none."""
+    from langprune.measure.alternatives import choose
+
+    def row(side, size, tg128, worst, evaluation=0.0):
+        return {"side": side, "size": size, "worst_outside": worst, "changes": {"evaluation": {"en": evaluation}},
+                "speed": {"2": {"tg128": {"ratio": tg128}}}}
+
+    rows = {"original Q4_K_M": row("original", 100, 1.0, 0.0),
+            "original Q4_K_M, output Q4_0": row("original", 67, 1.76, 0.0),
+            "pruned Q4_K_M": row("pruned", 72, 1.33, 0.0), "pruned Q4_K_M, output Q5_0": row("pruned", 56, 1.30, 0.004),
+            "pruned Q4_K_M, output IQ4_NL": row("pruned", 51, 2.01, 0.046),
+            "pruned Q4_0": row("pruned", 50, 1.9, 0.0, evaluation=0.06)}
+    assert choose(rows, "2") == "pruned Q4_K_M, output Q5_0"
+    rows["pruned Q4_K_M, output Q5_0"]["speed"]["2"]["tg128"]["ratio"] = 1.2  # now 10% slower: speed first
+    assert choose(rows, "2") == "pruned Q4_K_M"
+    assert choose({k: v for k, v in rows.items() if "IQ4_NL" in k or "original" in k}, "2") is None
+
+
 def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_front(tmp_path, monkeypatch):
     """`make bench-quants`: both models at every GGUF file type, each output-layer type that changes the file, the
     baseline (the original at the deployed type) against itself, the front as no file beats it, added to the
@@ -131,7 +152,15 @@ def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_fron
         beaten = any(all(a <= b for a, b in zip(point(other), point(row))) and point(other) != point(row)
                      for other in rows.values())
         assert (name in result["front"]) != beaten, name
+    held = [name for name, row in rows.items() if row["side"] == "pruned" and within_limits(row)]
+    choice, speed = result["choice"], {name: row["speed"]["1"]["tg128"]["ratio"] for name, row in rows.items()}
+    assert (choice is None) == (not held)
+    if held:  # none within limits is a faster file, or as fast (5%) and smaller
+        assert choice in held and not any(speed[n] > 1.05 * speed[choice] for n in held)
+        assert not any(speed[n] >= 0.95 * max(speed[m] for m in held) and rows[n]["size"] < rows[choice]["size"]
+                       for n in held)
     report, text = json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
     assert report["alternatives"]["front"] == result["front"] and "## What else a user could deploy" in text
+    assert "Chosen by that measure" in text and (f"`{choice}`" in text if choice else "none, no pruned file" in text)
     assert all(f"| {name} |" in text for name in rows)
     assert (folder / "quants.png").read_bytes()[:4] == b"\x89PNG" and "quants.png" in written_files(folder)

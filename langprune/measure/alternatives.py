@@ -9,7 +9,8 @@ taken in one run; its own row (the baseline against itself) shows how close to 1
 
 A file's quality figure for the front is its worst kept language beyond the corpus (bits per byte against the
 baseline on the same text), as for the export's limits; the Pareto front is over size, tg128 at the most threads
-measured, and that figure.
+measured, and that figure. `choose` names the file QUANT=auto's rule would deploy: of the pruned files within the
+quality limits, the fastest, then the smallest.
 """
 
 from pathlib import Path
@@ -18,9 +19,9 @@ from ..data.corpus import Corpus
 from ..exporters.quantize import OUTPUT_TYPES, output_type_fits, quantize_gguf
 from ..log import say
 from ..model.gguf_file import read_header
-from ..options import GGUF_QUANTS
+from ..options import GGUF_QUANTS, QUALITY_LIMITS
 from ..paths import cache_dir, scratch
-from .llama_bench import TESTS, bench
+from .llama_bench import BUSY_SPREAD, TESTS, bench
 from .verify import Artifact, file_size, quality, scorer
 
 SIDES = ("original", "pruned")
@@ -62,7 +63,7 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
     _add_changes(rows, baseline, kept)
     most = str(max(threads))
     return {"files": rows, "baseline": baseline, "threads": list(threads), "reps": reps, "front_threads": most,
-            "front": pareto_front(rows, most)}
+            "front": pareto_front(rows, most), "choice": choose(rows, most)}
 
 
 def _variants(f16: Path, work: Path, side: str, kind: str):
@@ -110,6 +111,24 @@ def _add_changes(rows: dict, baseline: str, kept: list[str]) -> None:
 
 def _rise(after: dict, before: dict) -> float:
     return after["bits_per_byte"] / before["bits_per_byte"] - 1
+
+
+def within_limits(row: dict) -> bool:
+    """Every kept language within QUALITY_LIMITS against the baseline: bits per byte beyond the corpus (the worst
+    text) and on the evaluation split."""
+    return (row["worst_outside"] <= QUALITY_LIMITS["outside_bpb_rise"]
+            and max(row["changes"]["evaluation"].values()) <= QUALITY_LIMITS["kept_bpb_rise"])
+
+
+def choose(rows: dict, threads: str) -> str | None:
+    """The pruned file to deploy: within the limits, as fast as the fastest such file (tg128 at `threads` within
+    BUSY_SPREAD of it: closer is noise), then the smallest; None if no pruned file holds the limits."""
+    held = {name: row for name, row in rows.items() if row["side"] == "pruned" and within_limits(row)}
+    if not held:
+        return None
+    speed = {name: row["speed"][threads]["tg128"]["ratio"] for name, row in held.items()}
+    fast = [name for name in held if speed[name] >= (1 - BUSY_SPREAD) * max(speed.values())]
+    return min(fast, key=lambda name: (held[name]["size"], -speed[name]))
 
 
 def pareto_front(rows: dict, threads: str) -> list[str]:

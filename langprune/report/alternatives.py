@@ -2,7 +2,8 @@
 the Pareto front marked (`measure/alternatives.py`)."""
 
 from ..measure.alternatives import dominates
-from ..options import GGUF_QUANTS
+from ..measure.llama_bench import BUSY_SPREAD
+from ..options import GGUF_QUANTS, QUALITY_LIMITS
 from .tables import markdown_table
 
 
@@ -34,7 +35,21 @@ def alternatives_text(report: dict) -> list[str]:
             "evaluation split and, worst over the texts beyond the corpus, per kept language. The front: no other "
             f"file is smaller, faster (tg128, {alt['front_threads']} threads) and better beyond the corpus at once. "
             + on_front + (f" Spread over the limit: {'; '.join(busy)}." if busy else ""),
-            markdown_table(header, table), "![decode speed against bits per byte](quants.png)"]
+            markdown_table(header, table), "![decode speed against bits per byte](quants.png)"] + _choice_text(alt)
+
+
+def _choice_text(alt: dict) -> list[str]:
+    """The file the rule of QUANT=auto picks from this table (reports made before it have none)."""
+    if "choice" not in alt:
+        return []
+    rule = (f"the fastest pruned file (tg128, {alt['front_threads']} threads; within {BUSY_SPREAD:.0%} counts as as "
+            f"fast), then the smallest, of those within +{QUALITY_LIMITS['outside_bpb_rise']:.0%} bits per byte "
+            f"beyond the corpus and +{QUALITY_LIMITS['kept_bpb_rise']:.0%} on the evaluation split for every kept "
+            "language")
+    if alt["choice"] is None:
+        return [f"Chosen by that measure ({rule}): none, no pruned file holds the limits."]
+    same = " (the deployed file)" if alt["choice"] == alt["deployed"] else f" (deployed: `{alt['deployed']}`)"
+    return [f"Chosen by that measure ({rule}): `{alt['choice']}`{same}."]
 
 
 def _order(row: dict) -> tuple:
