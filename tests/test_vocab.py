@@ -230,6 +230,7 @@ def test_the_kept_count_is_aligned_with_tokens_of_the_kept_scripts():
     assert tokenization_agreement(tokenizer_from_vocab(vocab), trimmed, sel.keep,
                                   corpus.texts["en"]["calibration"])["share"] == 1.0
     assert select_tokens(vocab, corpus, ["en"], size=0, multiple=64).parts["alignment"] == set()
+    assert select_tokens(vocab, corpus, ["en"], size=len(plain), multiple=8).kept == plain  # VOCAB=N is at most N
 
 
 def test_word_forms_split_over_cores_as_in_one(monkeypatch):
@@ -298,6 +299,23 @@ def test_a_languages_scripts_are_measured_from_its_words_and_text():
     assert {"LATIN", "HIRAGANA", "KATAKANA", "CJK", "FULLWIDTH"} <= script_classes(["ja"], corpus)
     assert "LATIN" in script_classes(["zh"], corpus) and "HIRAGANA" not in script_classes(["zh"], corpus)
     assert script_classes(["ar"], corpus) == {"COMMON", "ARABIC", "LATIN"}
+
+
+def test_a_vocab_size_too_small_names_one_that_works():
+    """VOCAB=10 is refused with the count the kept languages need; asking for that count keeps exactly it, whether or
+    not it is a multiple of the rows (the alignment stays within a size asked for)."""
+    import re
+
+    from langprune.cuts.vocab_size import trim_vocab
+    from langprune.errors import UserError
+
+    vocab, corpus = vocab_from_hf_tokenizer(tiny_tokenizer()), udhr_corpus(["en"])
+    with pytest.raises(UserError, match="need at least") as refused:
+        trim_vocab(vocab, None, corpus, ["en"], 10)
+    need = int(re.search(r"need at least (\d+)", str(refused.value)).group(1))
+    assert need == len(select_tokens(vocab, corpus, ["en"], size=0, multiple=1).kept)  # steps 1-3, not aligned
+    keep, trimmed, counts = trim_vocab(vocab, None, corpus, ["en"], need)
+    assert len(keep) == need == counts["total"]
 
 
 def test_vocab_auto_keeps_a_size_that_holds_and_refuses_one_that_cannot_grow(monkeypatch):

@@ -30,8 +30,8 @@ Then, while the vocabulary size asked for allows, each with the tokens its merge
    tokens are all kept already the other scripts' by the same ranking, that make the count a
    multiple of ROW_MULTIPLE, so the output layer's rows are one too. llama.cpp's CPU backend
    repacks a matrix for its interleaved kernels only when the row count is a multiple of 8 (x86
-   AVX2: Q4_0, Q4_K, IQ4_NL; Arm: those and Q5_K, Q6_K), of 4 (Arm: Q8_0) or of 16 (RISC-V), and
-   else runs the plain dot product (docs/benchmarks.md measures what that costs). Tokens of the
+   AVX2: Q4_0, Q4_K, IQ4_NL; Arm: Q4_K, Q5_K, Q6_K), of 4 (Arm: Q4_0, IQ4_NL, Q8_0) or of 16
+   (RISC-V), and else runs the plain dot product (docs/benchmarks.md measures what that costs). Tokens of the
    original vocabulary, any of them: the corpus still tokenizes exactly as before.
 Every character of a kept token is kept as a token too: Hugging Face's BPE falls back to bytes
 for a character outside the vocabulary before merging, llama.cpp only at the end.
@@ -170,13 +170,14 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
                   words: int = WORDS, multiple: int = ROW_MULTIPLE) -> KeptTokens:
     """The tokens to keep for `langs`, by the step that chose them (see the module docstring).
 
-    size: how many at most (default TOKENS_PER_LANGUAGE per language), rounded down to a `multiple`;
-    steps 1-3 are always kept, so the result is larger where they alone exceed it. usage: a value
-    per token (`predicted_usage`) that ranks the fill-up; without it, the rank in the vocabulary.
-    words: frequent words per language (0: none). multiple: step 7's (1: no alignment).
+    size: how many at most (default TOKENS_PER_LANGUAGE per language); steps 1-3 are always kept, so
+    the result is larger where they alone exceed it. usage: a value per token (`predicted_usage`)
+    that ranks the fill-up; without it, the rank in the vocabulary. words: frequent words per
+    language (0: none). multiple: step 7's (1: none); the fill-up stops at the multiple below
+    `size`, and step 7 never takes a count within `size` past it.
     """
-    size = TOKENS_PER_LANGUAGE * len(langs) if size is None else size
-    size -= size % multiple
+    asked = TOKENS_PER_LANGUAGE * len(langs) if size is None else size
+    size = asked - asked % multiple
     merger = Merger(vocab)
     classes = script_classes(langs, corpus)
     sel = KeptTokens()
@@ -221,35 +222,35 @@ def select_tokens(vocab: GGUFVocab, corpus, langs, size: int | None = None, usag
         kept |= added
     if len(kept) % multiple:
         others = sorted((i for i, k in enumerate(vocab.types) if k == NORMAL and i not in candidates), key=ranking)
-        sel.add("alignment", _align(kept, letters + symbols + others, multiple, merger))
+        sel.add("alignment", _align(kept, letters + symbols + others, asked, multiple, merger))
     return sel
 
 
-def _fill(kept: set[int], groups, size: int, merger) -> set[int]:
-    """Add each group (a token's or word's merge path, with its characters) while `size` allows."""
+def _fill(kept: set[int], groups, size: int, merger, skip: bool = False) -> set[int]:
+    """Add each group (a token's or word's merge path, with its characters) while `size` allows; at the first that
+    overshoots stop, or with `skip` pass over it."""
     added = set()
     for group in groups:
         if len(kept) + len(added) >= size:
             break
         new = (group | merger.characters(group)) - kept - added
         if len(kept) + len(added) + len(new) > size:
+            if skip:
+                continue
             break
         added |= new
     return added
 
 
-def _align(kept: set[int], ranked: list[int], multiple: int, merger) -> set[int]:
-    """The first of the `ranked` tokens (each with its merge path and characters) that bring the count to a
-    multiple of `multiple`, skipping those that overshoot; none if they run out first."""
-    short, added = -len(kept) % multiple, set()
-    for i in ranked:
-        if len(added) == short:
-            break
-        if i not in kept and i not in added:
-            new = (merger.path(i) | merger.characters(merger.path(i))) - kept - added
-            if new and len(added) + len(new) <= short:
-                added |= new
-    return added if len(added) == short else set()
+def _align(kept: set[int], ranked: list[int], size: int, multiple: int, merger) -> set[int]:
+    """The first of the `ranked` tokens (with their merge paths) that bring the count up to a multiple of `multiple`,
+    those that overshoot passed over; none if they run out first, or where the count would pass a `size` it is
+    within."""
+    target = len(kept) + -len(kept) % multiple
+    if len(kept) <= size < target:
+        return set()
+    added = _fill(kept, (merger.path(i) for i in ranked if i not in kept), target, merger, skip=True)
+    return added if len(kept) + len(added) == target else set()
 
 
 def frequent_words(lang: str, n: int) -> list[str]:

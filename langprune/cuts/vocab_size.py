@@ -54,8 +54,9 @@ def trim_vocab(vocab, usage, corpus, langs: list[str], size: int | None, tokeniz
         kept, trimmed = len(selection.kept), trimmed_vocab(vocab, selection.keep)
         say(f"   vocabulary: {kept} of {len(vocab.tokens)} tokens ({selection.counts()})")
         if size is not None:
-            if kept > size:
-                raise UserError(f"{option('vocab', size)}: the kept languages need at least {kept} tokens (their "
+            if kept > size:  # steps 1-3 alone are more: their count, not the aligned one
+                need = kept - len(selection.parts["alignment"])
+                raise UserError(f"{option('vocab', size)}: the kept languages need at least {need} tokens (their "
                                 "corpus's tokens, their scripts' characters, bytes and control tokens); raise it or "
                                 f"say {option('vocab', 'on')}")
             return selection.keep, trimmed, selection.counts()
