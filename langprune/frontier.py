@@ -24,7 +24,7 @@ from .cuts.vocab_size import select_vocab, vocab_evidence
 from .data.outside_text import KINDS, outside_corpora
 from .errors import UserError
 from .exporters.export_gguf import export_gguf
-from .exporters.quantize import OUTPUT_TYPES, output_type_fits, quantize_gguf
+from .exporters.quantize import OUTPUT_TYPES, block_size, quantize_gguf
 from .log import say
 from .measure.checks import agreement
 from .measure.llama_bench import bench as llama_bench
@@ -108,13 +108,14 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
 
     loaded = ctx.loaded
     kept, dropped = eval_languages(ctx.options)
-    originals = export_original(loaded, ctx.options.quant)
-    for level in levels:  # the output layer's row length is the model's, whatever the cuts
-        if level.output and not output_type_fits(originals["gguf F16"], level.output):
+    hidden = loaded.model.config.hidden_size  # the output layer's row length, whatever the cuts
+    for level in levels:
+        if level.output and hidden % block_size(level.output):
             raise UserError(f"level {level.name!r}: {loaded.name}'s output layer does not fit {level.output}'s blocks "
-                            f"(rows of {loaded.model.config.hidden_size}); choose another output type")
+                            f"(rows of {hidden}); choose another output type")
     selected = _select(ctx, levels)
     bench_reps = max(reps, LLAMA_BENCH_REPS)  # as the export's llama-bench runs
+    originals = export_original(loaded, ctx.options.quant)
     original = Artifact("llama.cpp", QUANT, originals[f"gguf {QUANT}"])
     corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)
 

@@ -57,6 +57,8 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="vocab 10: the kept languages need at least"):
         write_frontier(ctx, [parse_level("heads=0.25"), parse_level("vocab=10")], tmp_path / "frontier",
                        threads=(1,), reps=1)
+    with pytest.raises(UserError, match=r"level 'output=Q6_K': .* does not fit Q6_K's blocks \(rows of 64\)"):
+        write_frontier(ctx, [parse_level("vocab"), parse_level("output=Q6_K")], tmp_path / "frontier", threads=(1,))
     assert not (tmp_path / "frontier").exists()
 
     levels = [parse_level(text) for text in ("vocab", "heads=0.25+norefit", "heads=0.25", "vocab+ffn=0.25",

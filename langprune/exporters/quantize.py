@@ -31,7 +31,7 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
     src, dst = Path(src), Path(dst)
     if output_type is not None and not output_type_fits(src, output_type):
         raise UserError(f"{src.name}: the output layer's rows do not fit {output_type}'s blocks of "
-                        f"{GGML_QUANT_SIZES[GGMLQuantizationType[output_type]][0]} values")
+                        f"{block_size(output_type)} values")
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
@@ -52,4 +52,9 @@ def output_type_fits(src: Path, output_type: str) -> bool:
     asked for by name as it is: rows of 640 in Q6_K's blocks of 256 make an invalid file, then a crash."""
     tensors = {t.name: t for t in read_header(src).tensors}
     output = tensors.get("output.weight", tensors["token_embd.weight"])
-    return output.shape[0] % GGML_QUANT_SIZES[GGMLQuantizationType[output_type]][0] == 0
+    return output.shape[0] % block_size(output_type) == 0
+
+
+def block_size(tensor_type: str) -> int:
+    """Values per block of a GGML tensor type: a row's length must be a multiple of it."""
+    return GGML_QUANT_SIZES[GGMLQuantizationType[tensor_type]][0]
