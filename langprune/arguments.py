@@ -58,8 +58,12 @@ def _add_cut_arguments(p) -> None:
     p.add_argument("--heal", type=float, help="minutes of recovery training after the cuts: distil the pruned model "
                    "from the original on kept-language text (default: none)")
     _add_layout_argument(p)
-    p.add_argument("--quant", help="Q8_0,Q4_K_M (GGUF) and/or int8,int4 (ONNX); default Q8_0,Q4_K_M; the smallest "
-                   "GGUF file is the deployed one")
+    p.add_argument("--quant", help="auto (the default), Q8_0,Q4_K_M,... (GGUF) and/or int8,int4 (ONNX): auto deploys "
+                   "the fastest, then the smallest, GGUF file of the types given (none: Q8_0,Q4_K_M) with the output "
+                   "layer at any type, of those within QUANT_LIMIT beyond the corpus; without auto the smallest GGUF "
+                   "file is the deployed one")
+    p.add_argument("--quant-limit", type=float, help="auto: the most a kept language's bits per byte beyond the "
+                   "corpus may rise against the original at the same file type (default 0.01: +1%%)")
 
 
 def _add_speed_arguments(p) -> None:

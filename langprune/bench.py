@@ -47,8 +47,7 @@ def bench_one(folder: Path) -> dict:
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     options = report["options"]
     corpus = load_corpus(kept + dropped, options.get("corpus"))
-    quants = [k.split()[1] for k in report["files"] if k.startswith("gguf ") and k != "gguf F16"]
-    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, quants, options["reps"],
+    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, report["deployed"], options["reps"],
                               tuple(options["threads"]))
     bench = {**report, **results}
     with adding_to_output(folder, ["bench.json", "bench.md"]):
@@ -64,13 +63,13 @@ def bench(folders: list[Path] | None = None):
 
 def deployed_kind(folder: Path) -> str:
     """The GGUF file type of an export's deployed file: bench-quants' baseline; refused for an export without one."""
-    from .options import GGUF_QUANTS
+    from .exporters.files import gguf_kind
 
     deployed = json.loads((Path(folder) / "report.json").read_text())["deployed"]
-    if deployed.split()[1] not in GGUF_QUANTS:
+    if deployed == "gguf F16":
         raise UserError(f"{folder}: its deployed file is {deployed} (QUANT had no GGUF file type): re-export with "
                         "one, e.g. QUANT=Q4_K_M, to compare file types against it")
-    return deployed.split()[1]
+    return gguf_kind(deployed)
 
 
 def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
@@ -92,7 +91,7 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
                                       {"original": tokenizers["before"], "pruned": tokenizers["after"]},
                                       load_corpus(kept, report["options"].get("corpus")), outside_corpora(kept), kept,
                                       baseline_kind, threads, reps, tuple(kinds or GGUF_QUANTS))
-        result["deployed"] = f"pruned {baseline_kind}"
+        result["deployed"] = "pruned " + report["deployed"].removeprefix("gguf ")  # alternatives.file_name's
         pareto_plot(result, folder / "quants.png")
         report["alternatives"] = result
         (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))

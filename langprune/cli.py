@@ -50,8 +50,8 @@ def _export_options(args):
     """The ExportOptions of a subcommand's flags; a subcommand without a flag takes the option's default."""
     from .options import ExportOptions
 
-    names = ("model", "heads", "ffn", "tol", "vocab", "refit", "search", "heal", "layout", "quant", "corpus",
-             "analysis_langs", "out")
+    names = ("model", "heads", "ffn", "tol", "vocab", "refit", "search", "heal", "layout", "quant", "quant_limit",
+             "corpus", "analysis_langs", "out")
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     given["langs"] = _split(args.langs) or []
     for name in ("quant", "analysis_langs"):

@@ -31,7 +31,7 @@ from .measure.llama_bench import bench as llama_bench
 from .measure.llama_bench import ratios
 from .measure.verify import LLAMA_BENCH_REPS, Artifact, dropped_documents, file_size, quality, scorer
 from .model.parts import HEADS, NEURONS
-from .options import GGUF_QUANTS, eval_languages
+from .options import GGUF_QUANTS, eval_languages, quant_files
 from .paths import cache_dir, check_output, output_folder, scratch
 from .pipeline import run_analysis, run_calibration
 from .preflight import check_fraction
@@ -115,7 +115,7 @@ def frontier(ctx, levels: list[Level], threads: tuple[int, ...] = (1, 2), reps: 
                             f"(rows of {hidden}); choose another output type")
     selected = _select(ctx, levels)
     bench_reps = max(reps, LLAMA_BENCH_REPS)  # as the export's llama-bench runs
-    originals = export_original(loaded, ctx.options.quant)
+    originals = export_original(loaded, quant_files(ctx.options))
     original = Artifact("llama.cpp", QUANT, originals[f"gguf {QUANT}"])
     corpora, dropped_text = outside_corpora(kept), dropped_documents(ctx.corpus, dropped)
 

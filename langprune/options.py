@@ -13,6 +13,7 @@ SEARCHES = ("once", "iterative")  # how heads and FFN neurons are selected (cuts
 GGUF_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_0", "Q3_K_M", "IQ4_NL")
 ONNX_QUANTS = ("int8", "int4")  # ONNX Runtime's quantizers, with ORT-format copies
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
+AUTO = "auto"  # QUANT=auto (the default): the deployed GGUF file chosen by speed and quality (measure/auto_quant.py)
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
 # The quality limits every report checks each kept language against, in the deployed file: its bits
 # per byte on the evaluation split, its tokens and bits per byte on text beyond the corpus
@@ -33,7 +34,8 @@ class ExportOptions:
     search: str = "once"  # once: rank heads and neurons once, size each part alone; iterative: cuts/iterative.py
     heal: float | None = None  # minutes of distillation from the original after the cuts (cuts/heal.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
-    quant: list[str] = field(default_factory=lambda: list(DEFAULT_QUANTS))
+    quant: list[str] = field(default_factory=lambda: [AUTO])  # file types (`quant_files`), and auto or not
+    quant_limit: float = QUALITY_LIMITS["outside_bpb_rise"]  # auto: the most bits per byte beyond the corpus may rise
     corpus: str | None = None
     analysis_langs: list[str] | None = None  # default: every language of a corpus folder, or DEFAULT_ANALYSIS (UDHR)
     out: Path | None = None
@@ -59,6 +61,15 @@ def cuts_heads(options: ExportOptions) -> bool:
 
 def cuts_ffn(options: ExportOptions) -> bool:
     return bool(options.ffn) or (options.ffn is None and options.tol is not None)
+
+
+def quant_files(options: ExportOptions) -> list[str]:
+    """The quantized files QUANT asks for: its GGUF file types and ONNX quantizations; auto without a GGUF file type
+    adds DEFAULT_QUANTS, the file types it chooses among."""
+    files = [q for q in options.quant if q != AUTO]
+    if AUTO in options.quant and not any(q in GGUF_QUANTS for q in files):
+        files = [*DEFAULT_QUANTS, *files]
+    return files
 
 
 def eval_languages(options: ExportOptions) -> tuple[list[str], list[str]]:

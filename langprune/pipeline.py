@@ -17,7 +17,7 @@ from .log import say
 from .measure.checks import verify
 from .measure.llama_bench import llama_bench
 from .model.load import load
-from .options import NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads
+from .options import AUTO, NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads, quant_files
 from .paths import export_folder, output_folder
 from .preflight import check_options
 from .timing import timed
@@ -56,12 +56,14 @@ def _export_into(ctx: Context, work: Path) -> None:
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
     save_pruned(pruned, tokenizer, work / "pytorch")
-    loaded = ctx.loaded
-    files = {"before": step(ctx, "export original", lambda: export_original(loaded, options.quant)),
-             "after": step(ctx, "export pruned",
-                           lambda: export_all(pruned, tokenizer, loaded.gguf, options.quant, work))}
+    loaded, quants = ctx.loaded, quant_files(options)
+    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants)),
+             "after": step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))}
     models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
-    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts))
+    choice = None
+    if AUTO in options.quant:
+        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, tokenizers))
+    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts, choice))
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
               "options": options_json(options), "layout": ctx.layout,
@@ -73,6 +75,21 @@ def step(ctx: Context, name: str, fn):
     say(f"== {name}")
     with timed(ctx.timings, name):
         return fn()
+
+
+def run_choice(ctx: Context, files: dict, tokenizers: dict) -> dict:
+    """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline."""
+    from .exporters.files import gguf_key
+    from .measure.auto_quant import choose_deployed
+    from .options import GGUF_QUANTS
+
+    options = ctx.options
+    kinds = [q for q in quant_files(options) if q in GGUF_QUANTS]
+    choice = choose_deployed(files, tokenizers, options.langs, kinds, max(options.threads), options.reps,
+                             options.quant_limit)
+    files["after"][choice["file"]] = choice["path"]
+    files["before"] = {**files["before"], choice["file"]: files["before"][gguf_key(choice["kind"])]}
+    return choice
 
 
 # -- analyze -----------------------------------------------------------------------------------

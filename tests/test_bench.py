@@ -25,11 +25,11 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
     folder = run_export(options)
     exported = {p.relative_to(folder): p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and p.name != MARKER}
     report, text = json.loads((folder / "report.json").read_text()), (folder / "report.md").read_text()
-    tokenizer, dropped = load(str(model_dir)).tokenizer, report["languages"]["dropped"]
+    tokenizer, dropped, deployed = load(str(model_dir)).tokenizer, report["languages"]["dropped"], report["deployed"]
     corpus = load_corpus(dropped)
     for lang in dropped:  # dropped languages: in the deployed file, on the first 3 evaluation documents
         first = scored_tokens(tokenizer, corpus.texts[lang]["evaluation"][:3])
-        assert report["quality"]["gguf Q4_K_M"]["before"][lang]["tokens"] == first < scored_tokens(
+        assert report["quality"][deployed]["before"][lang]["tokens"] == first < scored_tokens(
             tokenizer, corpus.texts[lang]["evaluation"]), lang
     assert report["languages"]["dropped_documents"] == 3 and "on the first 3 evaluation documents" in text
     outside = report["outside"]  # text beyond the corpus: kept languages scored, dropped ones counted
@@ -46,7 +46,8 @@ def test_bench_remeasures_an_existing_export(tmp_path, monkeypatch):
     [(benched, rows)] = list(bench())
     assert benched == folder
     bench_report = json.loads((folder / "bench.json").read_text())
-    assert set(bench_report["speed"]) == {"onnx fp32", "gguf Q4_K_M, sampled"}  # the Python worker's measures
+    assert set(bench_report["speed"]) == {"onnx fp32", f"{deployed}, sampled"}  # the Python worker's measures
+    assert bench_report["deployed"] == deployed and bench_report["llama_bench"]["file"] == deployed
     assert len([r for r in rows if "tok/s" in r[0] and "llama-bench" not in r[0]]) == 8  # 2 runs, 2 metrics, 2 thr
     assert len([r for r in rows if "tok/s (llama-bench)" in r[0]]) == 4  # pp512 and tg128 at 1 and 2 threads
     for by_threads in bench_report["speed"].values():
@@ -132,7 +133,9 @@ def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_fron
     folder = run_export(options)
     result = bench_quants(folder, threads=(1,), reps=1, kinds=("Q4_0",))  # and the deployed type, Q4_K_M
     rows, baseline, deployed = result["files"], result["files"][result["baseline"]], result["files"][result["deployed"]]
-    assert (result["baseline"], result["deployed"]) == ("original Q4_K_M", "pruned Q4_K_M")
+    export = json.loads((folder / "report.json").read_text())  # QUANT=auto's file: Q4_K_M, some output layer type
+    assert result["baseline"] == "original Q4_K_M"
+    assert result["deployed"] == export["deployed"].replace("gguf", "pruned")
     for side in ("original", "pruned"):
         for kind in ("Q4_K_M", "Q4_0"):
             outputs = [row["output_type"] for row in rows.values() if (row["side"], row["kind"]) == (side, kind)]
@@ -140,7 +143,7 @@ def test_bench_quants_measures_every_file_type_of_both_models_and_marks_the_fron
     assert {row["kind"] for row in rows.values()} == {"Q4_K_M", "Q4_0"}
     assert baseline["relative_size"] == 1 and set(baseline["changes"]["evaluation"].values()) == {0.0}
     assert set(baseline["changes"]["outside"]) == {"en", "de"} and baseline["worst_outside"] == 0.0
-    assert deployed["size"] == (folder / "gguf" / "model-Q4_K_M.gguf").stat().st_size
+    assert deployed["size"] == (folder / export["files"][export["deployed"]]).stat().st_size
     for name, row in rows.items():
         assert row["size"] < rows[name.replace("pruned", "original")]["size"] if row["side"] == "pruned" else True
         assert row["speed"]["1"]["tg128"]["mean"] > 0 and row["speed"]["1"]["pp512"]["ratio"] > 0

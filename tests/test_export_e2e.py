@@ -61,10 +61,17 @@ def test_report_numbers_are_measured_and_sane(export):
         for key in ("pytorch fp32", "gguf Q4_K_M"):
             runs = report["quality"][key]
             assert runs["after"][lang]["bits_per_byte"] <= 1.08 * runs["before"][lang]["bits_per_byte"], (key, lang)
+    # QUANT=auto: of Q8_0 and Q4_K_M, each with the output layer at any type, the fastest within +1% beyond the
+    # corpus, then the smallest (tests/test_auto_quant.py): a 4-bit output layer is faster, and over the limit
+    choice, deployed = report["choice"], report["deployed"]
+    assert choice["file"] == deployed and choice["within_limit"] and deployed in ("gguf Q4_K_M", "gguf Q8_0")
+    assert {row["output_type"] for row in choice["candidates"].values()} == {"Q8_0", "Q5_0", "Q4_0", "IQ4_NL"}
+    assert not any(row.get("held") for row in choice["candidates"].values() if row["output_type"] in ("Q4_0", "IQ4_NL"))
+    assert "## The deployed file (QUANT=auto)" in (folder / "report.md").read_text()
     # every exported file was loaded and run by its runtime: each has quality figures
     for key in ("pytorch fp32", "onnx fp32", "gguf F16", "gguf Q8_0", "gguf Q4_K_M"):
-        for side in ("before", "after"):  # dropped languages: in the deployed file (Q4_K_M) only
-            assert set(report["quality"][key][side]) == set(kept + dropped if key == "gguf Q4_K_M" else kept)
+        for side in ("before", "after"):  # dropped languages: in the deployed file only
+            assert set(report["quality"][key][side]) == set(kept + dropped if key == deployed else kept)
             for lang in report["quality"][key][side]:
                 q = report["quality"][key][side][lang]
                 assert math.isfinite(q["perplexity"]) and q["perplexity"] > 1 and 0 < q["bits_per_byte"] < 10
@@ -105,9 +112,9 @@ def test_report_numbers_are_measured_and_sane(export):
     output = {side: ceiling["parts"][side]["output layer (vocabulary)"]["bytes"] for side in ("before", "after")}
     n_vocab = {side: report["structure"][side]["vocabulary"] for side in ("before", "after")}
     assert output["after"] / output["before"] == pytest.approx(n_vocab["after"] / n_vocab["before"], rel=0.01)
-    # text beyond the corpus (fortunes, manual pages, a book, help pages), in llama.cpp Q4_K_M, both sides
+    # text beyond the corpus (fortunes, manual pages, a book, help pages), in the deployed file, both sides
     outside = report["outside"]
-    assert outside["file"] == "gguf Q4_K_M" and set(outside["quality"]) == {"fortunes", "manpages", "handbook", "help"}
+    assert outside["file"] == deployed and set(outside["quality"]) == {"fortunes", "manpages", "handbook", "help"}
     for source, quality in outside["quality"].items():
         assert set(quality["before"]) == set(quality["after"]) == set(kept)  # kept languages scored
         for lang, before in quality["before"].items():

@@ -16,7 +16,7 @@ from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.model.load import load
 from langprune.model.parts import HEADS, NEURONS, Selection
-from langprune.options import DEFAULT_TOL, Context, ExportOptions, cuts_ffn, cuts_heads
+from langprune.options import DEFAULT_QUANTS, DEFAULT_TOL, Context, ExportOptions, cuts_ffn, cuts_heads, quant_files
 from langprune.preflight import check_options
 from tests.tiny import save_tiny
 
@@ -160,7 +160,11 @@ def test_the_default_searches_the_ffn_within_tol_and_keeps_every_head(tiny_llama
 
 
 def test_quant_kinds_are_taken_in_any_case_as_language_codes_are(tiny_llama):
-    """`--quant q6_k,INT4` names the same files as Q6_K,int4; a kind that is no kind is still refused."""
+    """`--quant q6_k,INT4` names the same files as Q6_K,int4; a kind that is no kind is still refused. auto (the
+    default) chooses among the file types given with it, or Q8_0 and Q4_K_M where none is."""
     assert context(tiny_llama, quant=["q6_k", "INT4", "iq4_nl"]).options.quant == ["Q6_K", "int4", "IQ4_NL"]
-    with pytest.raises(UserError, match="--quant q2_k: choose from"):
+    with pytest.raises(UserError, match="--quant q2_k: choose auto"):
         context(tiny_llama, quant=["q2_k"])
+    assert quant_files(context(tiny_llama).options) == ["Q8_0", "Q4_K_M"] == list(DEFAULT_QUANTS)
+    assert quant_files(context(tiny_llama, quant=["int8", "AUTO"]).options) == ["Q8_0", "Q4_K_M", "int8"]
+    assert quant_files(context(tiny_llama, quant=["Auto", "q4_0"]).options) == ["Q4_0"]

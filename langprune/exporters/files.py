@@ -12,6 +12,22 @@ from ..paths import cache_entry, cached
 INDEX = "files.json"  # in a cached export: its files by key, relative to it
 
 
+def gguf_key(kind: str, output: str | None = None) -> str:
+    """An export's key for a GGUF file: 'gguf Q4_K_M', or 'gguf Q4_K_M, output IQ4_NL' where the output layer has
+    another type than the file type gives it (QUANT=auto's choice)."""
+    return f"gguf {kind}" + (f", output {output}" if output else "")
+
+
+def gguf_kind(key: str) -> str:
+    """The file type of a GGUF file's key: 'gguf Q4_K_M, output IQ4_NL' -> 'Q4_K_M'."""
+    return key.removeprefix("gguf ").split(",")[0]
+
+
+def gguf_name(kind: str, output: str | None = None) -> str:
+    """Its file name in an export's gguf/ folder."""
+    return f"model-{kind}" + (f"-output-{output}" if output else "") + ".gguf"
+
+
 def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], folder: Path) -> dict[str, Path]:
     """ONNX (+ the quantized copies in `quant`, + ORT format) and GGUF F16 (+ quantized) into folder;
     `source_gguf`: the GGUF the model was loaded from, whose settings the GGUF keeps (None: from the config)."""
@@ -27,7 +43,7 @@ def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], fol
     gguf_dir = folder / "gguf"  # the writers make their folders
     files["gguf F16"] = export_gguf(model, source_gguf, tokenizer, gguf_dir / "model-F16.gguf")
     for kind in (q for q in quant if q in GGUF_QUANTS):
-        files[f"gguf {kind}"] = quantize_gguf(files["gguf F16"], gguf_dir / f"model-{kind}.gguf", kind)
+        files[gguf_key(kind)] = quantize_gguf(files["gguf F16"], gguf_dir / gguf_name(kind), kind)
     return files
 
 

@@ -46,7 +46,7 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             say(f"== {kind}: quantizing, then bits per byte and llama-bench (interleaved with {baseline})")
             files = {}
             for side in SIDES:
-                for output, path, output_type in _variants(f16[side], work, side, kind):
+                for output, path, output_type in variants(f16[side], work / f"{side}-{kind}", kind):
                     name = file_name(side, kind, output)
                     files[name] = path
                     rows[name] = {"side": side, "kind": kind, "output": output, "size": file_size(path),
@@ -66,12 +66,14 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             "front": pareto_front(rows, most), "choice": choose(rows, most)}
 
 
-def _variants(f16: Path, work: Path, side: str, kind: str):
+def variants(f16: Path, stem: Path, kind: str, default: Path | None = None):
     """(output type asked for or None, path, the output layer's type) of each distinct file of one file type: the
-    default, then each output type that fits the rows and changes some tensor's type."""
+    default (`default` where it is made already), then each output type that fits the rows and changes some tensor's
+    type; written to `stem`-<output type>.gguf."""
     seen = set()
     for output in (None, *(kind for kind in OUTPUT_TYPES if output_type_fits(f16, kind))):
-        path = quantize_gguf(f16, work / f"{side}-{kind}-{output or 'default'}.gguf", kind, output_type=output)
+        path = (default if output is None and default else
+                quantize_gguf(f16, Path(f"{stem}-{output or 'default'}.gguf"), kind, output_type=output))
         types = {t.name: t.type.name for t in read_header(path).tensors}
         if tuple(types.items()) in seen:
             path.unlink()
@@ -121,14 +123,19 @@ def within_limits(row: dict) -> bool:
 
 
 def choose(rows: dict, threads: str) -> str | None:
-    """The pruned file to deploy: within the limits, as fast as the fastest such file (tg128 at `threads` within
-    BUSY_SPREAD of it: closer is noise), then the smallest; None if no pruned file holds the limits."""
+    """The pruned file to deploy (`fastest_then_smallest`) of those within the limits; None if none holds them."""
     held = {name: row for name, row in rows.items() if row["side"] == "pruned" and within_limits(row)}
-    if not held:
+    return fastest_then_smallest({name: row["speed"][threads]["tg128"]["ratio"] for name, row in held.items()},
+                                 {name: row["size"] for name, row in held.items()})
+
+
+def fastest_then_smallest(speed: dict[str, float], size: dict[str, int]) -> str | None:
+    """QUANT=auto's rule over files that hold the limits: as fast as the fastest (tg128 within BUSY_SPREAD of it:
+    closer is noise), then the smallest; None for no file."""
+    if not speed:
         return None
-    speed = {name: row["speed"][threads]["tg128"]["ratio"] for name, row in held.items()}
-    fast = [name for name in held if speed[name] >= (1 - BUSY_SPREAD) * max(speed.values())]
-    return min(fast, key=lambda name: (held[name]["size"], -speed[name]))
+    fast = [name for name in speed if speed[name] >= (1 - BUSY_SPREAD) * max(speed.values())]
+    return min(fast, key=lambda name: (size[name], -speed[name]))
 
 
 def pareto_front(rows: dict, threads: str) -> list[str]:

@@ -5,20 +5,23 @@ import torch
 
 from ..cuts.tolerance import Cuts
 from ..data.evaluate import torch_scorer
-from ..options import GGUF_QUANTS, ExportOptions, eval_languages
+from ..options import ExportOptions, eval_languages, quant_files
 from ..timing import timed
 
 
-def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts) -> dict:
+def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts,
+           choice: dict | None) -> dict:
     """The checks' figures; `models`, `tokenizers` and `files` by side ("before": the original, "after"),
-    `options` for the languages, quantizations and speed runs; results["seconds"]: the time of each check."""
-    from .verify import measure_exports, quality
+    `options` for the languages, quantizations and speed runs, QUANT=auto's `choice` (or None); results["seconds"]:
+    the time of each check."""
+    from .verify import deployed_file, measure_exports, quality
 
     kept, dropped = eval_languages(options)
     before, after = files["before"], files["after"]
-    gguf_quants = [q for q in options.quant if q in GGUF_QUANTS]
-    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, gguf_quants, options.reps,
+    deployed = choice["file"] if choice else deployed_file(after, quant_files(options))
+    results = measure_exports(tokenizers, corpus, kept, dropped, before, after, deployed, options.reps,
                               options.threads)
+    results["choice"] = choice
     torch.set_num_threads(2)
     seconds = results["seconds"]
     with timed(seconds, "quality pytorch"):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
+from ..exporters.files import gguf_key
+from ..options import GGUF_QUANTS
 from ..timing import timed
 from .memory import peak_rss_mb
 
@@ -139,24 +141,24 @@ def speed(pairs: dict[str, tuple[Artifact, Artifact]], prompts: dict[str, list[i
 def artifact(key: str, files: dict) -> Artifact:
     """'gguf Q4_K_M' or 'onnx fp32' in an export's file index -> the artifact to run."""
     runtime = "llama.cpp" if key.startswith("gguf") else "onnxruntime"
-    return Artifact(runtime, key.split()[1], Path(files[key]))
+    return Artifact(runtime, key.split(" ", 1)[1], Path(files[key]))
 
 
 def deployed_file(after: dict, gguf_quants: list[str]) -> str:
-    """The file key a user deploys: the smallest pruned GGUF file of the quantizations asked for
+    """The file key a user deploys without QUANT=auto: the smallest pruned GGUF file of the quantizations asked for
     (whatever order they were typed in), else F16."""
-    keys = [f"gguf {q}" for q in gguf_quants] or ["gguf F16"]
+    keys = [gguf_key(q) for q in gguf_quants if q in GGUF_QUANTS] or ["gguf F16"]
     return min(keys, key=lambda key: (file_size(Path(after[key])), key))
 
 
 def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
-                    gguf_quants: list[str], reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
+                    deployed: str, reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
     """Quality, fidelity and speed, original against pruned.
 
     tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
     trimmed; bits per byte stay comparable). Quality of the kept languages in ONNX Runtime (fp32)
-    and llama.cpp (F16 and each GGUF quantization); of the dropped ones in the deployed file
-    (`deployed_file`) only, on their first DROPPED_DOCUMENTS evaluation documents: scoring is
+    and llama.cpp (every GGUF file); of the dropped ones in the `deployed` file only, on their first
+    DROPPED_DOCUMENTS evaluation documents: scoring is
     output-layer bound, and a trimmed vocabulary spells a language of another script in 3.9-6.6x
     the tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
@@ -169,8 +171,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     from .llama_bench import bench as llama_bench
     from .weights import ceiling
 
-    deployed = deployed_file(after, gguf_quants)
-    quality_runs = ["onnx fp32", "gguf F16"] + [f"gguf {q}" for q in gguf_quants]
+    quality_runs = ["onnx fp32"] + [key for key in after if key.startswith("gguf ")]
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]

@@ -38,6 +38,42 @@ def alternatives_text(report: dict) -> list[str]:
             markdown_table(header, table), "![decode speed against bits per byte](quants.png)"] + _choice_text(alt)
 
 
+def deployed_choice_text(report: dict) -> list[str]:
+    """How QUANT=auto chose the deployed file (`measure/auto_quant.py`); nothing for an explicit QUANT."""
+    from ..data.outside_text import CHARS
+    from ..measure.auto_quant import SAMPLE_EVERY
+
+    choice = report.get("choice")
+    if not choice:
+        return []
+    rows = sorted(choice["candidates"].items(), key=lambda item: -item[1]["tg128"])
+    if choice["within_limit"]:
+        verdict = (f"`{choice['file']}` is the fastest file within the limit (within {BUSY_SPREAD:.0%} counts as as "
+                   "fast), and of those the smallest.")
+    else:
+        why = "No candidate is within the limit" if choice["texts"] else "No kept language has text beyond the corpus"
+        verdict = f"**{why}**: `{choice['file']}`, the smallest file type's default, is deployed, as without auto."
+    busy = f" Spread over {BUSY_SPREAD:.0%} (a busy machine): {'; '.join(choice['busy'])}." if choice["busy"] else ""
+    return ["## The deployed file (QUANT=auto)",
+            "The pruned model at each file type asked for, its output layer at the type's default and at every other "
+            f"type that changes the file, fastest first in llama-bench's tg128 ({choice['threads']} threads, mean of "
+            f"{choice['reps']} runs, interleaved). Against the original at the file type: size, tg128, and the worst "
+            f"kept language's bits per byte over the texts beyond the corpus (every {SAMPLE_EVERY}th document of their "
+            f"selection samples, about {CHARS:,} characters each; the limits above are checked on others), each file "
+            f"scored up to its first text over the limit of +{choice['limit']:.1%}. " + verdict + busy,
+            markdown_table(["file", "output layer", "size", "tg128 tok/s", "tg128", "worst beyond the corpus", ""],
+                           [_candidate_row(key, row, choice) for key, row in rows])]
+
+
+def _candidate_row(key: str, row: dict, choice: dict) -> tuple:
+    if "held" in row:
+        quality = f"{row['worst_outside']:+.2%}" + ("" if row["held"] else " (scoring stopped there)")
+    else:
+        quality = f"not scored: {row.get('not_scored', 'no text')}"
+    return (key, row["output_type"], f"{row['relative_size']:.2f}", f"{row['tg128']:.1f}", f"{row['tg128_ratio']:.2f}x",
+            quality, "**deployed**" if key == choice["file"] else "")
+
+
 def _choice_text(alt: dict) -> list[str]:
     """The file the rule of QUANT=auto picks from this table (reports made before it have none)."""
     if "choice" not in alt:

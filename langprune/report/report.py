@@ -5,7 +5,7 @@ import math
 import statistics
 from pathlib import Path
 
-from .alternatives import alternatives_text
+from .alternatives import alternatives_text, deployed_choice_text
 from .cuts import cuts_text, search_text
 from .ondevice import mobile_text
 from .speed import decode_ratios, llama_bench_rows, llama_bench_text
@@ -201,7 +201,7 @@ def _languages_text(report: dict) -> str:
         return ("The corpus has no other language: heads were ranked by what the kept languages need alone, with no "
                 "other language's need to weigh against, and no dropped language is measured.")
     return (f"Dropped languages evaluated: {', '.join(dropped)}. Kept languages are scored in every runtime, dropped "
-            f"ones in the deployed file only (the smallest GGUF file) and on the first "
+            f"ones in the deployed file only (`{report['deployed']}`) and on the first "
             f"{report['languages']['dropped_documents']} evaluation documents.")
 
 
@@ -220,6 +220,7 @@ def render(report: dict) -> str:
         f"## Quality limits (the deployed file, `{report['deployed']}`)",
         markdown_table(["", "limit", "measured", "within"], limits),
         limits_verdict(limits),
+        *deployed_choice_text(report),
         *cuts_text(report),
         "## Speed-up ceiling",
         f"Weights read per generated token ({ceil['file']}): {ceil['bytes_before'] / 1e6:.1f} MB before, "

@@ -1,0 +1,111 @@
+"""QUANT=auto: the deployed GGUF file, chosen by the speed llama.cpp users quote and by quality beyond the corpus.
+
+The candidates are the pruned model at each GGUF file type QUANT asks for, its output layer (a tied embedding table
+where that is the output layer) at the type's default and at every other type that changes the file
+(`alternatives.variants`). All are timed first, which is cheap: llama-bench's tg128 at the most threads asked,
+interleaved with the original at each file type. Then, fastest first, each is scored beyond the corpus against the
+original at its own file type (whose scores are cached) until the rule (`alternatives.fastest_then_smallest`) is
+settled: once a file holds the limit, only smaller files within BUSY_SPREAD of its speed can still be chosen. The
+score is bits per byte per kept language on a quarter of each source's "selection" sample (`outside_text`: every
+SAMPLE_EVERY-th document, about CHARS characters, as many as the report scores); the report scores the "evaluation"
+sample, which the choice never reads. A file's first text over the limit ends its scoring: the rule needs every
+text within. Where no file holds the limit, or no kept language has text beyond the corpus to hold it on, the
+default file of the smallest file type is deployed, as without auto, and the report says so.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..data.corpus import Corpus
+from ..data.outside_text import CHARS, SELECTION_CHARS, outside_corpora
+from ..exporters.files import gguf_key, gguf_name
+from ..log import say
+from ..paths import cache_entry, cached, scratch
+from .alternatives import fastest_then_smallest, variants
+from .llama_bench import BUSY_SPREAD, bench
+from .verify import Artifact, deployed_file, file_size, quality, scorer
+
+SAMPLE_EVERY = SELECTION_CHARS // CHARS
+
+
+def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[str], threads: int, reps: int,
+                    limit: float) -> dict:
+    """{"file": the deployed file's key, "path", "candidates": {key: row}, ...} of the pruned files (`files` and
+    `tokenizers` by side, "before" and "after", as the export has them; `kinds`: the GGUF file types asked for). A
+    chosen file with another output layer type is written beside the export's GGUF files; the other candidates
+    are gone when this returns."""
+    before, after = files["before"], files["after"]
+    rows, paths = {}, {}
+    gguf_dir = Path(after["gguf F16"]).parent
+    with scratch(gguf_dir / "candidates") as work:
+        for kind in kinds:
+            for output, path, output_type in variants(after["gguf F16"], work / kind, kind, after[gguf_key(kind)]):
+                key = gguf_key(kind, output)
+                paths[key] = path
+                rows[key] = {"kind": kind, "output": output, "output_type": output_type, "size": file_size(path),
+                             "relative_size": file_size(path) / file_size(before[gguf_key(kind)])}
+        say(f"   {len(rows)} candidate files; llama-bench tg128 at {threads} threads, each file type's original "
+            "interleaved")
+        speeds = bench({**paths, **{f"original {kind}": before[gguf_key(kind)] for kind in kinds}}, (threads,), reps)
+        for key, row in rows.items():
+            row["tg128"] = speeds["files"][key][threads]["tg128"]["mean"]
+            row["tg128_ratio"] = row["tg128"] / speeds["files"][f"original {row['kind']}"][threads]["tg128"]["mean"]
+        texts = selection_texts(kept)
+        _score_fastest_first(rows, paths, before, tokenizers, texts, limit)
+        held = {key: row for key, row in rows.items() if row.get("held")}
+        chosen = fastest_then_smallest({key: row["tg128"] for key, row in held.items()},
+                                       {key: row["size"] for key, row in held.items()})
+        file = chosen or deployed_file(after, kinds)
+        kind, output = rows[file]["kind"], rows[file]["output"]
+        path = Path(after[file]) if file in after else paths[file].rename(gguf_dir / gguf_name(kind, output))
+    say(f"   deployed: {file}" + ("" if chosen else f" (no candidate within +{limit:.1%} beyond the corpus)"))
+    return {"file": file, "kind": kind, "path": path, "within_limit": chosen is not None, "limit": limit,
+            "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"]}
+
+
+def _score_fastest_first(rows: dict, paths: dict, before: dict, tokenizers: dict, texts: dict, limit: float) -> None:
+    """Each row's "outside" (rise of bits per byte against the original at its file type, by text, up to the first
+    over the limit), "worst_outside" and "held", fastest first, while the file could still be chosen; else why
+    not ("not_scored"). Nothing is scored without `texts`."""
+    for key in sorted(rows, key=lambda key: -rows[key]["tg128"]) if texts else ():
+        row, held = rows[key], [row for row in rows.values() if row.get("held")]
+        if held and row["tg128"] < (1 - BUSY_SPREAD) * max(other["tg128"] for other in held):
+            row["not_scored"] = "slower than a file within the limit"
+        elif held and row["size"] >= min(other["size"] for other in held):
+            row["not_scored"] = "no smaller than a file as fast within the limit"
+        if "not_scored" in row:
+            continue
+        score, row["outside"] = scorer(Artifact("llama.cpp", key, paths[key])), {}
+        for name, (lang, text) in texts.items():
+            bpb = quality(score, tokenizers["after"], text, [lang])[lang]["bits_per_byte"]
+            row["outside"][name] = bpb / _original_bits_per_byte(Path(before[gguf_key(row["kind"])]),
+                                                                 tokenizers["before"], lang, text) - 1
+            if row["outside"][name] > limit:
+                break
+        row["worst_outside"] = max(row["outside"].values())
+        row["held"] = row["worst_outside"] <= limit
+        say(f"   {key}: tg128 {row['tg128_ratio']:.2f}x its file type's original, worst beyond the corpus "
+            f"{row['worst_outside']:+.2%} ({'within' if row['held'] else 'over'} the limit)")
+
+
+def selection_texts(kept: list[str]) -> dict[str, tuple[str, Corpus]]:
+    """{"<lang> <source>": (lang, a corpus whose "evaluation" split is every SAMPLE_EVERY-th document of that
+    source's "selection" sample)} for each kept language."""
+    return {f"{lang} {source}": (lang, Corpus({lang: {"evaluation": corpus.texts[lang]["selection"][::SAMPLE_EVERY]}},
+                                              corpus.source))
+            for source, corpus in outside_corpora(kept).items() for lang in kept if lang in corpus.languages}
+
+
+def _original_bits_per_byte(path: Path, tokenizer, lang: str, text: Corpus) -> float:
+    """The original's bits per byte on one text at one file type, cached: the same for every export of the model
+    (`path` is in the original's cached export, named by its fingerprint)."""
+    digest = hashlib.sha256(json.dumps([str(path), lang, text.texts]).encode()).hexdigest()[:16]
+    entry = cache_entry("auto-quant", (digest,), (__name__, "langprune.data.evaluate", "langprune.measure.llamacpp"),
+                        ".json")
+
+    def make(partial: Path) -> None:
+        score = scorer(Artifact("llama.cpp", path.stem, path))
+        partial.write_text(json.dumps(quality(score, tokenizer, text, [lang])[lang]["bits_per_byte"]))
+
+    return cached(entry, make, lambda done: json.loads(done.read_text()))[0]

@@ -1,0 +1,92 @@
+"""QUANT=auto (the default): the deployed GGUF file chosen by llama-bench's tg128 and quality beyond the corpus, on a
+tiny model (the real default export: tests/test_export_e2e.py)."""
+
+import json
+
+import pytest
+
+from langprune.bench import _sides
+from langprune.exporters.files import gguf_key, gguf_name
+from langprune.measure.alternatives import fastest_then_smallest
+from langprune.measure.auto_quant import choose_deployed, selection_texts
+from langprune.measure.llama_bench import BUSY_SPREAD
+from langprune.options import QUALITY_LIMITS, ExportOptions
+from langprune.paths import written_files
+from langprune.pipeline import run_export
+from tests.tiny import save_tiny
+
+KEPT = ["en", "de"]
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("auto")
+    options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp / "llama")), heads=0.25, layout="free",
+                            reps=1, threads=(1,), analysis_langs=KEPT + ["fr"], out=tmp / "export")
+    return run_export(options)
+
+
+def test_auto_deploys_the_fastest_file_within_the_limit_then_the_smallest(export):
+    report = json.loads((export / "report.json").read_text())
+    choice, deployed = report["choice"], report["deployed"]
+    rows, limit = choice["candidates"], choice["limit"]
+    assert choice["file"] == deployed and limit == QUALITY_LIMITS["outside_bpb_rise"] and choice["threads"] == 1
+    # every file type's default and each output layer type that changes the file
+    assert {row["kind"] for row in rows.values()} == {"Q8_0", "Q4_K_M"} and gguf_key("Q4_K_M") in rows
+    for kind in ("Q8_0", "Q4_K_M"):
+        types = [row["output_type"] for row in rows.values() if row["kind"] == kind]
+        assert len(types) == len(set(types)) > 1, kind
+    texts = set(selection_texts(KEPT))
+    assert {"en fortunes", "de manpages"} <= texts
+    scored = {key: row for key, row in rows.items() if "held" in row}
+    for row in scored.values():  # each up to its first text over the limit, in the order of the texts
+        values = list(row["outside"].values())
+        assert row["worst_outside"] == max(values)
+        assert (set(row["outside"]) == texts) if row["held"] else (values[-1] > limit >= max(values[:-1], default=-1))
+    held = {key: row for key, row in scored.items() if row["held"]}
+    assert held and choice["within_limit"]  # a tiny model's files differ by well under 1% beyond the corpus
+    fastest = max(row["tg128"] for row in held.values())
+    # the choice is the rule's over what was scored, and nothing that could have been chosen went unscored
+    assert deployed == fastest_then_smallest({k: r["tg128"] for k, r in held.items()},
+                                             {k: r["size"] for k, r in held.items()})
+    assert all((key in scored) != ("not_scored" in row) for key, row in rows.items())
+    unscored = [row for key, row in rows.items() if key not in scored]
+    assert all(row["tg128"] < (1 - BUSY_SPREAD) * fastest or row["size"] >= rows[deployed]["size"] for row in unscored)
+    # the deployed file beside the file types' own, against the original at its file type; nothing else left
+    kind, output = rows[deployed]["kind"], rows[deployed]["output"]
+    assert report["files"][deployed] == f"gguf/{gguf_name(kind, output)}"
+    assert report["files_before"][deployed] == report["files_before"][gguf_key(kind)]
+    assert rows[deployed]["size"] == report["sizes"]["after"][deployed] == (export / "gguf" / gguf_name(kind, output)
+                                                                           ).stat().st_size
+    assert sorted(p.name for p in (export / "gguf").iterdir()) == sorted(
+        {"model-F16.gguf", "model-Q8_0.gguf", "model-Q4_K_M.gguf", gguf_name(kind, output)})
+    assert f"gguf/{gguf_name(kind, output)}" in written_files(export)
+    assert report["llama_bench"]["file"] == report["outside"]["file"] == deployed
+    text = (export / "report.md").read_text()
+    assert "## The deployed file (QUANT=auto)" in text and f"| {deployed} | {rows[deployed]['output_type']} |" in text
+    assert f"`{deployed}` is the fastest file within the limit" in text
+
+
+def test_no_file_within_the_limit_deploys_the_smallest_file_types_default(export):
+    """A limit nothing holds (below any file's change): each candidate is scored up to its first text, all over, and
+    the export's Q4_K_M goes, as without auto; so too where no kept language has text beyond the corpus (Esperanto
+    has none), with nothing scored; no file is added or left behind."""
+    _, before, after, tokenizers = _sides(export)
+    files, sides = sorted((export / "gguf").iterdir()), {"before": before, "after": after}
+    choice = choose_deployed(sides, tokenizers, KEPT, ["Q4_K_M"], 1, 1, limit=-1.0)
+    assert (choice["file"], choice["within_limit"]) == ("gguf Q4_K_M", False)
+    assert choice["path"] == after["gguf Q4_K_M"] and sorted((export / "gguf").iterdir()) == files
+    assert all(row["held"] is False and len(row["outside"]) == 1 for row in choice["candidates"].values())
+    unchecked = choose_deployed(sides, tokenizers, ["eo"], ["Q4_K_M"], 1, 1, limit=0.01)
+    assert (unchecked["file"], unchecked["within_limit"], unchecked["texts"]) == ("gguf Q4_K_M", False, [])
+    assert not any("held" in row for row in unchecked["candidates"].values())
+    assert sorted((export / "gguf").iterdir()) == files
+
+
+def test_an_explicit_quant_deploys_the_smallest_file_and_chooses_nothing(tmp_path):
+    options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp_path / "llama")), heads=0.25,
+                            layout="free", reps=1, threads=(1,), analysis_langs=KEPT, quant=["Q4_0", "Q8_0"],
+                            out=tmp_path / "export")
+    report = json.loads((run_export(options) / "report.json").read_text())
+    assert (report["choice"], report["deployed"]) == (None, "gguf Q4_0")
+    assert not any("output" in key for key in report["files"])
