@@ -35,7 +35,7 @@ class ExportOptions:
     heal: float | None = None  # minutes of distillation from the original after the cuts (cuts/heal.py)
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: [AUTO])  # file types (`quant_files`), and auto or not
-    quant_limit: float = QUALITY_LIMITS["outside_bpb_rise"]  # auto: the most bits per byte beyond the corpus may rise
+    quant_limit: float | None = None  # auto: how much bits per byte beyond the corpus may rise (default: the limit's)
     corpus: str | None = None
     analysis_langs: list[str] | None = None  # default: every language of a corpus folder, or DEFAULT_ANALYSIS (UDHR)
     out: Path | None = None

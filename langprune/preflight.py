@@ -8,7 +8,35 @@ from .errors import UserError, option
 from .exporters.gguf_arch import check_hf_source
 from .model.families import LAYOUTS
 from .model.load import check_source
-from .options import AUTO, DEFAULT_TOL, GGUF_QUANTS, ONNX_QUANTS, SEARCHES, ExportOptions, all_languages, eval_languages
+from .options import (
+    AUTO,
+    DEFAULT_TOL,
+    GGUF_QUANTS,
+    ONNX_QUANTS,
+    QUALITY_LIMITS,
+    SEARCHES,
+    ExportOptions,
+    all_languages,
+    eval_languages,
+)
+
+
+def _check_quant(options: ExportOptions) -> None:
+    """QUANT's kinds in any case (q6_k as Q6_K, as LANGS takes EN), each one langprune makes; QUANT_LIMIT only with
+    auto, whose limit it is (default: the report's limit beyond the corpus)."""
+    by_case = {kind.lower(): kind for kind in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)}
+    options.quant = [by_case.get(q.lower(), q) for q in options.quant]
+    bad = [q for q in options.quant if q not in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)]
+    if bad or not options.quant:
+        raise UserError(f"{option('quant', ','.join(options.quant))}: "
+                        f"choose {AUTO} (the default) or any of {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
+    if options.quant_limit is None:
+        options.quant_limit = QUALITY_LIMITS["outside_bpb_rise"] if AUTO in options.quant else None
+    elif AUTO not in options.quant:
+        raise UserError(f"{option('quant-limit', options.quant_limit)} is the limit of {option('quant', AUTO)}: add "
+                        f"{AUTO} to {option('quant', ','.join(options.quant))}, or leave the limit out")
+    elif not 0 <= options.quant_limit < 1:
+        raise UserError(f"{option('quant-limit', options.quant_limit)}: a fraction, e.g. 0.02 for +2% bits per byte")
 
 
 def check_fraction(value: float | None, where: str) -> None:
@@ -42,14 +70,7 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
     if not (options.heads or options.ffn or options.tol or options.vocab):
         raise UserError(f"nothing to cut: give {option('heads')}, {option('ffn')} or {option('tol')}, or leave "
                         f"{option('vocab')} on")
-    by_case = {kind.lower(): kind for kind in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)}  # q6_k as Q6_K, as LANGS takes EN
-    options.quant = [by_case.get(q.lower(), q) for q in options.quant]
-    bad = [q for q in options.quant if q not in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)]
-    if bad or not options.quant:
-        raise UserError(f"{option('quant', ','.join(options.quant))}: "
-                        f"choose {AUTO} (the default) or any of {', '.join(GGUF_QUANTS + ONNX_QUANTS)}")
-    if not 0 <= options.quant_limit < 1:
-        raise UserError(f"{option('quant-limit', options.quant_limit)}: a fraction, e.g. 0.02 for +2% bits per byte")
+    _check_quant(options)
     if options.layout is not None and options.layout not in LAYOUTS:
         raise UserError(f"{option('layout', options.layout)}: choose {' or '.join(LAYOUTS)}")
     available = available_languages(options.corpus)

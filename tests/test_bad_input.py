@@ -118,6 +118,8 @@ CASES = [
     ("empty quantization", lambda r: EXPORT + ["--quant", ","], "--quant '': choose auto"),
     ("auto's limit not a fraction", lambda r: EXPORT + ["--quant-limit", "2"], "--quant-limit 2.0: a fraction"),
     ("auto's limit not a number", lambda r: EXPORT + ["--quant-limit", "1%"], "--quant-limit: invalid float value"),
+    ("auto's limit without auto", lambda r: EXPORT + ["--quant", "Q4_K_M", "--quant-limit", "0.02"],
+     "--quant-limit 0.02 is the limit of --quant auto: add auto to --quant Q4_K_M"),
     ("vocab in words", lambda r: EXPORT + ["--vocab", "many"], "'many': say auto (on), off or a number of tokens"),
     ("vocab 0", lambda r: EXPORT + ["--vocab", "0"], "--vocab 0: give a number of tokens, or off"),
     ("nothing to cut", lambda r: EXPORT + ["--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),

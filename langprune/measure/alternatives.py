@@ -71,7 +71,7 @@ def variants(f16: Path, stem: Path, kind: str, default: Path | None = None):
     default (`default` where it is made already), then each output type that fits the rows and changes some tensor's
     type; written to `stem`-<output type>.gguf."""
     seen = set()
-    for output in (None, *(kind for kind in OUTPUT_TYPES if output_type_fits(f16, kind))):
+    for output in (None, *(other for other in OUTPUT_TYPES if output_type_fits(f16, other))):
         path = (default if output is None and default else
                 quantize_gguf(f16, Path(f"{stem}-{output or 'default'}.gguf"), kind, output_type=output))
         types = {t.name: t.type.name for t in read_header(path).tensors}
