@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from langprune.data.languages import LANGUAGES
+from langprune.measure.verify import LLAMA_BENCH_REPS
 from tests import REPO_ROOT
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -90,13 +91,13 @@ def test_report_numbers_are_measured_and_sane(export):
             assert row["peak_rss_mb_after"] > 0
     # llama-bench: the deployed file before and after, 5 fresh-process runs at least, whatever REPS says
     bench = report["llama_bench"]
-    assert bench["file"] == report["deployed"] and bench["reps"] == 5
+    assert bench["file"] == report["deployed"] and bench["reps"] == LLAMA_BENCH_REPS
     for side in ("before", "after"):
         assert set(bench["files"][side]) == {"1", "2"}
         for tests in bench["files"][side].values():
             for figures in tests.values():
-                assert len(figures["runs"]) == 5 and min(figures["runs"]) > 0
-                assert figures["mean"] == pytest.approx(sum(figures["runs"]) / 5)
+                assert len(figures["runs"]) == LLAMA_BENCH_REPS and min(figures["runs"]) > 0
+                assert figures["mean"] == pytest.approx(sum(figures["runs"]) / LLAMA_BENCH_REPS)
     # each run's own peak, not its parent's (a 250 MB Q4_K_M runs in well under 2 GB; the export's process is >5 GB)
     sampled = f"{report['deployed']}, sampled"  # beside llama-bench: generation with llama.cpp's default sampler
     assert set(report["speed"]) == {"onnx fp32", sampled} and f"| {sampled} | 2 |" in (folder / "report.md").read_text()

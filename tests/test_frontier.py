@@ -10,6 +10,7 @@ import pytest
 from langprune.data.corpus import load_corpus
 from langprune.errors import UserError
 from langprune.frontier import Level, parse_level, write_frontier
+from langprune.measure.verify import LLAMA_BENCH_REPS
 from langprune.model.load import load
 from langprune.options import Context, ExportOptions, all_languages
 from langprune.paths import frontier_dir
@@ -67,7 +68,7 @@ def test_frontier_rows_and_the_exports_report(tmp_path, monkeypatch):
     result = json.loads(md.with_suffix(".json").read_text())
     original, trimmed, masked, refit, both, healed, harder = result["rows"]
     assert [r["cut"] for r in result["rows"]] == ["original"] + [level.name for level in levels]
-    assert result["dropped"] == ["fr", "ru"] and result["reps"] == 5  # llama-bench's runs at least, as an export's
+    assert result["dropped"] == ["fr", "ru"] and result["reps"] == LLAMA_BENCH_REPS  # as an export's
     assert original["tokens"] == n_vocab > trimmed["tokens"] == both["tokens"] and original["heads"] == n_heads
     assert masked["tokens"] == refit["tokens"] == n_vocab and masked["heads"] == refit["heads"] < n_heads
     assert both["neurons"] < original["neurons"] == trimmed["neurons"] == refit["neurons"]
