@@ -59,7 +59,8 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
         file = chosen or deployed_file(after, kinds)
         kind, output = rows[file]["kind"], rows[file]["output"]
         path = Path(after[file]) if file in after else paths[file].rename(gguf_dir / gguf_name(kind, output))
-    say(f"   deployed: {file}" + ("" if chosen else f" (no candidate within +{limit:.1%} beyond the corpus)"))
+    why = f"no candidate within +{limit:.1%} beyond the corpus" if texts else "no text beyond the corpus to check"
+    say(f"   deployed: {file}" + ("" if chosen else f" ({why})"))
     return {"file": file, "kind": kind, "path": path, "within_limit": chosen is not None, "limit": limit,
             "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"]}
 
