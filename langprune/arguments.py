@@ -1,9 +1,11 @@
 """The command line's flags (`build_parser`), each subcommand's, with the types that check them as they are read."""
 
 import argparse
+import re
 from pathlib import Path
 
 from . import __version__
+from .errors import option, via_make
 
 DESCRIPTION = "Shrink a multilingual LLM to the languages a deployment needs; export ONNX and GGUF."
 # `bench-languages`: a set per script family, Latin with and without diacritics, Cyrillic, CJK, Arabic,
@@ -77,7 +79,11 @@ def _add_layout_argument(p) -> None:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        """One line, like every other refusal (the usage is --help's)."""
+        """One line, like every other refusal (the usage is --help's); under make a value that is no number names
+        the Make variable (HEADS=abc), as every other refusal does."""
+        bad = re.fullmatch(r"argument --([\w-]+): (invalid \w+ value): '(.*)'", message)
+        if bad and via_make():
+            message = f"{option(bad[1], bad[3])}: {bad[2]}"
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 

@@ -215,6 +215,9 @@ def test_under_make_a_message_names_the_make_variable():
     result = subprocess.run(["make", "-s", "export", "LANGS=en,de", "HEADS=1.0", f"PY={sys.executable}"],
                             capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)
     assert result.returncode != 0 and "error: HEADS=1.0: the fraction to drop must be in [0, 1)" in result.stderr
+    result = subprocess.run(["make", "-s", "export", "LANGS=en,de", "QUANT_LIMIT=2%", f"PY={sys.executable}"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT)  # argparse's refusal too
+    assert result.returncode != 0 and "QUANT_LIMIT=2%: invalid float value" in result.stderr
 
 
 # A cache folder holding only part of what `make setup` prepares (a user's own cache, setup never run for it, or
