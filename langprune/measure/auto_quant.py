@@ -4,13 +4,14 @@ The candidates are the pruned model at each GGUF file type QUANT asks for, its o
 where that is the output layer) at the type's default and at every other type that changes the file
 (`alternatives.variants`). All are timed first, which is cheap: llama-bench's tg128 at the most threads asked,
 interleaved with the original at each file type. Then, fastest first, each is scored beyond the corpus against the
-original at its own file type (whose scores are cached) until the rule (`alternatives.fastest_then_smallest`) is
-settled: once a file holds the limit, only smaller files within BUSY_SPREAD of its speed can still be chosen. The
-score is bits per byte per kept language on a quarter of each source's "selection" sample (`outside_text`: every
-SAMPLE_EVERY-th document, about CHARS characters, as many as the report scores); the report scores the "evaluation"
-sample, which the choice never reads. A file's first text over the limit ends its scoring: the rule needs every
-text within. Where no file holds the limit, or no kept language has text beyond the corpus to hold it on, the
-default file of the smallest file type is deployed, as without auto, and the report says so.
+original at its own file type (scored on every text once, then cached) while the rule
+(`alternatives.fastest_then_smallest`) could still choose it: once a file holds the limit, only smaller files within
+BUSY_SPREAD of its speed can. The score is bits per byte per kept language on a quarter of each source's
+"selection" sample (`outside_text`: every SAMPLE_EVERY-th document, about CHARS characters, as many as the report
+scores); the report scores the "evaluation" sample, which the choice never reads. A file's first text over the
+limit ends its scoring: the rule needs every text within. Where no file holds the limit, or no kept language has
+text beyond the corpus to hold it on, the default file of the smallest file type is deployed, as without auto, and
+the report says so.
 """
 
 import hashlib
@@ -23,7 +24,7 @@ from ..exporters.files import gguf_key, gguf_name
 from ..log import say
 from ..paths import cache_entry, cached, scratch
 from .alternatives import fastest_then_smallest, variants
-from .llama_bench import BUSY_SPREAD, bench
+from .llama_bench import bench
 from .verify import Artifact, deployed_file, file_size, quality, scorer
 
 SAMPLE_EVERY = SELECTION_CHARS // CHARS
@@ -67,21 +68,19 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
 
 def _score_fastest_first(rows: dict, paths: dict, before: dict, tokenizers: dict, texts: dict, limit: float) -> None:
     """Each row's "outside" (rise of bits per byte against the original at its file type, by text, up to the first
-    over the limit), "worst_outside" and "held", fastest first, while the file could still be chosen; else why
-    not ("not_scored"). Nothing is scored without `texts`."""
+    over the limit), "worst_outside" and "held", fastest first, while the rule could still choose the file (were it
+    within the limit, beside those found within it so far; a slower one found later never takes it back); else
+    "not_scored". Nothing is scored without `texts`."""
     for key in sorted(rows, key=lambda key: -rows[key]["tg128"]) if texts else ():
-        row, held = rows[key], [row for row in rows.values() if row.get("held")]
-        if held and row["tg128"] < (1 - BUSY_SPREAD) * max(other["tg128"] for other in held):
-            row["not_scored"] = "slower than a file within the limit"
-        elif held and row["size"] >= min(other["size"] for other in held):
-            row["not_scored"] = "no smaller than a file as fast within the limit"
-        if "not_scored" in row:
+        row, rivals = rows[key], [k for k, r in rows.items() if r.get("held")] + [key]
+        if fastest_then_smallest({k: rows[k]["tg128"] for k in rivals}, {k: rows[k]["size"] for k in rivals}) != key:
+            row["not_scored"] = "slower or no smaller than a file within the limit"
             continue
         score, row["outside"] = scorer(Artifact("llama.cpp", key, paths[key])), {}
+        original = _original_bits_per_byte(Path(before[gguf_key(row["kind"])]), tokenizers["before"], texts)
         for name, (lang, text) in texts.items():
             bpb = quality(score, tokenizers["after"], text, [lang])[lang]["bits_per_byte"]
-            row["outside"][name] = bpb / _original_bits_per_byte(Path(before[gguf_key(row["kind"])]),
-                                                                 tokenizers["before"], lang, text) - 1
+            row["outside"][name] = bpb / original[name] - 1
             if row["outside"][name] > limit:
                 break
         row["worst_outside"] = max(row["outside"].values())
@@ -98,15 +97,16 @@ def selection_texts(kept: list[str]) -> dict[str, tuple[str, Corpus]]:
             for source, corpus in outside_corpora(kept).items() for lang in kept if lang in corpus.languages}
 
 
-def _original_bits_per_byte(path: Path, tokenizer, lang: str, text: Corpus) -> float:
-    """The original's bits per byte on one text at one file type, cached: the same for every export of the model
-    (`path` is in the original's cached export, named by its fingerprint)."""
-    digest = hashlib.sha256(json.dumps([str(path), lang, text.texts]).encode()).hexdigest()[:16]
-    entry = cache_entry("auto-quant", (digest,), (__name__, "langprune.data.evaluate", "langprune.measure.llamacpp"),
-                        ".json")
+def _original_bits_per_byte(path: Path, tokenizer, texts: dict) -> dict[str, float]:
+    """The original's bits per byte at one file type on each text, in one llama.cpp context and cached: the same for
+    every export of the model (`path` is in the original's cached export, named by its fingerprint)."""
+    digest = hashlib.sha256(json.dumps([str(path), {name: text.texts for name, (_, text) in texts.items()}]).encode())
+    entry = cache_entry("auto-quant", (digest.hexdigest()[:16],),
+                        (__name__, "langprune.data.evaluate", "langprune.measure.llamacpp"), ".json")
 
     def make(partial: Path) -> None:
         score = scorer(Artifact("llama.cpp", path.stem, path))
-        partial.write_text(json.dumps(quality(score, tokenizer, text, [lang])[lang]["bits_per_byte"]))
+        partial.write_text(json.dumps({name: quality(score, tokenizer, text, [lang])[lang]["bits_per_byte"]
+                                       for name, (lang, text) in texts.items()}))
 
     return cached(entry, make, lambda done: json.loads(done.read_text()))[0]
