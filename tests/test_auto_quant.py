@@ -56,6 +56,9 @@ def test_auto_deploys_the_fastest_file_within_the_limit_then_the_smallest(export
     kind, output = rows[deployed]["kind"], rows[deployed]["output"]
     assert report["files"][deployed] == f"gguf/{gguf_name(kind, output)}"
     assert report["files_before"][deployed] == report["files_before"][gguf_key(kind)]
+    for lang in KEPT:  # that file's kept languages scored once, for both keys
+        before = report["quality"][deployed]["before"][lang]
+        assert before == report["quality"][gguf_key(kind)]["before"][lang] and before["tokens"] > 0
     assert rows[deployed]["size"] == report["sizes"]["after"][deployed] == (export / "gguf" / gguf_name(kind, output)
                                                                            ).stat().st_size
     assert sorted(p.name for p in (export / "gguf").iterdir()) == sorted(

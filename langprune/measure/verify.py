@@ -15,8 +15,6 @@ from pathlib import Path
 
 from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
-from ..exporters.files import gguf_key
-from ..options import GGUF_QUANTS
 from ..timing import timed
 from .memory import peak_rss_mb
 
@@ -149,6 +147,9 @@ def artifact(key: str, files: dict) -> Artifact:
 def deployed_file(after: dict, gguf_quants: list[str]) -> str:
     """The file key a user deploys without QUANT=auto: the smallest pruned GGUF file of the quantizations asked for
     (whatever order they were typed in), else F16."""
+    from ..exporters.files import gguf_key  # here: the speed worker imports this module, and needs neither
+    from ..options import GGUF_QUANTS
+
     keys = [gguf_key(q) for q in gguf_quants if q in GGUF_QUANTS] or ["gguf F16"]
     return min(keys, key=lambda key: (file_size(Path(after[key])), key))
 
@@ -178,13 +179,17 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
     sides, seconds = (("before", before), ("after", after)), results["seconds"]
     dropped_text = dropped_documents(corpus, dropped)
+    kept_runs = {}  # by file: a deployed file of another output layer type has the original at its type as "before"
     with timed(seconds, "quality"), progress(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
-                score = scorer(artifact(key, files))
-                runs = quality(score, tokenizers[side], corpus, kept)
+                path = Path(files[key])
+                score = scorer(artifact(key, files)) if path not in kept_runs or key == deployed else None
+                if path not in kept_runs:
+                    kept_runs[path] = quality(score, tokenizers[side], corpus, kept)
+                runs = kept_runs[path]
                 if key == deployed:
-                    runs |= quality(score, tokenizers[side], dropped_text, dropped)
+                    runs = runs | quality(score, tokenizers[side], dropped_text, dropped)
                 results["quality"].setdefault(key, {})[side] = runs
                 bar.update(1)
     with timed(seconds, "fidelity"), progress(total=2, desc="language fidelity", unit="model") as bar:
