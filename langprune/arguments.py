@@ -66,6 +66,8 @@ def _add_cut_arguments(p) -> None:
                    "file is the deployed one")
     p.add_argument("--quant-limit", type=float, help="auto: the most a kept language's bits per byte beyond the "
                    "corpus may rise against the original at the same file type (default 0.01: +1%%)")
+    p.add_argument("--imatrix", type=_on_off, help="auto: on or off (default): a candidate over the limit is "
+                   "quantized again with an importance matrix from the kept languages' calibration text and scored")
 
 
 def _add_speed_arguments(p) -> None:
@@ -101,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze_parser(sub)
     _add_bench_parsers(sub)
     _add_mobile_check_parser(sub)
-    p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, build llama-bench for this machine, "
-                       "and assemble and cache a model, once (`make setup` runs it)")
+    p = sub.add_parser("prepare", help="fetch the corpus and the text beyond it, build llama.cpp's tools for this "
+                       "machine, and assemble and cache a model, once (`make setup` runs it)")
     p.add_argument("model", nargs="?", default="gemma3-270m", help="recipe name, GGUF file or model directory")
     return parser
 

@@ -85,12 +85,13 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
     report, before, after, tokenizers = _sides(folder)
     kept = report["languages"]["kept"]
     baseline_kind = deployed_kind(folder)
+    imatrix = folder / report["choice"]["imatrix"] if (report.get("choice") or {}).get("imatrix") else None
     names = ["quants.png", "report.json", "report.md"]
     with adding_to_output(folder, names):  # refused now, not after the measurements, if a name is not ours
         result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},
                                       {"original": tokenizers["before"], "pruned": tokenizers["after"]},
                                       load_corpus(kept, report["options"].get("corpus")), outside_corpora(kept), kept,
-                                      baseline_kind, threads, reps, tuple(kinds or GGUF_QUANTS))
+                                      baseline_kind, threads, reps, tuple(kinds or GGUF_QUANTS), imatrix)
         result["deployed"] = "pruned " + report["deployed"].removeprefix("gguf ")  # alternatives.file_name's
         pareto_plot(result, folder / "quants.png")
         report["alternatives"] = result

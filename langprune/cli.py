@@ -28,11 +28,11 @@ def cmd_prepare(args) -> None:
     """Fetch the corpus and the text beyond it into the cache, build llama-bench for this machine, and assemble and
     dequantize a model once, so later steps load it in seconds."""
     from .data.fetch import fetch_text
-    from .measure.llama_bench import llama_bench
+    from .llama_tools import build_llama_tools
     from .model.load import load
 
     fetch_text()
-    llama_bench(build=True)
+    build_llama_tools()
     loaded = load(args.model)
     config = loaded.model.config
     print(
@@ -51,7 +51,7 @@ def _export_options(args):
     from .options import ExportOptions
 
     names = ("model", "heads", "ffn", "tol", "vocab", "refit", "search", "heal", "layout", "quant", "quant_limit",
-             "corpus", "analysis_langs", "out")
+             "imatrix", "corpus", "analysis_langs", "out")
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     given["langs"] = _split(args.langs) or []
     for name in ("quant", "analysis_langs"):
@@ -168,7 +168,7 @@ def cmd_bench_speed(args) -> None:
 
 def cmd_bench_quants(args) -> None:
     from .bench import bench_quants, deployed_kind, export_folders
-    from .measure.llama_bench import llama_bench
+    from .llama_tools import llama_tool
     from .options import GGUF_QUANTS
 
     if args.reps < 1:
@@ -180,7 +180,7 @@ def cmd_bench_quants(args) -> None:
     folders = export_folders(args.exports)
     for folder in folders:  # every folder's deployed file before the first folder's minutes
         deployed_kind(folder)
-    llama_bench()  # refused now, not after the first quantizations, if it is not built
+    llama_tool("llama-bench")  # refused now, not after the first quantizations, if it is not built
     for folder in folders:
         result = bench_quants(folder, threads, args.reps, kinds)
         print(f"{folder}: {len(result['files'])} files; the Pareto front: {', '.join(result['front'])}; the deployed "
@@ -191,7 +191,7 @@ def cmd_bench_quants(args) -> None:
 def cmd_bench_frontier(args) -> None:
     from .data.corpus import load_corpus
     from .frontier import DEFAULT_LEVELS, parse_level, write_frontier
-    from .measure.llama_bench import llama_bench
+    from .llama_tools import llama_tool
     from .model.load import load
     from .options import Context, all_languages
     from .paths import check_output, frontier_dir
@@ -201,7 +201,7 @@ def cmd_bench_frontier(args) -> None:
     name, layout = check_options(options)
     levels = [parse_level(text) for text in _split(args.levels if args.levels is not None else DEFAULT_LEVELS) or [""]]
     out = check_output(args.out or frontier_dir(name, options.langs))
-    llama_bench()  # each level's speed: refused now, not after the selection, if it is not built
+    llama_tool("llama-bench")  # each level's speed: refused now, not after the selection, if it is not built
     ctx = Context(options, load(options.model), load_corpus(all_languages(options), options.corpus), layout)
     print(write_frontier(ctx, levels, out, options.threads, options.reps).read_text())
     print(f"Wrote {out}/frontier.md and .json")
@@ -210,7 +210,7 @@ def cmd_bench_frontier(args) -> None:
 def cmd_bench_languages(args) -> None:
     """Every set's options and folder checked first, then one export per set (a set the export refuses
     is a row with its message), then the table."""
-    from .measure.llama_bench import llama_bench
+    from .llama_tools import llama_tool
     from .options import ExportOptions
     from .paths import check_output, export_dir, export_folder, output_folder
     from .pipeline import run_export
@@ -224,7 +224,7 @@ def cmd_bench_languages(args) -> None:
     for each in options:  # codes normalized here as the export will (EN -> en), so its folder is the one checked
         name, _ = check_options(each)
         check_output(export_folder(name, each.langs))
-    llama_bench()  # each export's verify runs it: refused now if it is not built
+    llama_tool("llama-bench")  # each export's verify runs it: refused now if it is not built
     out = check_output(args.out or export_dir() / f"languages-{name}")
     reports = {}
     for each in options:

@@ -15,6 +15,7 @@ ONNX_QUANTS = ("int8", "int4")  # ONNX Runtime's quantizers, with ORT-format cop
 DEFAULT_QUANTS = ("Q8_0", "Q4_K_M")
 AUTO = "auto"  # QUANT=auto (the default): the deployed GGUF file chosen by speed and quality (measure/auto_quant.py)
 NEURON_TOKENS = 1024  # calibration tokens per language for the FFN neuron statistics
+IMATRIX_TOKENS = 4096  # calibration tokens per kept language for IMATRIX=on's importance matrix
 # The quality limits every report checks each kept language against, in the deployed file: its bits
 # per byte on the evaluation split, its tokens and bits per byte on text beyond the corpus
 # (outside_text.py). VOCAB=auto grows the vocabulary until both limits beyond the corpus hold (cuts/vocab_size.py).
@@ -36,6 +37,7 @@ class ExportOptions:
     layout: str | None = None  # free | uniform; default: what the recipe's GGUF can load
     quant: list[str] = field(default_factory=lambda: [AUTO])  # file types (`quant_files`), and auto or not
     quant_limit: float | None = None  # auto: how much bits per byte beyond the corpus may rise (default: the limit's)
+    imatrix: bool = False  # auto: a candidate over the limit is tried again with an importance matrix
     corpus: str | None = None
     analysis_langs: list[str] | None = None  # default: every language of a corpus folder, or DEFAULT_ANALYSIS (UDHR)
     out: Path | None = None

@@ -13,9 +13,9 @@ from .cuts.plan import apply_cuts, run_selection
 from .cuts.rewrite import save_pruned
 from .data.corpus import load_corpus
 from .exporters.files import export_all, export_original
+from .llama_tools import TOOLS, llama_tool
 from .log import say
 from .measure.checks import verify
-from .measure.llama_bench import llama_bench
 from .model.load import load
 from .options import AUTO, NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads, quant_files
 from .paths import export_folder, output_folder
@@ -25,7 +25,8 @@ from .timing import timed
 
 def run_export(options: ExportOptions) -> Path:
     name, layout = check_options(options)
-    llama_bench()  # verify's speed measure: refused now, not after the work, if it is not built
+    for tool in TOOLS:  # verify's speed measure, QUANT=auto's importance matrix: refused now if not built
+        llama_tool(tool)
     final = Path(options.out or export_folder(name, options.langs))
     with output_folder(final) as work:
         say(f"== load {options.model}")
@@ -62,7 +63,7 @@ def _export_into(ctx: Context, work: Path) -> None:
     models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
     choice = None
     if AUTO in options.quant:
-        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, tokenizers))
+        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, pruned, tokenizers))
     results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts, choice))
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
@@ -77,16 +78,27 @@ def step(ctx: Context, name: str, fn):
         return fn()
 
 
-def run_choice(ctx: Context, files: dict, tokenizers: dict) -> dict:
-    """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline."""
+def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict) -> dict:
+    """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline.
+    IMATRIX=on: the importance matrix is the pruned model's on its kept languages' first IMATRIX_TOKENS
+    calibration tokens each."""
+    from .data.corpus import calibration_ids
     from .exporters.files import gguf_key
+    from .exporters.imatrix import importance_matrix
     from .measure.auto_quant import choose_deployed
-    from .options import GGUF_QUANTS
+    from .options import GGUF_QUANTS, IMATRIX_TOKENS
 
     options = ctx.options
     kinds = [q for q in quant_files(options) if q in GGUF_QUANTS]
+
+    def imatrix(path: Path) -> Path:
+        chunks = [ids for lang in options.langs
+                  for ids in calibration_ids(tokenizers["after"], ctx.corpus, lang, IMATRIX_TOKENS, 512)]
+        return importance_matrix(pruned, files["after"]["gguf F16"], chunks, path,
+                                 f"calibration text of {','.join(options.langs)}")
+
     choice = choose_deployed(files, tokenizers, options.langs, kinds, max(options.threads), options.reps,
-                             options.quant_limit)
+                             options.quant_limit, imatrix if options.imatrix else None)
     files["after"][choice["file"]] = choice["path"]
     files["before"] = {**files["before"], choice["file"]: files["before"][gguf_key(choice["kind"])]}
     return choice

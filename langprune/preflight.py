@@ -22,8 +22,8 @@ from .options import (
 
 
 def _check_quant(options: ExportOptions) -> None:
-    """QUANT's kinds in any case (q6_k as Q6_K, as LANGS takes EN), each one langprune makes; QUANT_LIMIT only with
-    auto, whose limit it is (default: the report's limit beyond the corpus)."""
+    """QUANT's kinds in any case (q6_k as Q6_K, as LANGS takes EN), each one langprune makes; QUANT_LIMIT and
+    IMATRIX only with auto, whose choice they shape (the limit's default: the report's limit beyond the corpus)."""
     by_case = {kind.lower(): kind for kind in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)}
     options.quant = [by_case.get(q.lower(), q) for q in options.quant]
     bad = [q for q in options.quant if q not in (*GGUF_QUANTS, *ONNX_QUANTS, AUTO)]
@@ -37,6 +37,9 @@ def _check_quant(options: ExportOptions) -> None:
                         f"{AUTO} to {option('quant', ','.join(options.quant))}, or leave the limit out")
     elif not 0 <= options.quant_limit < 1:
         raise UserError(f"{option('quant-limit', options.quant_limit)}: a fraction, e.g. 0.02 for +2% bits per byte")
+    if options.imatrix and AUTO not in options.quant:
+        raise UserError(f"{option('imatrix', 'on')} quantizes {option('quant', AUTO)}'s candidates again: add {AUTO} "
+                        f"to {option('quant', ','.join(options.quant))}, or leave it out")
 
 
 def check_fraction(value: float | None, where: str) -> None:

@@ -2,13 +2,17 @@
 tiny model (the real default export: tests/test_export_e2e.py)."""
 
 import json
+import shutil
 
 import pytest
 
+from langprune import load_pruned
 from langprune.bench import _sides
 from langprune.exporters.files import gguf_key, gguf_name
+from langprune.exporters.imatrix import importance_matrix
+from langprune.measure import auto_quant
 from langprune.measure.alternatives import fastest_then_smallest
-from langprune.measure.auto_quant import choose_deployed, selection_texts
+from langprune.measure.auto_quant import IMATRIX_NAME, choose_deployed, selection_texts
 from langprune.measure.llama_bench import BUSY_SPREAD
 from langprune.options import QUALITY_LIMITS, ExportOptions
 from langprune.paths import written_files
@@ -86,6 +90,44 @@ def test_no_file_within_the_limit_deploys_the_smallest_file_types_default(export
     assert sorted((export / "gguf").iterdir()) == files
 
 
+def test_imatrix_quantizes_each_file_over_the_limit_again_and_scores_it_next(export, tmp_path, monkeypatch):
+    """IMATRIX=on: where nothing holds the limit, each scored file's twin with the importance matrix (made once) is
+    scored after it: the same tensor types, so its twin's tg128, and other values; nothing is left behind. A twin
+    that holds it (here by decree: the rule's wiring) is deployed with its matrix beside it."""
+    folder = shutil.copytree(export, tmp_path / "export")
+    _, before, after, tokenizers = _sides(folder)
+    model, sides, made = load_pruned(folder)[0], {"before": before, "after": after}, []
+    files = sorted((folder / "gguf").iterdir())
+
+    def imatrix(path):
+        made.append(path)
+        return importance_matrix(model, after["gguf F16"], [tokenizers["after"]("All human beings")["input_ids"]],
+                                 path, "one sentence")
+
+    choice = choose_deployed(sides, tokenizers, KEPT, ["Q4_K_M"], 1, 1, limit=-1.0, imatrix=imatrix)
+    rows = choice["candidates"]
+    twins = {key: row for key, row in rows.items() if row.get("imatrix")}
+    plain_scored = [key for key, row in rows.items() if "held" in row and not row.get("imatrix")]
+    assert len(made) == 1 and twins and sorted(row["timed_as"] for row in twins.values()) == sorted(plain_scored)
+    for key, row in twins.items():
+        plain = rows[row["timed_as"]]
+        assert key == f"{row['timed_as']}, imatrix" and row["tg128"] == plain["tg128"]
+        assert abs(row["size"] - plain["size"]) < 1024 and row["held"] is False and len(row["outside"]) == 1
+    assert (choice["file"], choice["imatrix"]) == ("gguf Q4_K_M", None)
+    assert sorted((folder / "gguf").iterdir()) == files
+
+    def decree(key, row, *args):  # every file over the limit but the twins
+        row.update(outside={"en fortunes": 0.0 if row.get("imatrix") else 1.0}, held=bool(row.get("imatrix")),
+                   worst_outside=0.0 if row.get("imatrix") else 1.0)
+
+    monkeypatch.setattr(auto_quant, "_score", decree)
+    choice = choose_deployed(sides, tokenizers, KEPT, ["Q4_K_M"], 1, 1, limit=0.01, imatrix=imatrix)
+    row = choice["candidates"][choice["file"]]
+    assert row["imatrix"] and choice["imatrix"] == f"gguf/{IMATRIX_NAME}" and choice["file"].endswith(", imatrix")
+    assert choice["path"] == folder / "gguf" / gguf_name(row["kind"], row["output"], imatrix=True)
+    assert sorted((folder / "gguf").iterdir()) == sorted([*files, choice["path"], folder / "gguf" / IMATRIX_NAME])
+
+
 def test_an_explicit_quant_deploys_the_smallest_file_and_chooses_nothing(tmp_path):
     options = ExportOptions(langs=KEPT, model=str(save_tiny("llama", tmp_path / "llama")), heads=0.25,
                             layout="free", reps=1, threads=(1,), analysis_langs=KEPT, quant=["Q4_0", "Q8_0"],
@@ -93,3 +135,24 @@ def test_an_explicit_quant_deploys_the_smallest_file_and_chooses_nothing(tmp_pat
     report = json.loads((run_export(options) / "report.json").read_text())
     assert (report["choice"], report["deployed"]) == (None, "gguf Q4_0")
     assert not any("output" in key for key in report["files"])
+
+
+def test_bench_quants_makes_each_pruned_file_with_the_importance_matrix_too(export, tmp_path):
+    """With the export's importance matrix (an IMATRIX=on export that deployed a file made with it), bench-quants'
+    table has each pruned file twice, without and with it, and the original's once."""
+    from langprune.data.corpus import load_corpus
+    from langprune.data.outside_text import outside_corpora
+    from langprune.measure.alternatives import measure_alternatives
+
+    _, before, after, tokenizers = _sides(export)
+    matrix = importance_matrix(load_pruned(export)[0], after["gguf F16"],
+                               [tokenizers["after"]("All human beings")["input_ids"]], tmp_path / "m.gguf", "one")
+    result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},
+                                  {"original": tokenizers["before"], "pruned": tokenizers["after"]}, load_corpus(KEPT),
+                                  outside_corpora(KEPT), KEPT, "Q4_K_M", (1,), 1, ("Q4_K_M",), matrix)
+    rows = result["files"]
+    plain = {key: row for key, row in rows.items() if row["side"] == "pruned" and not row["imatrix"]}
+    weighed = {key: row for key, row in rows.items() if row["imatrix"]}
+    assert plain and sorted(weighed) == sorted(f"{key}, imatrix" for key in plain)
+    assert all(weighed[f"{key}, imatrix"]["output_type"] == row["output_type"] for key, row in plain.items())
+    assert all(row["speed"]["1"]["tg128"]["mean"] > 0 and row["worst_outside"] is not None for row in weighed.values())

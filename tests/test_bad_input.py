@@ -120,6 +120,9 @@ CASES = [
     ("auto's limit not a number", lambda r: EXPORT + ["--quant-limit", "1%"], "--quant-limit: invalid float value"),
     ("auto's limit without auto", lambda r: EXPORT + ["--quant", "Q4_K_M", "--quant-limit", "0.02"],
      "--quant-limit 0.02 is the limit of --quant auto: add auto to --quant Q4_K_M"),
+    ("an importance matrix without auto", lambda r: EXPORT + ["--quant", "Q4_K_M", "--imatrix", "on"],
+     "--imatrix on quantizes --quant auto's candidates again: add auto to --quant Q4_K_M"),
+    ("an importance matrix neither on nor off", lambda r: EXPORT + ["--imatrix", "maybe"], "'maybe': say on or off"),
     ("vocab in words", lambda r: EXPORT + ["--vocab", "many"], "'many': say auto (on), off or a number of tokens"),
     ("vocab 0", lambda r: EXPORT + ["--vocab", "0"], "--vocab 0: give a number of tokens, or off"),
     ("nothing to cut", lambda r: EXPORT + ["--heads", "0", "--ffn", "0", "--vocab", "off"], "nothing to cut"),
@@ -237,6 +240,21 @@ def test_a_partly_prepared_cache_names_what_is_missing_and_what_to_run(tmp_path,
     (tmp_path / "cache").mkdir()
     for name in held:
         (tmp_path / "cache" / name).symlink_to(cache_dir() / name)
+    _refused_at_once(tmp_path, command, message)
+
+
+def test_an_export_names_prepare_where_llama_quantize_is_not_built(tmp_path):
+    """A cache from before prepare built llama-quantize (QUANT=auto's importance matrix needs it)."""
+    from langprune.llama_tools import llama_tool
+    from langprune.paths import cache_dir
+
+    (tmp_path / "cache").mkdir()
+    for name in ("udhr", "outside", "models", "hf", llama_tool("llama-bench").name):
+        (tmp_path / "cache" / name).symlink_to(cache_dir() / name)
+    _refused_at_once(tmp_path, EXPORT, "llama-quantize is not built for this CPU")
+
+
+def _refused_at_once(tmp_path, command: list[str], message: str) -> None:
     env = {**os.environ, "LANGPRUNE_CACHE": str(tmp_path / "cache"), "LANGPRUNE_EXPORTS": str(tmp_path / "exported")}
     env.pop("LANGPRUNE_VIA", None)
     start = time.monotonic()

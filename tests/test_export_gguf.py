@@ -407,3 +407,35 @@ def test_the_output_layer_takes_its_own_tensor_type(tmp_path, tied):
     with pytest.raises(UserError, match="the output layer's rows do not fit Q6_K's blocks of 256"):  # rows of 64
         quantize_gguf(f16, tmp_path / "output-q6_k.gguf", "Q4_K_M", output_type="Q6_K")  # llama.cpp: a crash
     assert not (tmp_path / "output-q6_k.gguf").exists()
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_the_importance_matrix_weighs_every_matrix_a_token_multiplies(tmp_path, tied):
+    """`importance_matrix`: for each matrix of the F16 file a token multiplies (the output layer too where it is the
+    tied embedding table, which llama-imatrix skips), each input column's sum of squares over the tokens, and their
+    count; llama-quantize reads it: the same tensor types as without it, other 4-bit values (the output layer's too)."""
+    from gguf import GGUFReader
+
+    from langprune.exporters.imatrix import importance_matrix
+    from langprune.model.gguf_file import read_header
+
+    model, tokenizer = (tiny_gemma6() if tied else sharpen(tiny_model("llama"))), tiny_tokenizer()
+    f16 = export_gguf(model, None, tokenizer, tmp_path / "tiny.gguf")
+    chunks = [tiny_ids(), tiny_ids()[:9]]
+    matrix = importance_matrix(model, f16, chunks, tmp_path / "imatrix.gguf", "two sentences")
+    entries = {t.name: np.array(t.data) for t in GGUFReader(str(matrix)).tensors}
+    output = "token_embd.weight" if tied else "output.weight"
+    multiplied = {t.name for t in read_header(f16).tensors if len(t.shape) == 2} - ({"token_embd.weight"} - {output})
+    assert {name.removesuffix(".in_sum2") for name in entries if name.endswith(".in_sum2")} == multiplied
+    assert all(entries[f"{name}.counts"].tolist() == [len(chunks[0]) + len(chunks[1])] for name in multiplied)
+    with torch.no_grad():  # the output layer's input: the final norm's output
+        final = torch.cat([model(torch.tensor([ids]), output_hidden_states=True).hidden_states[-1][0]
+                           for ids in chunks])
+    assert np.allclose(entries[f"{output}.in_sum2"], (final.double() ** 2).sum(0).numpy(), rtol=1e-4)
+    plain = quantize_gguf(f16, tmp_path / "plain.gguf", "Q4_0", output_type="Q4_0")  # else Q8_0, which ignores it
+    weighed = quantize_gguf(f16, tmp_path / "weighed.gguf", "Q4_0", output_type="Q4_0", imatrix=matrix)
+    assert tensor_types(weighed) == tensor_types(plain)
+    data = {path: {t.name: bytes(t.data) for t in GGUFReader(str(path)).tensors} for path in (plain, weighed)}
+    assert {name for name in multiplied if data[plain][name] != data[weighed][name]} == multiplied
+    gap, _ = compare(weighed, model, tiny_ids())
+    assert abs(gap) < 0.3, gap

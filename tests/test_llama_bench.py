@@ -28,7 +28,7 @@ def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
 
 
 def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
-    monkeypatch.setattr(llama_bench, "llama_bench", lambda: tmp_path / "llama-bench")
+    monkeypatch.setattr(llama_bench, "llama_tool", lambda name: tmp_path / name)
     busy = itertools.cycle([100.0, 150.0])  # a spread of 28%
     quiet = iter([100.0, 101.0] * 8)
     series = {"busy": lambda: next(busy), "quiet": lambda: next(quiet)}

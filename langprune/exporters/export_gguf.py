@@ -214,8 +214,7 @@ def _rope_scaling(config, family: Family) -> str | None:
 
 def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.ndarray]]:
     """(GGUF name, array) for every weight: F16 matrices, F32 vectors, in llama.cpp's conventions."""
-    by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
-    names = gguf.get_tensor_name_map(by_name[arch], model.config.num_hidden_layers)
+    names = gguf_name_map(model, arch)
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     rope_interleaved = GGUF_ARCHS[arch].interleaved_rope
     head_dim = model.model.layers[0].self_attn.head_dim
@@ -233,6 +232,12 @@ def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.nda
         yield gguf_name, _to_numpy(data, gguf_name)
     if _rope_scaling(model.config, family) == "llama3":
         yield "rope_freqs.weight", llama3_rope_factors(model.config).numpy().astype(np.float32)
+
+
+def gguf_name_map(model, arch: str) -> gguf.TensorNameMap:
+    """gguf-py's map from the model's parameter names to the tensor names of llama.cpp's architecture `arch`."""
+    by_name = {name: key for key, name in gguf.MODEL_ARCH_NAMES.items()}
+    return gguf.get_tensor_name_map(by_name[arch], model.config.num_hidden_layers)
 
 
 def interleave_rope_rows(weight: torch.Tensor, head_dim: int) -> torch.Tensor:

@@ -12,10 +12,11 @@ from ..paths import cache_entry, cached
 INDEX = "files.json"  # in a cached export: its files by key, relative to it
 
 
-def gguf_key(kind: str, output: str | None = None) -> str:
+def gguf_key(kind: str, output: str | None = None, imatrix: bool = False) -> str:
     """An export's key for a GGUF file: 'gguf Q4_K_M', or 'gguf Q4_K_M, output IQ4_NL' where the output layer has
-    another type than the file type gives it (QUANT=auto's choice)."""
-    return f"gguf {kind}" + (f", output {output}" if output else "")
+    another type than the file type gives it, 'gguf Q4_K_M, output IQ4_NL, imatrix' where it was quantized with an
+    importance matrix (QUANT=auto's choices)."""
+    return f"gguf {kind}" + (f", output {output}" if output else "") + (", imatrix" if imatrix else "")
 
 
 def gguf_kind(key: str) -> str:
@@ -23,9 +24,9 @@ def gguf_kind(key: str) -> str:
     return key.removeprefix("gguf ").split(",")[0]
 
 
-def gguf_name(kind: str, output: str | None = None) -> str:
+def gguf_name(kind: str, output: str | None = None, imatrix: bool = False) -> str:
     """Its file name in an export's gguf/ folder."""
-    return f"model-{kind}" + (f"-output-{output}" if output else "") + ".gguf"
+    return f"model-{kind}" + (f"-output-{output}" if output else "") + ("-imatrix" if imatrix else "") + ".gguf"
 
 
 def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], folder: Path) -> dict[str, Path]:

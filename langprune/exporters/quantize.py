@@ -1,11 +1,13 @@
 """GGUF quantization with llama.cpp's own quantizer (`quantize_gguf`), the one llama-cpp-python carries."""
 
 import ctypes
+import os
 from pathlib import Path
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ..errors import UserError
+from ..errors import UserError, run_tool
+from ..llama_tools import llama_tool
 from ..log import llama_cpp_log
 from ..model.gguf_file import read_header
 from ..options import GGUF_QUANTS
@@ -15,9 +17,12 @@ QUANT_KINDS = {kind: f"LLAMA_FTYPE_MOSTLY_{kind}" for kind in GGUF_QUANTS}  # ll
 OUTPUT_TYPES = ("Q8_0", "Q6_K", "Q5_0", "Q4_0", "IQ4_NL")  # for the output layer (a tied embedding: that table)
 
 
-def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type: str | None = None) -> Path:
+def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type: str | None = None,
+                  imatrix: Path | None = None) -> Path:
     """Quantize an F16 GGUF with llama.cpp's own quantizer (kind: one of GGUF_QUANTS); returns dst. `output_type`
-    sets the output layer's tensor type (a tied embedding table is the output layer) instead of the file type's.
+    sets the output layer's tensor type (a tied embedding table is the output layer) instead of the file type's;
+    `imatrix` weighs each matrix's rounding by its inputs (`imatrix.py`), through llama-quantize, since
+    llama-cpp-python's quantize parameters cannot carry one.
 
     llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
     rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
@@ -32,6 +37,8 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
     if output_type is not None and not output_type_fits(src, output_type):
         raise UserError(f"{src.name}: the output layer's rows do not fit {output_type}'s blocks of "
                         f"{block_size(output_type)} values")
+    if imatrix is not None:
+        return _quantize_with_imatrix(src, dst, kind, threads, output_type, Path(imatrix))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_KINDS[kind])
     params.nthread = threads
@@ -43,6 +50,15 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
         if status != 0:
             tail = "".join(log)[-2000:]
             raise UserError(f"llama.cpp could not quantize {src.name} to {kind}:\n{tail}")
+    return dst
+
+
+def _quantize_with_imatrix(src: Path, dst: Path, kind: str, threads: int, output_type: str | None,
+                           imatrix: Path) -> Path:
+    output = ["--output-tensor-type", output_type.lower()] if output_type else []
+    with written(dst) as partial:
+        run_tool([str(llama_tool("llama-quantize")), "--imatrix", str(imatrix), *output, str(src), str(partial), kind,
+                  str(threads or os.cpu_count() or 1)], f"quantize {src.name} to {kind} with an importance matrix")
     return dst
 
 

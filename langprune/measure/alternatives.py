@@ -27,17 +27,19 @@ from .verify import Artifact, file_size, quality, scorer
 SIDES = ("original", "pruned")
 
 
-def file_name(side: str, kind: str, output: str | None) -> str:
-    """'pruned Q4_K_M' for a file type's default output layer, 'pruned Q4_K_M, output Q4_0' for another."""
-    return f"{side} {kind}" + (f", output {output}" if output else "")
+def file_name(side: str, kind: str, output: str | None, imatrix: bool = False) -> str:
+    """'pruned Q4_K_M' for a file type's default output layer, 'pruned Q4_K_M, output Q4_0' for another, and
+    ', imatrix' after either for a file quantized with an importance matrix."""
+    return f"{side} {kind}" + (f", output {output}" if output else "") + (", imatrix" if imatrix else "")
 
 
 def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus, outside: dict[str, Corpus],
                          kept: list[str], baseline_kind: str, threads: tuple[int, ...], reps: int,
-                         kinds: tuple[str, ...] = GGUF_QUANTS) -> dict:
+                         kinds: tuple[str, ...] = GGUF_QUANTS, imatrix: Path | None = None) -> dict:
     """{"files": {name: row}, "baseline", "front", ...} for the two sides' F16 GGUF files (`f16` and `tokenizers` by
     side: "original", "pruned") at the file types `kinds` (the baseline's among them); `outside`: the texts beyond
-    the corpus by source."""
+    the corpus by source; `imatrix`: the export's importance matrix (IMATRIX=on), with which each pruned file is
+    also made."""
     baseline = file_name("original", baseline_kind, None)
     rows = {}
     with scratch(cache_dir() / "alternatives") as work:
@@ -46,11 +48,16 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             say(f"== {kind}: quantizing, then bits per byte and llama-bench (interleaved with {baseline})")
             files = {}
             for side in SIDES:
-                for output, path, output_type in variants(f16[side], work / f"{side}-{kind}", kind):
-                    name = file_name(side, kind, output)
+                made = [(*each, False) for each in variants(f16[side], work / f"{side}-{kind}", kind)]
+                if side == "pruned" and imatrix:
+                    made += [(output, quantize_gguf(f16[side], work / f"{side}-{kind}-{output}-imatrix.gguf", kind,
+                                                    output_type=output, imatrix=imatrix), output_type, True)
+                             for output, _, output_type, _ in made]
+                for output, path, output_type, weighed in made:
+                    name = file_name(side, kind, output, weighed)
                     files[name] = path
                     rows[name] = {"side": side, "kind": kind, "output": output, "size": file_size(path),
-                                  "output_type": output_type,
+                                  "output_type": output_type, "imatrix": weighed,
                                   **_quality(path, tokenizers[side], corpus, outside, kept)}
                     say(f"   {name}: {rows[name]['size'] / 1e6:.1f} MB, output layer {rows[name]['output_type']}, "
                         "bits per byte measured")

@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 from ..errors import UserError, run_tool, via_make
+from ..llama_tools import llama_cpp_source
 from ..log import say
 from ..paths import cache_dir, written
 
@@ -72,20 +72,6 @@ def ensure_tools() -> None:
         commands = ", ".join(command for command, package in TOOLS.items() if package in missing)
         raise UserError(f"llama.cpp's arm64 check needs {commands}: install Debian's {' '.join(missing)} "
                         f"(`apt-get install {' '.join(missing)}`, as root, or {_install_option()})")
-
-
-def llama_cpp_source(version: str) -> Path:
-    """llama.cpp as llama-cpp-python `version` vendors it, from its source distribution (cached)."""
-    root = cache_dir() / f"llama-cpp-python-{version}"
-    if not (root / "vendor" / "llama.cpp" / "CMakeLists.txt").exists():
-        say(f"   downloading llama-cpp-python {version}'s source (once)")
-        with tempfile.TemporaryDirectory() as tmp, written(root) as partial:
-            run_tool([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-                      f"llama-cpp-python=={version}", "-d", tmp], "download llama-cpp-python's source")
-            with tarfile.open(next(Path(tmp).glob("*.tar.gz"))) as archive:
-                archive.extractall(tmp, filter="tar")
-            shutil.move(next(p for p in Path(tmp).iterdir() if p.is_dir()), partial)
-    return root / "vendor" / "llama.cpp"
 
 
 def build_probe() -> Path:

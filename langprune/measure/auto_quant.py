@@ -9,18 +9,23 @@ original at its own file type (scored on every text once, then cached) while the
 BUSY_SPREAD of its speed can. The score is bits per byte per kept language on a quarter of each source's
 "selection" sample (`outside_text`: every SAMPLE_EVERY-th document, about CHARS characters, as many as the report
 scores); the report scores the "evaluation" sample, which the choice never reads. A file's first text over the
-limit ends its scoring: the rule needs every text within. Where no file holds the limit, or no kept language has
-text beyond the corpus to hold it on, the default file of the smallest file type is deployed, as without auto, and
-the report says so.
+limit ends its scoring: the rule needs every text within. With IMATRIX=on, a file over the limit is quantized
+again with an importance matrix of the kept languages' calibration text (`exporters/imatrix.py`; computed once, when
+first needed) and scored at once: its tensor types are the same, so its speed and size are its twin's (not timed
+again), and the twin without the matrix comes first where both hold. Where no file holds the limit, or no kept
+language has text beyond the corpus to hold it on, the default file of the smallest file type is deployed, as
+without auto, and the report says so.
 """
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from ..data.corpus import Corpus
 from ..data.outside_text import CHARS, SELECTION_CHARS, outside_corpora
 from ..exporters.files import gguf_key, gguf_name
+from ..exporters.quantize import quantize_gguf
 from ..log import say
 from ..paths import cache_entry, cached, scratch
 from .alternatives import fastest_then_smallest, variants
@@ -28,14 +33,16 @@ from .llama_bench import bench
 from .verify import Artifact, deployed_file, file_size, quality, scorer
 
 SAMPLE_EVERY = SELECTION_CHARS // CHARS
+IMATRIX_NAME = "imatrix.gguf"  # the importance matrix of a deployed file quantized with one, in its gguf/ folder
 
 
 def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[str], threads: int, reps: int,
-                    limit: float) -> dict:
+                    limit: float, imatrix: Callable[[Path], Path] | None = None) -> dict:
     """{"file": the deployed file's key, "path", "candidates": {key: row}, ...} of the pruned files (`files` and
-    `tokenizers` by side, "before" and "after", as the export has them; `kinds`: the GGUF file types asked for). A
-    chosen file with another output layer type is written beside the export's GGUF files; the other candidates
-    are gone when this returns."""
+    `tokenizers` by side, "before" and "after", as the export has them; `kinds`: the GGUF file types asked for;
+    `imatrix`: writes the importance matrix to the path it is given, for IMATRIX=on). A chosen file with another
+    output layer type or an importance matrix is written beside the export's GGUF files (with the matrix, as
+    IMATRIX_NAME: "imatrix" is its name in the export); the other candidates are gone when this returns."""
     before, after = files["before"], files["after"]
     rows, paths = {}, {}
     gguf_dir = Path(after["gguf F16"]).parent
@@ -53,40 +60,71 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
             row["tg128"] = speeds["files"][key][threads]["tg128"]["mean"]
             row["tg128_ratio"] = row["tg128"] / speeds["files"][f"original {row['kind']}"][threads]["tg128"]["mean"]
         texts = selection_texts(kept)
-        _score_fastest_first(rows, paths, before, tokenizers, texts, limit)
+        twin = (lambda key: _imatrix_twin(rows, paths, key, Path(after["gguf F16"]), work / IMATRIX_NAME, imatrix,
+                                          before)) if imatrix else None
+        _score_fastest_first(rows, paths, before, tokenizers, texts, limit, twin)
         held = {key: row for key, row in rows.items() if row.get("held")}
         chosen = fastest_then_smallest({key: row["tg128"] for key, row in held.items()},
                                        {key: row["size"] for key, row in held.items()})
         file = chosen or deployed_file(after, kinds)
-        kind, output = rows[file]["kind"], rows[file]["output"]
-        path = Path(after[file]) if file in after else paths[file].rename(gguf_dir / gguf_name(kind, output))
+        kind, output, weighed = rows[file]["kind"], rows[file]["output"], rows[file].get("imatrix", False)
+        path = Path(after[file]) if file in after else paths[file].rename(gguf_dir / gguf_name(kind, output, weighed))
+        if weighed:
+            (work / IMATRIX_NAME).rename(gguf_dir / IMATRIX_NAME)
     why = f"no candidate within +{limit:.1%} beyond the corpus" if texts else "no text beyond the corpus to check"
     say(f"   deployed: {file}" + ("" if chosen else f" ({why})"))
     return {"file": file, "kind": kind, "path": path, "within_limit": chosen is not None, "limit": limit,
-            "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"]}
+            "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"],
+            "imatrix": f"{gguf_dir.name}/{IMATRIX_NAME}" if weighed else None}
 
 
-def _score_fastest_first(rows: dict, paths: dict, before: dict, tokenizers: dict, texts: dict, limit: float) -> None:
+def _score_fastest_first(rows: dict, paths: dict, before: dict, tokenizers: dict, texts: dict, limit: float,
+                         twin: Callable[[str], str] | None) -> None:
     """Each row's "outside" (rise of bits per byte against the original at its file type, by text, up to the first
     over the limit), "worst_outside" and "held", fastest first, while the rule could still choose the file (were it
     within the limit, beside those found within it so far; a slower one found later never takes it back); else
-    "not_scored". Nothing is scored without `texts`."""
+    "not_scored". A file over the limit has its `twin` (the key of a new row) scored next. Nothing is scored without
+    `texts`."""
     for key in sorted(rows, key=lambda key: -rows[key]["tg128"]) if texts else ():
-        row, rivals = rows[key], [k for k, r in rows.items() if r.get("held")] + [key]
+        rivals = [k for k, r in rows.items() if r.get("held")] + [key]
         if fastest_then_smallest({k: rows[k]["tg128"] for k in rivals}, {k: rows[k]["size"] for k in rivals}) != key:
-            row["not_scored"] = "slower or no smaller than a file within the limit"
+            rows[key]["not_scored"] = "slower or no smaller than a file within the limit"
             continue
-        score, row["outside"] = scorer(Artifact("llama.cpp", key, paths[key])), {}
-        original = _original_bits_per_byte(Path(before[gguf_key(row["kind"])]), tokenizers["before"], texts)
-        for name, (lang, text) in texts.items():
-            bpb = quality(score, tokenizers["after"], text, [lang])[lang]["bits_per_byte"]
-            row["outside"][name] = bpb / original[name] - 1
-            if row["outside"][name] > limit:
-                break
-        row["worst_outside"] = max(row["outside"].values())
-        row["held"] = row["worst_outside"] <= limit
-        say(f"   {key}: tg128 {row['tg128_ratio']:.2f}x its file type's original, worst beyond the corpus "
-            f"{row['worst_outside']:+.2%} ({'within' if row['held'] else 'over'} the limit)")
+        _score(key, rows[key], paths[key], before, tokenizers, texts, limit)
+        if twin and not rows[key]["held"]:
+            other = twin(key)
+            _score(other, rows[other], paths[other], before, tokenizers, texts, limit)
+
+
+def _score(key: str, row: dict, path: Path, before: dict, tokenizers: dict, texts: dict, limit: float) -> None:
+    score, row["outside"] = scorer(Artifact("llama.cpp", key, path)), {}
+    original = _original_bits_per_byte(Path(before[gguf_key(row["kind"])]), tokenizers["before"], texts)
+    for name, (lang, text) in texts.items():
+        bpb = quality(score, tokenizers["after"], text, [lang])[lang]["bits_per_byte"]
+        row["outside"][name] = bpb / original[name] - 1
+        if row["outside"][name] > limit:
+            break
+    row["worst_outside"] = max(row["outside"].values())
+    row["held"] = row["worst_outside"] <= limit
+    say(f"   {key}: tg128 {row['tg128_ratio']:.2f}x its file type's original, worst beyond the corpus "
+        f"{row['worst_outside']:+.2%} ({'within' if row['held'] else 'over'} the limit)")
+
+
+def _imatrix_twin(rows: dict, paths: dict, key: str, f16: Path, matrix: Path, make_matrix: Callable[[Path], Path],
+                  before: dict) -> str:
+    """Candidate `key` quantized again with the importance matrix (made at `matrix` the first time), added to `rows`
+    and `paths` as a new candidate: the same tensor types, so the same speed (its twin's tg128, "timed_as")."""
+    row = rows[key]
+    if not matrix.exists():
+        say("   importance matrix of the kept languages' calibration text")
+        make_matrix(matrix)
+    twin = gguf_key(row["kind"], row["output"], imatrix=True)
+    path = paths[twin] = quantize_gguf(f16, matrix.with_name(gguf_name(row["kind"], row["output"], imatrix=True)),
+                                       row["kind"], output_type=row["output"], imatrix=matrix)
+    rows[twin] = {"kind": row["kind"], "output": row["output"], "output_type": row["output_type"], "imatrix": True,
+                  "size": file_size(path), "relative_size": file_size(path) / file_size(before[gguf_key(row["kind"])]),
+                  "tg128": row["tg128"], "tg128_ratio": row["tg128_ratio"], "timed_as": key}
+    return twin
 
 
 def selection_texts(kept: list[str]) -> dict[str, tuple[str, Corpus]]:

@@ -21,7 +21,7 @@ def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportO
     deployed = choice["file"] if choice else deployed_file(after, quant_files(options))
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, deployed, options.reps,
                               options.threads)
-    results["choice"] = choice
+    results["choice"] = {key: value for key, value in choice.items() if key != "path"} if choice else None  # files
     torch.set_num_threads(2)
     seconds = results["seconds"]
     with timed(seconds, "quality pytorch"):

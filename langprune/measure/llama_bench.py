@@ -1,70 +1,28 @@
 """Speed as llama.cpp users quote it: `llama-bench`'s pp512 (prompt tokens/s) and tg128 (generated tokens/s).
 
-llama-bench is built once for this machine from the llama.cpp that llama-cpp-python vendors (the same source as
-the runtime the checks use; native CPU flags, as pip builds llama-cpp-python) and cached. Each measurement is a
-fresh llama-bench process running both tests once after its own warm-up; the files' runs interleave, round after
-round, so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was
+llama-bench is built once for this machine (`llama_tools`). Each measurement is a fresh llama-bench process
+running both tests once after its own warm-up; the files' runs interleave, round after round, so a slower minute of
+the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was
 busy: that thread count's rounds are measured again once, and a spread still over it is flagged in the result,
 never hidden.
 """
 
-import hashlib
 import json
-import os
-import platform
-import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from ..errors import UserError, run_tool
+from ..errors import UserError
+from ..llama_tools import llama_tool
 from ..log import progress, say
-from ..paths import cache_dir, written
-from .arm64_setup import llama_cpp_source
 from .memory import peak_rss_mb
 
 TESTS = {"pp512": (512, 0), "tg128": (0, 128)}  # llama-bench's names: (prompt tokens, generated tokens)
 BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
 POLL_S = 0.05  # how often a run's peak memory is read
 RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
-
-
-def llama_bench(build: bool = False) -> Path:
-    """llama-bench for this machine, cached by version and CPU; built (~10 minutes on 2 cores) only when `build`
-    (`langprune prepare`): a measurement never downloads or builds, it names the command to run."""
-    import llama_cpp
-
-    version = llama_cpp.__version__
-    binary = cache_dir() / f"llama-bench-{version}-{_cpu_key()}"
-    if binary.exists():
-        return binary
-    if not build:
-        raise UserError(f"llama-bench is not built for this CPU ({binary} is missing): run `langprune prepare` "
-                        "(`make setup` does; it builds llama-bench once, ~10 minutes on 2 cores)")
-    if not shutil.which("cmake"):
-        raise UserError("llama-bench is built from llama.cpp's source and needs cmake: install it "
-                        "(`pip install cmake`, or Debian's cmake)")
-    source = llama_cpp_source(version)
-    say(f"   building llama-bench from llama.cpp {version} (llama-cpp-python's) for this CPU (once; cached as "
-        f"{binary})")
-    with tempfile.TemporaryDirectory() as build, written(binary) as partial:
-        run_tool(["cmake", "-S", source, "-B", build, "-DCMAKE_BUILD_TYPE=Release", "-DBUILD_SHARED_LIBS=OFF",
-                  "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
-                  "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"], "configure llama.cpp's build of llama-bench")
-        run_tool(["cmake", "--build", build, "-j", str(os.cpu_count() or 2), "--target", "llama-bench"],
-                 "build llama-bench")
-        shutil.copy2(Path(build) / "bin" / "llama-bench", partial)
-    return binary
-
-
-def _cpu_key() -> str:
-    """This CPU's model and instruction sets: a native build runs only where they are the same."""
-    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    wanted = [line for line in lines if line.startswith(("model name", "flags", "Features"))]
-    text = "\n".join(dict.fromkeys(wanted)) or platform.processor()
-    return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def bench_once(binary: Path, path: Path, threads: int) -> dict[str, float]:
@@ -103,7 +61,7 @@ def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, floa
 def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5) -> dict:
     """{label: {threads: {test: {"mean", "sd", "spread", "runs"}}}} and "busy" (the tests still spread over
     BUSY_SPREAD after the second measurement, if any), for every file in `files`, runs interleaved."""
-    binary = llama_bench()
+    binary = llama_tool("llama-bench")
     runs = _rounds(binary, files, threads, reps)
     again = tuple(sorted({t for _, t, _ in _busy(runs)}))
     if again:

@@ -54,6 +54,10 @@ def deployed_choice_text(report: dict) -> list[str]:
         why = "No candidate is within the limit" if choice["texts"] else "No kept language has text beyond the corpus"
         verdict = f"**{why}**: `{choice['file']}`, the smallest file type's default, is deployed, as without auto."
     busy = f" Spread over {BUSY_SPREAD:.0%} (a busy machine): {'; '.join(choice['busy'])}." if choice["busy"] else ""
+    if any(row.get("imatrix") for row in choice["candidates"].values()):
+        verdict += (" IMATRIX=on: a file over the limit was quantized again with an importance matrix of the kept "
+                    "languages' calibration text (`, imatrix`; the same tensor types, so its twin's tg128)" +
+                    (f", kept as `{choice['imatrix']}` for the deployed file." if choice.get("imatrix") else "."))
     return ["## The deployed file (QUANT=auto)",
             "The pruned model at each file type asked for, its output layer at the type's default and at every other "
             f"type that changes the file, fastest first in llama-bench's tg128 ({choice['threads']} threads, mean of "
