@@ -99,6 +99,7 @@ def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict) -> dict:
 
     choice = choose_deployed(files, tokenizers, options.langs, kinds, max(options.threads), options.reps,
                              options.quant_limit, imatrix if options.imatrix else None)
+    ctx.timings.update({f"choose: {name}": s for name, s in choice.pop("seconds").items()})
     files["after"][choice["file"]] = choice["path"]
     files["before"] = {**files["before"], choice["file"]: files["before"][gguf_key(choice["kind"])]}
     return choice

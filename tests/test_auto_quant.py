@@ -35,6 +35,9 @@ def test_auto_deploys_the_fastest_file_within_the_limit_then_the_smallest(export
     choice, deployed = report["choice"], report["deployed"]
     rows, limit = choice["candidates"], choice["limit"]
     assert choice["file"] == deployed and limit == QUALITY_LIMITS["outside_bpb_rise"] and choice["threads"] == 1
+    parts = [report["timings_s"][f"choose: {part}"] for part in ("quantize", "llama-bench", "scoring")]
+    # where its seconds went (each rounded to 0.1 s)
+    assert 0 < sum(parts) <= report["timings_s"]["choose the deployed file"] + 0.05 * (len(parts) + 1)
     # every file type's default and each output layer type that changes the file
     assert {row["kind"] for row in rows.values()} == {"Q8_0", "Q4_K_M"} and gguf_key("Q4_K_M") in rows
     for kind in ("Q8_0", "Q4_K_M"):

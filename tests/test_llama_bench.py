@@ -34,7 +34,7 @@ def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
     series = {"busy": lambda: next(busy), "quiet": lambda: next(quiet)}
     calls = []
 
-    def once(binary, path, threads):
+    def once(binary, path, threads, tests):
         calls.append(path)
         value = series[path.name]()
         return {"pp512": value, "tg128": value, "peak_rss_mb": 50.0}

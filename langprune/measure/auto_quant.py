@@ -28,6 +28,7 @@ from ..exporters.files import gguf_key, gguf_name
 from ..exporters.quantize import quantize_gguf
 from ..log import say
 from ..paths import cache_entry, cached, scratch
+from ..timing import timed
 from .alternatives import fastest_then_smallest, variants
 from .llama_bench import bench
 from .verify import Artifact, deployed_file, file_size, quality, scorer
@@ -42,27 +43,32 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
     `tokenizers` by side, "before" and "after", as the export has them; `kinds`: the GGUF file types asked for;
     `imatrix`: writes the importance matrix to the path it is given, for IMATRIX=on). A chosen file with another
     output layer type or an importance matrix is written beside the export's GGUF files (with the matrix, as
-    IMATRIX_NAME: "imatrix" is its name in the export); the other candidates are gone when this returns."""
+    IMATRIX_NAME: "imatrix" is its name in the export); the other candidates are gone when this returns.
+    "seconds": the time of each part."""
     before, after = files["before"], files["after"]
-    rows, paths = {}, {}
+    rows, paths, seconds = {}, {}, {}
     gguf_dir = Path(after["gguf F16"]).parent
     with scratch(gguf_dir / "candidates") as work:
-        for kind in kinds:
-            for output, path, output_type in variants(after["gguf F16"], work / kind, kind, after[gguf_key(kind)]):
-                key = gguf_key(kind, output)
-                paths[key] = path
-                rows[key] = {"kind": kind, "output": output, "output_type": output_type, "size": file_size(path),
-                             "relative_size": file_size(path) / file_size(before[gguf_key(kind)])}
+        with timed(seconds, "quantize"):
+            for kind in kinds:
+                for output, path, output_type in variants(after["gguf F16"], work / kind, kind, after[gguf_key(kind)]):
+                    key = gguf_key(kind, output)
+                    paths[key] = path
+                    rows[key] = {"kind": kind, "output": output, "output_type": output_type, "size": file_size(path),
+                                 "relative_size": file_size(path) / file_size(before[gguf_key(kind)])}
         say(f"   {len(rows)} candidate files; llama-bench tg128 at {threads} threads, each file type's original "
             "interleaved")
-        speeds = bench({**paths, **{f"original {kind}": before[gguf_key(kind)] for kind in kinds}}, (threads,), reps)
+        with timed(seconds, "llama-bench"):
+            speeds = bench({**paths, **{f"original {kind}": before[gguf_key(kind)] for kind in kinds}}, (threads,),
+                           reps, tests=("tg128",))
         for key, row in rows.items():
             row["tg128"] = speeds["files"][key][threads]["tg128"]["mean"]
             row["tg128_ratio"] = row["tg128"] / speeds["files"][f"original {row['kind']}"][threads]["tg128"]["mean"]
         texts = selection_texts(kept)
         twin = (lambda key: _imatrix_twin(rows, paths, key, Path(after["gguf F16"]), work / IMATRIX_NAME, imatrix,
                                           before)) if imatrix else None
-        _score_fastest_first(rows, paths, before, tokenizers, texts, limit, twin)
+        with timed(seconds, "scoring"):
+            _score_fastest_first(rows, paths, before, tokenizers, texts, limit, twin)
         held = {key: row for key, row in rows.items() if row.get("held")}
         chosen = fastest_then_smallest({key: row["tg128"] for key, row in held.items()},
                                        {key: row["size"] for key, row in held.items()})
@@ -75,7 +81,7 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
     say(f"   deployed: {file}" + ("" if chosen else f" ({why})"))
     return {"file": file, "kind": kind, "path": path, "within_limit": chosen is not None, "limit": limit,
             "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"],
-            "imatrix": f"{gguf_dir.name}/{IMATRIX_NAME}" if weighed else None}
+            "imatrix": f"{gguf_dir.name}/{IMATRIX_NAME}" if weighed else None, "seconds": seconds}
 
 
 def _score_fastest_first(rows: dict, paths: dict, before: dict, tokenizers: dict, texts: dict, limit: float,

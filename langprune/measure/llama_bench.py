@@ -1,10 +1,10 @@
 """Speed as llama.cpp users quote it: `llama-bench`'s pp512 (prompt tokens/s) and tg128 (generated tokens/s).
 
 llama-bench is built once for this machine (`llama_tools`). Each measurement is a fresh llama-bench process
-running both tests once after its own warm-up; the files' runs interleave, round after round, so a slower minute of
-the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was
-busy: that thread count's rounds are measured again once, and a spread still over it is flagged in the result,
-never hidden.
+running the tests asked (both by default) once after its own warm-up; the files' runs interleave, round after round,
+so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was busy:
+that thread count's rounds are measured again once, and a spread still over it is flagged in the result, never
+hidden.
 """
 
 import json
@@ -25,10 +25,12 @@ POLL_S = 0.05  # how often a run's peak memory is read
 RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
 
 
-def bench_once(binary: Path, path: Path, threads: int) -> dict[str, float]:
-    """{"pp512": tokens/s, "tg128": tokens/s, "peak_rss_mb": its peak memory} of one fresh llama-bench process."""
+def bench_once(binary: Path, path: Path, threads: int, tests: tuple[str, ...] = tuple(TESTS)) -> dict[str, float]:
+    """{"pp512": tokens/s, "tg128": tokens/s (those of `tests`), "peak_rss_mb": its peak memory} of one fresh
+    llama-bench process (a test of 0 tokens is not run)."""
     command = [str(binary), "-m", str(path), "-t", str(threads), "-r", "1", "-o", "json",
-               "-p", str(TESTS["pp512"][0]), "-n", str(TESTS["tg128"][1])]
+               "-p", str(TESTS["pp512"][0] if "pp512" in tests else 0),
+               "-n", str(TESTS["tg128"][1] if "tg128" in tests else 0)]
     status, stdout, stderr, peak_mb = _run(command, RUN_TIMEOUT)
     if status is None:
         raise UserError(f"llama-bench on {path} gave no answer after {RUN_TIMEOUT} s")
@@ -58,17 +60,19 @@ def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, floa
         return process.returncode, out.read(), err.read(), peak
 
 
-def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5) -> dict:
+def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5,
+          tests: tuple[str, ...] = tuple(TESTS)) -> dict:
     """{label: {threads: {test: {"mean", "sd", "spread", "runs"}}}} and "busy" (the tests still spread over
-    BUSY_SPREAD after the second measurement, if any), for every file in `files`, runs interleaved."""
+    BUSY_SPREAD after the second measurement, if any), for every file in `files` and each of `tests`, runs
+    interleaved."""
     binary = llama_tool("llama-bench")
-    runs = _rounds(binary, files, threads, reps)
+    runs = _rounds(binary, files, threads, reps, tests)
     again = tuple(sorted({t for _, t, _ in _busy(runs)}))
     if again:
         say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%} at {again} thread(s), the machine was busy; measuring "
             "those again")
-        runs |= _rounds(binary, files, again, reps)
-    table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in TESTS} for t in threads}
+        runs |= _rounds(binary, files, again, reps, tests)
+    table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in tests} for t in threads}
              for label in files}
     peaks = {label: {t: max(filter(None, runs[(label, t, "peak_rss_mb")]), default=None) for t in threads}
              for label in files}
@@ -76,14 +80,14 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
             "peak_rss_mb": peaks, "reps": reps, "tool": binary.name}
 
 
-def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int) -> dict:
+def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int, tests: tuple[str, ...]) -> dict:
     """{(label, threads, test or "peak_rss_mb"): [every run's figure]}."""
-    runs = {(label, t, test): [] for label in files for t in threads for test in (*TESTS, "peak_rss_mb")}
+    runs = {(label, t, test): [] for label in files for t in threads for test in (*tests, "peak_rss_mb")}
     with progress(total=reps * len(files) * len(threads), desc="llama-bench (interleaved)", unit="run") as bar:
         for _ in range(reps):
             for t in threads:
                 for label, path in files.items():
-                    for test, value in bench_once(binary, path, t).items():
+                    for test, value in bench_once(binary, path, t, tests).items():
                         runs[(label, t, test)].append(value)
                     bar.update(1)
     return runs
@@ -102,5 +106,5 @@ def _summary(values: list[float]) -> dict:
 def ratios(result: dict, after: str, before: str) -> dict:
     """{threads: {test: after's mean / before's}}."""
     files = result["files"]
-    return {t: {test: files[after][t][test]["mean"] / files[before][t][test]["mean"] for test in TESTS}
+    return {t: {test: files[after][t][test]["mean"] / files[before][t][test]["mean"] for test in files[after][t]}
             for t in files[after]}
