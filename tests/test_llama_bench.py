@@ -30,22 +30,24 @@ def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
 def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
     monkeypatch.setattr(llama_bench, "llama_tool", lambda name: tmp_path / name)
     busy = itertools.cycle([100.0, 150.0])  # a spread of 28%
-    quiet = iter([100.0, 101.0] * 8)
+    quiet = itertools.cycle([100.0, 101.0])
     series = {"busy": lambda: next(busy), "quiet": lambda: next(quiet)}
     calls = []
 
-    def once(binary, path, threads, tests):
-        calls.append(path)
-        value = series[path.name]()
-        return {"pp512": value, "tg128": value, "peak_rss_mb": 50.0}
+    def once(binary, path, threads, tests):  # tg128 as the file's name says, pp512 always quiet
+        calls.append((path.name, tests))
+        return {**{test: series["quiet" if test == "pp512" else path.name]() for test in tests}, "peak_rss_mb": 50.0}
 
     monkeypatch.setattr(llama_bench, "bench_once", once)
     result = llama_bench.bench({"a": tmp_path / "quiet"}, threads=(1,), reps=2)
     assert len(calls) == 2 and result["busy"] == []  # within the limit: measured once
+    calls.clear()
     result = llama_bench.bench({"a": tmp_path / "busy"}, threads=(1,), reps=2)
-    assert len(calls) == 2 + 4  # measured again
-    assert result["busy"] == ["a, 1 threads, pp512", "a, 1 threads, tg128"]
+    both = ("pp512", "tg128")
+    assert calls == [("busy", both)] * 2 + [("busy", ("tg128",))] * 2  # only the busy test measured again
+    assert result["busy"] == ["a, 1 threads, tg128"]
     assert result["files"]["a"][1]["tg128"]["spread"] > llama_bench.BUSY_SPREAD
+    assert len(result["files"]["a"][1]["pp512"]["runs"]) == 2 and result["peak_rss_mb"]["a"][1] == 50.0
 
 
 def test_bench_speed_command(tmp_path, capsys):

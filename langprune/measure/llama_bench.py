@@ -3,8 +3,8 @@
 llama-bench is built once for this machine (`llama_tools`). Each measurement is a fresh llama-bench process
 running the tests asked (both by default) once after its own warm-up; the files' runs interleave, round after round,
 so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was busy:
-that thread count's rounds are measured again once, and a spread still over it is flagged in the result, never
-hidden.
+that test's rounds at that thread count are measured again once, every file's, and a spread still over it is
+flagged in the result, never hidden.
 """
 
 import json
@@ -67,11 +67,13 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
     interleaved."""
     binary = llama_tool("llama-bench")
     runs = _rounds(binary, files, threads, reps, tests)
-    again = tuple(sorted({t for _, t, _ in _busy(runs)}))
-    if again:
-        say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%} at {again} thread(s), the machine was busy; measuring "
-            "those again")
-        runs |= _rounds(binary, files, again, reps, tests)
+    again = {t: tuple(test for test in tests if any(busy[1:] == (t, test) for busy in _busy(runs))) for t in threads}
+    for t, busy_tests in again.items():
+        if busy_tests:
+            say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%} in {', '.join(busy_tests)} at {t} thread(s), the "
+                "machine was busy; measuring those again")
+            runs |= {key: values for key, values in _rounds(binary, files, (t,), reps, busy_tests).items()
+                     if key[2] in busy_tests}  # the peak memory stays the first rounds', which ran every test
     table = {label: {t: {test: _summary(runs[(label, t, test)]) for test in tests} for t in threads}
              for label in files}
     peaks = {label: {t: max(filter(None, runs[(label, t, "peak_rss_mb")]), default=None) for t in threads}
