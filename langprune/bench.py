@@ -2,10 +2,12 @@
 re-exporting) and on-device (`make mobile-check`, with `measure/mobile.py` and `measure/arm64.py`)."""
 
 import json
+import tempfile
 from pathlib import Path
 
 from .data.corpus import load_corpus
 from .errors import UserError
+from .log import say
 from .measure.verify import measure_exports
 from .paths import MARKER, adding_to_output, export_dir
 from .report.report import render, summary
@@ -77,7 +79,9 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
     """What a llama.cpp user would deploy instead (`measure/alternatives.py`), measured beside the export and added
     to its report.json and report.md, with the plot quants.png; `kinds`: the GGUF file types (default: all)."""
     from .data.outside_text import outside_corpora
+    from .exporters.imatrix import calibration_matrix
     from .measure.alternatives import measure_alternatives
+    from .model.load import load
     from .options import GGUF_QUANTS
     from .report.plots import pareto_plot
 
@@ -85,12 +89,18 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
     report, before, after, tokenizers = _sides(folder)
     kept = report["languages"]["kept"]
     baseline_kind = deployed_kind(folder)
-    imatrix = folder / report["choice"]["imatrix"] if (report.get("choice") or {}).get("imatrix") else None
+    corpus = load_corpus(kept, report["options"].get("corpus"))
     names = ["quants.png", "report.json", "report.md"]
-    with adding_to_output(folder, names):  # refused now, not after the measurements, if a name is not ours
+    with adding_to_output(folder, names), tempfile.TemporaryDirectory() as tmp:  # refused now if a name is not ours
+        imatrix = None
+        if (report.get("choice") or {}).get("imatrix"):  # IMATRIX=on: the original with its own matrix too
+            say("== the original's importance matrix, as the export's (IMATRIX=on)")
+            imatrix = {"pruned": folder / report["choice"]["imatrix"],
+                       "original": calibration_matrix(load(report["model"]["source"]).model, before["gguf F16"],
+                                                      tokenizers["before"], corpus, kept, Path(tmp) / "imatrix.gguf")}
         result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},
                                       {"original": tokenizers["before"], "pruned": tokenizers["after"]},
-                                      load_corpus(kept, report["options"].get("corpus")), outside_corpora(kept), kept,
+                                      corpus, outside_corpora(kept), kept,
                                       baseline_kind, threads, reps, tuple(kinds or GGUF_QUANTS), imatrix)
         result["deployed"] = "pruned " + report["deployed"].removeprefix("gguf ")  # alternatives.file_name's
         pareto_plot(result, folder / "quants.png")

@@ -80,22 +80,19 @@ def step(ctx: Context, name: str, fn):
 
 def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict) -> dict:
     """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline.
-    IMATRIX=on: the importance matrix is the pruned model's on its kept languages' first IMATRIX_TOKENS
-    calibration tokens each."""
-    from .data.corpus import calibration_ids
+    IMATRIX=on: the importance matrix is the pruned model's on its kept languages' calibration text
+    (`exporters.imatrix.calibration_matrix`)."""
     from .exporters.files import gguf_key
-    from .exporters.imatrix import importance_matrix
+    from .exporters.imatrix import calibration_matrix
     from .measure.auto_quant import choose_deployed
-    from .options import GGUF_QUANTS, IMATRIX_TOKENS
+    from .options import GGUF_QUANTS
 
     options = ctx.options
     kinds = [q for q in quant_files(options) if q in GGUF_QUANTS]
 
     def imatrix(path: Path) -> Path:
-        chunks = [ids for lang in options.langs
-                  for ids in calibration_ids(tokenizers["after"], ctx.corpus, lang, IMATRIX_TOKENS, 512)]
-        return importance_matrix(pruned, files["after"]["gguf F16"], chunks, path,
-                                 f"calibration text of {','.join(options.langs)}")
+        return calibration_matrix(pruned, files["after"]["gguf F16"], tokenizers["after"], ctx.corpus, options.langs,
+                                  path)
 
     choice = choose_deployed(files, tokenizers, options.langs, kinds, max(options.threads), options.reps,
                              options.quant_limit, imatrix if options.imatrix else None)

@@ -8,8 +8,9 @@ import pytest
 
 from langprune import load_pruned
 from langprune.bench import _sides
+from langprune.data.corpus import load_corpus
 from langprune.exporters.files import gguf_key, gguf_name
-from langprune.exporters.imatrix import importance_matrix
+from langprune.exporters.imatrix import calibration_matrix, importance_matrix
 from langprune.measure import auto_quant
 from langprune.measure.alternatives import fastest_then_smallest
 from langprune.measure.auto_quant import IMATRIX_NAME, choose_deployed, selection_texts
@@ -140,22 +141,25 @@ def test_an_explicit_quant_deploys_the_smallest_file_and_chooses_nothing(tmp_pat
     assert not any("output" in key for key in report["files"])
 
 
-def test_bench_quants_makes_each_pruned_file_with_the_importance_matrix_too(export, tmp_path):
-    """With the export's importance matrix (an IMATRIX=on export that deployed a file made with it), bench-quants'
-    table has each pruned file twice, without and with it, and the original's once."""
-    from langprune.data.corpus import load_corpus
-    from langprune.data.outside_text import outside_corpora
-    from langprune.measure.alternatives import measure_alternatives
+def test_bench_quants_makes_each_file_with_an_importance_matrix_too(export, tmp_path):
+    """Of an IMATRIX=on export that deployed a file made with its matrix, bench-quants' table has each file twice,
+    without and with a matrix: the pruned files with the export's, the original's with one of its own made on the same
+    calibration text."""
+    from langprune.bench import bench_quants
 
-    _, before, after, tokenizers = _sides(export)
-    matrix = importance_matrix(load_pruned(export)[0], after["gguf F16"],
-                               [tokenizers["after"]("All human beings")["input_ids"]], tmp_path / "m.gguf", "one")
-    result = measure_alternatives({"original": before["gguf F16"], "pruned": after["gguf F16"]},
-                                  {"original": tokenizers["before"], "pruned": tokenizers["after"]}, load_corpus(KEPT),
-                                  outside_corpora(KEPT), KEPT, "Q4_K_M", (1,), 1, ("Q4_K_M",), matrix)
-    rows = result["files"]
-    plain = {key: row for key, row in rows.items() if row["side"] == "pruned" and not row["imatrix"]}
-    weighed = {key: row for key, row in rows.items() if row["imatrix"]}
-    assert plain and sorted(weighed) == sorted(f"{key}, imatrix" for key in plain)
-    assert all(weighed[f"{key}, imatrix"]["output_type"] == row["output_type"] for key, row in plain.items())
-    assert all(row["speed"]["1"]["tg128"]["mean"] > 0 and row["worst_outside"] is not None for row in weighed.values())
+    folder = shutil.copytree(export, tmp_path / "export", symlinks=True)
+    _, _, after, tokenizers = _sides(folder)
+    calibration_matrix(load_pruned(folder)[0], after["gguf F16"], tokenizers["after"], load_corpus(KEPT), KEPT,
+                       folder / "gguf" / IMATRIX_NAME)
+    report = json.loads((folder / "report.json").read_text())
+    report["choice"]["imatrix"] = f"gguf/{IMATRIX_NAME}"  # as an IMATRIX=on export's
+    (folder / "report.json").write_text(json.dumps(report))
+    rows = bench_quants(folder, threads=(1,), reps=1, kinds=("Q4_K_M",))["files"]
+    for side in ("original", "pruned"):
+        plain = {key: row for key, row in rows.items() if row["side"] == side and not row["imatrix"]}
+        weighed = {key: row for key, row in rows.items() if row["side"] == side and row["imatrix"]}
+        assert plain and sorted(weighed) == sorted(f"{key}, imatrix" for key in plain), side
+        assert all(weighed[f"{key}, imatrix"]["output_type"] == row["output_type"] for key, row in plain.items())
+        assert all(row["speed"]["1"]["tg128"]["mean"] > 0 and row["worst_outside"] is not None
+                   for row in weighed.values())
+    assert "pruned Q4_K_M, imatrix" in (folder / "report.md").read_text()

@@ -14,10 +14,21 @@ import gguf
 import numpy as np
 import torch
 
+from ..data.corpus import Corpus, calibration_ids
 from ..log import progress
 from ..model.gguf_file import read_header
+from ..options import IMATRIX_TOKENS
 from ..paths import written
 from .export_gguf import gguf_name_map
+
+CHUNK_TOKENS = 512  # as llama-imatrix's default context
+
+
+def calibration_matrix(model, f16: Path, tokenizer, corpus: Corpus, langs: list[str], out: Path) -> Path:
+    """IMATRIX=on's importance matrix: `model`'s (the model `f16` was exported from) over the first IMATRIX_TOKENS
+    calibration tokens of each of `langs`, written to `out`."""
+    chunks = [ids for lang in langs for ids in calibration_ids(tokenizer, corpus, lang, IMATRIX_TOKENS, CHUNK_TOKENS)]
+    return importance_matrix(model, f16, chunks, out, f"calibration text of {','.join(langs)}")
 
 
 def importance_matrix(model, f16: Path, chunks: list[list[int]], out: Path, dataset: str) -> Path:

@@ -10,7 +10,9 @@ taken in one run; its own row (the baseline against itself) shows how close to 1
 A file's quality figure for the front is its worst kept language beyond the corpus (bits per byte against the
 baseline on the same text), as for the export's limits; the Pareto front is over size, tg128 at the most threads
 measured, and that figure. `choose` names the file QUANT=auto's rule would deploy: of the pruned files within the
-quality limits, the fastest, then the smallest.
+quality limits, the fastest, then the smallest. Of an export made with IMATRIX=on every file is made with an
+importance matrix too: the pruned model's with the export's, the original's with its own on the same calibration
+text (`bench.bench_quants`), as a user quantizing the original could.
 """
 
 from pathlib import Path
@@ -35,11 +37,11 @@ def file_name(side: str, kind: str, output: str | None, imatrix: bool = False) -
 
 def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus, outside: dict[str, Corpus],
                          kept: list[str], baseline_kind: str, threads: tuple[int, ...], reps: int,
-                         kinds: tuple[str, ...] = GGUF_QUANTS, imatrix: Path | None = None) -> dict:
+                         kinds: tuple[str, ...] = GGUF_QUANTS, imatrix: dict[str, Path] | None = None) -> dict:
     """{"files": {name: row}, "baseline", "front", ...} for the two sides' F16 GGUF files (`f16` and `tokenizers` by
     side: "original", "pruned") at the file types `kinds` (the baseline's among them); `outside`: the texts beyond
-    the corpus by source; `imatrix`: the export's importance matrix (IMATRIX=on), with which each pruned file is
-    also made."""
+    the corpus by source; `imatrix`: an importance matrix by side (IMATRIX=on's), with which each of that side's
+    files is also made."""
     baseline = file_name("original", baseline_kind, None)
     rows = {}
     with scratch(cache_dir() / "alternatives") as work:
@@ -49,9 +51,9 @@ def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus,
             files = {}
             for side in SIDES:
                 made = [(*each, False) for each in variants(f16[side], work / f"{side}-{kind}", kind)]
-                if side == "pruned" and imatrix:
+                if side in (imatrix or {}):
                     made += [(output, quantize_gguf(f16[side], work / f"{side}-{kind}-{output}-imatrix.gguf", kind,
-                                                    output_type=output, imatrix=imatrix), output_type, True)
+                                                    output_type=output, imatrix=imatrix[side]), output_type, True)
                              for output, _, output_type, _ in made]
                 for output, path, output_type, weighed in made:
                     name = file_name(side, kind, output, weighed)
