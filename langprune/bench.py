@@ -95,6 +95,9 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
         imatrix = None
         if (report.get("choice") or {}).get("imatrix"):  # IMATRIX=on: the original with its own matrix too
             say("== the original's importance matrix, as the export's (IMATRIX=on)")
+            if not (folder / report["choice"]["imatrix"]).exists():
+                raise UserError(f"{folder}: its importance matrix {report['choice']['imatrix']} is gone (IMATRIX=on "
+                                "made its deployed file with it): re-export")
             imatrix = {"pruned": folder / report["choice"]["imatrix"],
                        "original": calibration_matrix(load(report["model"]["source"]).model, before["gguf F16"],
                                                       tokenizers["before"], corpus, kept, Path(tmp) / "imatrix.gguf")}

@@ -9,6 +9,7 @@ import pytest
 from langprune import load_pruned
 from langprune.bench import _sides
 from langprune.data.corpus import load_corpus
+from langprune.errors import UserError
 from langprune.exporters.files import gguf_key, gguf_name
 from langprune.exporters.imatrix import calibration_matrix, importance_matrix
 from langprune.measure import auto_quant
@@ -149,11 +150,13 @@ def test_bench_quants_makes_each_file_with_an_importance_matrix_too(export, tmp_
 
     folder = shutil.copytree(export, tmp_path / "export", symlinks=True)
     _, _, after, tokenizers = _sides(folder)
-    calibration_matrix(load_pruned(folder)[0], after["gguf F16"], tokenizers["after"], load_corpus(KEPT), KEPT,
-                       folder / "gguf" / IMATRIX_NAME)
     report = json.loads((folder / "report.json").read_text())
     report["choice"]["imatrix"] = f"gguf/{IMATRIX_NAME}"  # as an IMATRIX=on export's
     (folder / "report.json").write_text(json.dumps(report))
+    with pytest.raises(UserError, match=f"its importance matrix gguf/{IMATRIX_NAME} is gone"):  # before any work
+        bench_quants(folder, threads=(1,), reps=1, kinds=("Q4_K_M",))
+    calibration_matrix(load_pruned(folder)[0], after["gguf F16"], tokenizers["after"], load_corpus(KEPT), KEPT,
+                       folder / "gguf" / IMATRIX_NAME)
     rows = bench_quants(folder, threads=(1,), reps=1, kinds=("Q4_K_M",))["files"]
     for side in ("original", "pruned"):
         plain = {key: row for key, row in rows.items() if row["side"] == side and not row["imatrix"]}

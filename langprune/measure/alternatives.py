@@ -18,6 +18,7 @@ text (`bench.bench_quants`), as a user quantizing the original could.
 from pathlib import Path
 
 from ..data.corpus import Corpus
+from ..exporters.files import gguf_key
 from ..exporters.quantize import OUTPUT_TYPES, output_type_fits, quantize_gguf
 from ..log import say
 from ..model.gguf_file import read_header
@@ -32,7 +33,7 @@ SIDES = ("original", "pruned")
 def file_name(side: str, kind: str, output: str | None, imatrix: bool = False) -> str:
     """'pruned Q4_K_M' for a file type's default output layer, 'pruned Q4_K_M, output Q4_0' for another, and
     ', imatrix' after either for a file quantized with an importance matrix."""
-    return f"{side} {kind}" + (f", output {output}" if output else "") + (", imatrix" if imatrix else "")
+    return side + gguf_key(kind, output, imatrix).removeprefix("gguf")  # the export's key, by side
 
 
 def measure_alternatives(f16: dict[str, Path], tokenizers: dict, corpus: Corpus, outside: dict[str, Corpus],

@@ -67,8 +67,9 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
     interleaved."""
     binary = llama_tool("llama-bench")
     runs = _rounds(binary, files, threads, reps, tests)
-    again = {t: tuple(test for test in tests if any(busy[1:] == (t, test) for busy in _busy(runs))) for t in threads}
-    for t, busy_tests in again.items():
+    busy = {(t, test) for _, t, test in _busy(runs)}
+    for t in threads:
+        busy_tests = tuple(test for test in tests if (t, test) in busy)
         if busy_tests:
             say(f"   llama-bench: a spread over {BUSY_SPREAD:.0%} in {', '.join(busy_tests)} at {t} thread(s), the "
                 "machine was busy; measuring those again")
