@@ -79,7 +79,24 @@ def _add_layout_argument(p) -> None:
     p.add_argument("--layout", help="free or uniform (default: what the model's GGUF can load)")
 
 
+class _StoreOnce(argparse._StoreAction):
+    """A flag's value, refused where the flag is given twice (`--langs en --langs de`: the last would win silently).
+    argparse has no such setting; subclassing its store action is the documented way to change what a flag does."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given", set())
+        if self.dest in given:
+            parser.error(f"{self.option_strings[0]} given twice: give it once (a list in one, comma-separated: "
+                         "--langs en,de)")
+        given.add(self.dest)
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _StoreOnce)  # every plain flag: each subcommand's parser is a _Parser too
+
     def error(self, message):
         """One line, like every other refusal (the usage is --help's); under make a value that is no number names
         the Make variable (HEADS=abc), as every other refusal does."""

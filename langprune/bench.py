@@ -49,8 +49,9 @@ def bench_one(folder: Path) -> dict:
     kept, dropped = report["languages"]["kept"], report["languages"]["dropped"]
     options = report["options"]
     corpus = load_corpus(kept + dropped, options.get("corpus"))
+    given = Path(report["given"]["file"]) if "given" in report else None  # the model the user gave, if still there
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, report["deployed"], options["reps"],
-                              tuple(options["threads"]))
+                              tuple(options["threads"]), given if given and given.exists() else None)
     bench = {**report, **results}
     with adding_to_output(folder, ["bench.json", "bench.md"]):
         (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))

@@ -25,15 +25,15 @@ def cmd_languages(args) -> None:
 
 
 def cmd_prepare(args) -> None:
-    """Fetch the corpus and the text beyond it into the cache, build llama-bench for this machine, and assemble and
-    dequantize a model once, so later steps load it in seconds."""
+    """Fetch the corpus and the text beyond it into the cache, assemble and dequantize a model once, so later steps
+    load it in seconds, and build llama.cpp for this machine, tried on that model."""
     from .data.fetch import fetch_text
-    from .llama_tools import build_llama_tools
+    from .llama_tools import build_llama_cpp
     from .model.load import load
 
     fetch_text()
-    build_llama_tools()
     loaded = load(args.model)
+    build_llama_cpp(loaded.gguf)
     config = loaded.model.config
     print(
         f"{loaded.name}: {loaded.family.name}, {config.num_hidden_layers} layers, "

@@ -58,7 +58,9 @@ def quiet_llama_cpp() -> None:
     if _native_callback is None:
         import ctypes
 
-        import llama_cpp
+        from .llama_runtime import import_llama_cpp
+
+        llama_cpp = import_llama_cpp()
 
         @llama_cpp.llama_log_callback
         def route(level, text, user_data):

@@ -61,10 +61,11 @@ def _export_into(ctx: Context, work: Path) -> None:
     files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants)),
              "after": step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))}
     models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
+    given = given_file(loaded.gguf, files)
     choice = None
     if AUTO in options.quant:
-        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, pruned, tokenizers))
-    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts, choice))
+        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, pruned, tokenizers, given))
+    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts, choice, given))
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
               "options": options_json(options), "layout": ctx.layout,
@@ -78,10 +79,17 @@ def step(ctx: Context, name: str, fn):
         return fn()
 
 
-def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict) -> dict:
+def given_file(gguf: Path | None, files: dict) -> Path:
+    """The model the user gave, as llama.cpp runs it: their GGUF file; for a Hugging Face directory, its weights in
+    the original's F16 GGUF (the precision such checkpoints are published in)."""
+    return gguf or Path(files["before"]["gguf F16"])
+
+
+def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict, given: Path) -> dict:
     """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline.
     IMATRIX=on: the importance matrix is the pruned model's on its kept languages' calibration text
-    (`exporters.imatrix.calibration_matrix`)."""
+    (`exporters.imatrix.calibration_matrix`). Where QUANT names no GGUF file type, no file larger than the `given`
+    model is chosen."""
     from .exporters.files import gguf_key
     from .exporters.imatrix import calibration_matrix
     from .measure.auto_quant import choose_deployed
@@ -94,8 +102,10 @@ def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict) -> dict:
         return calibration_matrix(pruned, files["after"]["gguf F16"], tokenizers["after"], ctx.corpus, options.langs,
                                   path)
 
+    named = any(q in GGUF_QUANTS for q in options.quant)  # a user who names file types may ask for larger ones
     choice = choose_deployed(files, tokenizers, options.langs, kinds, max(options.threads), options.reps,
-                             options.quant_limit, imatrix if options.imatrix else None)
+                             options.quant_limit, imatrix if options.imatrix else None,
+                             None if named else given.stat().st_size)
     ctx.timings.update({f"choose: {name}": s for name, s in choice.pop("seconds").items()})
     files["after"][choice["file"]] = choice["path"]
     files["before"] = {**files["before"], choice["file"]: files["before"][gguf_key(choice["kind"])]}

@@ -1,6 +1,8 @@
 """Every bad input refused in seconds, before any heavy work (`check_options`): the options, the corpus
 folder, and what a GGUF header or a config.json can tell."""
 
+import math
+
 from .data.corpus import available_languages, load_corpus
 from .data.languages import DEFAULT_ANALYSIS, parse_codes
 from .data.outside_text import check_outside_text
@@ -59,7 +61,7 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
         options.threads = (options.threads,)
     if not options.threads or min(options.threads) < 1:
         raise UserError(f"{option('threads', ','.join(map(str, options.threads)))}: give positive numbers of threads")
-    if options.heal is not None and not options.heal > 0:
+    if options.heal is not None and not 0 < options.heal < math.inf:
         raise UserError(f"{option('heal', options.heal)}: give the minutes of recovery training, "
                         f"e.g. {option('heal', 5)}")
     if options.search not in SEARCHES:

@@ -3,6 +3,7 @@ tiny model (the real default export: tests/test_export_e2e.py)."""
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -77,6 +78,15 @@ def test_auto_deploys_the_fastest_file_within_the_limit_then_the_smallest(export
     text = (export / "report.md").read_text()
     assert "## The deployed file (QUANT=auto)" in text and f"| {deployed} | {rows[deployed]['output_type']} |" in text
     assert f"`{deployed}` is the fastest file within the limit" in text
+    # the deployed file against the model given (a Hugging Face directory: its weights in the original's F16 GGUF)
+    given = report["given"]
+    assert given["file"] == report["files_before"]["gguf F16"] and given["type"] == "F16"
+    assert given["size"] == Path(given["file"]).stat().st_size > rows[deployed]["size"]
+    assert list(report["llama_bench"]["files"]) == ["given", "before", "after"]
+    for sides in report["outside"]["quality"].values():  # scored on the same text, with the original's tokenizer
+        assert sides["given"].keys() == sides["before"].keys() and all(q["tokens"] > 0 for q in sides["given"].values())
+    first = text.index("## The deployed file against the model you gave")
+    assert first < text.index("## Summary") and f"`{given['file']}` (F16) as given" in text[first:]
 
 
 def test_no_file_within_the_limit_deploys_the_smallest_file_types_default(export):
@@ -166,3 +176,36 @@ def test_bench_quants_makes_each_file_with_an_importance_matrix_too(export, tmp_
         assert all(row["speed"]["1"]["tg128"]["mean"] > 0 and row["worst_outside"] is not None
                    for row in weighed.values())
     assert "pruned Q4_K_M, imatrix" in (folder / "report.md").read_text()
+
+
+def test_auto_leaves_out_files_larger_than_the_model_given(export, tmp_path):
+    """Where QUANT names no file type, a candidate larger than the model the user gave is neither timed nor chosen
+    (unless every one is); the report's table says which were left out for size."""
+    from langprune.report.alternatives import deployed_choice_text
+
+    folder = shutil.copytree(export, tmp_path / "export")
+    _, before, after, tokenizers = _sides(folder)
+    sides = {"before": before, "after": after}
+    q8, q4 = (after[gguf_key(kind)].stat().st_size for kind in ("Q8_0", "Q4_K_M"))
+    choice = choose_deployed(sides, tokenizers, KEPT, ["Q8_0", "Q4_K_M"], 1, 1, limit=0.01, largest=(q8 + q4) // 2)
+    rows = choice["candidates"]
+    over = {key for key, row in rows.items() if row["size"] > (q8 + q4) // 2}
+    assert gguf_key("Q8_0") in over and {key for key, row in rows.items() if "left_out" in row} == over
+    assert all("tg128" not in rows[key] and "held" not in rows[key] for key in over)
+    assert choice["file"] not in over and rows[choice["file"]]["size"] <= (q8 + q4) // 2 and not choice["all_larger"]
+    text = "\n".join(deployed_choice_text({"choice": choice}))
+    assert f"| {gguf_key('Q8_0')} | " in text and "left out: larger than the model given" in text
+    everything = choose_deployed(sides, tokenizers, KEPT, ["Q4_K_M"], 1, 1, limit=0.01, largest=1000)
+    assert everything["all_larger"] and not any("left_out" in row for row in everything["candidates"].values())
+    assert "Every candidate is larger than the model given" in "\n".join(deployed_choice_text({"choice": everything}))
+
+
+def test_as_fast_within_the_spread_means_the_smaller_file_wins():
+    """Qwen2.5-Coder-0.5B's en,de export (issue 62, llama-bench tg128 at 2 threads, each the mean of two interleaved
+    runs): the deployed Q8_0 with a Q4_0 output layer 3% faster than the pruned Q4_K_M and 29% larger. The rule
+    takes the smaller; a file more than BUSY_SPREAD faster still wins."""
+    speed = {"gguf Q8_0, output Q4_0": (31.0 + 29.3) / 2, "gguf Q4_K_M": (29.2 + 29.3) / 2}
+    size = {"gguf Q8_0, output Q4_0": 534_880_192, "gguf Q4_K_M": 413_214_144}
+    assert fastest_then_smallest(speed, size) == "gguf Q4_K_M"
+    faster = {**speed, "gguf Q8_0, output Q4_0": speed["gguf Q4_K_M"] / (1 - BUSY_SPREAD) * 1.01}
+    assert fastest_then_smallest(faster, size) == "gguf Q8_0, output Q4_0"

@@ -110,6 +110,10 @@ CASES = [
     ("tol is 0", lambda r: EXPORT + ["--tol", "0"], "--tol 0.0: the tolerance is a fraction"),
     ("tol is 1.5", lambda r: EXPORT + ["--tol", "1.5"], "--tol 1.5: the tolerance is a fraction"),
     ("heal is 0", lambda r: EXPORT + ["--heal", "0"], "--heal 0.0: give the minutes"),
+    ("heal is inf", lambda r: EXPORT + ["--heal", "inf"], "--heal inf: give the minutes"),  # it trained forever
+    ("heal is nan", lambda r: EXPORT + ["--heal", "nan"], "--heal nan: give the minutes"),
+    ("a flag twice", lambda r: EXPORT + ["--langs", "de"], "--langs given twice: give it once"),  # the last won
+    ("a flag twice, abbreviated", lambda r: EXPORT + ["--lang", "de"], "--langs given twice: give it once"),
     ("unknown search", lambda r: EXPORT + ["--search", "sideways"], "--search sideways: choose once or iterative"),
     ("empty search", lambda r: EXPORT + ["--search", ""], "--search '': choose once or iterative"),
     ("unknown layout", lambda r: EXPORT + ["--layout", "diagonal"], "--layout diagonal: choose free or uniform"),
@@ -145,6 +149,9 @@ CASES = [
      "en.txt has 0 paragraphs"),
     ("corpus not UTF-8", lambda r: EXPORT + ["--corpus", str(corpus(r, {"en.txt": UDHR_TEXT, "de.txt": b"\xff\xfe"}))],
      "de.txt is not UTF-8 text"),
+    ("corpus of binary bytes", lambda r: EXPORT + ["--corpus", str(corpus(r, {"en.txt": UDHR_TEXT,
+                                                                             "de.txt": bytes(range(128)) * 40}))],
+     "de.txt is not text: 1,160 of its 5,120 characters are control characters"),  # valid UTF-8: it was accepted
     ("kept language not in the corpus", lambda r: ["export", "--langs", "en,fr", "--corpus",
                                                    str(corpus(r, {"en.txt": UDHR_TEXT, "de.txt": UDHR_TEXT}))],
      "unknown language code 'fr'"),
@@ -245,12 +252,17 @@ def test_a_partly_prepared_cache_names_what_is_missing_and_what_to_run(tmp_path,
 
 def test_an_export_names_prepare_where_llama_quantize_is_not_built(tmp_path):
     """A cache from before prepare built llama-quantize (QUANT=auto's importance matrix needs it)."""
-    from langprune.llama_tools import llama_tool
+    from langprune.llama_runtime import build_dir
     from langprune.paths import cache_dir
 
     (tmp_path / "cache").mkdir()
-    for name in ("udhr", "outside", "models", "hf", llama_tool("llama-bench").name):
+    for name in ("udhr", "outside", "models", "hf"):
         (tmp_path / "cache" / name).symlink_to(cache_dir() / name)
+    build = tmp_path / "cache" / build_dir().name
+    build.mkdir()
+    for built in build_dir().iterdir():
+        if built.name != "llama-quantize":
+            (build / built.name).symlink_to(built)
     _refused_at_once(tmp_path, EXPORT, "llama-quantize is not built for this CPU")
 
 

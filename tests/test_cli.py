@@ -46,8 +46,8 @@ def test_selection_against_random_heads(tmp_path):
     assert [(r[0].strip("| "), r[1]) for r in rows] == [("0", "original")] + [
         (n, s + refit) for n in ("2", "4") for s in ("selected", "random 0", "random 1", "random 2")
         for refit in ("", " + refit")]
-    rises = [float(r[2]) for r in rows[1::2]]  # kept languages' mean loss rise: masking heads changes the loss
-    assert all(rise != 0 for rise in rises) and len(set(rises[4:])) > 1
+    # masking heads changes the loss (the perplexities' two decimals show it where a rise's three round to 0.000)
+    assert all(row[5:] != rows[0][5:] for row in rows[1:]) and len({row[2] for row in rows[1::2]}) > 1
     # the refit changes perplexities
     assert all(masked[5:] != refit[5:] for masked, refit in zip(rows[1::2], rows[2::2]))
 

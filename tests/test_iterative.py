@@ -100,7 +100,7 @@ def test_a_fraction_is_reached_a_step_at_a_time_without_measuring(tiny_llama, la
 def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama):
     """Each round measures each part's next step on top of what was accepted; the accepted steps are the cuts,
     every one within TOL; the search ends at a round where no step passes."""
-    ctx = context(tiny_llama, tol=0.01, layout="free", search="iterative")
+    ctx = context(tiny_llama, tol=0.002, layout="free", search="iterative")
     cuts = select(ctx)
     search = cuts.search
     assert search["mode"] == "iterative" and search["rounds"] == len(search["accepted"]) >= 1
@@ -112,7 +112,7 @@ def test_tol_accepts_steps_while_every_kept_language_stays_within_it(tiny_llama)
         assert probe["within_tolerance"] and probe["size"] == step["size"]
     measured = tolerance_measure(ctx)(cuts)
     for lang in ctx.options.langs:  # calibration perplexity (text beyond the corpus: bits per byte, its own limit)
-        assert measured[lang] <= search["baseline"][lang] * 1.01
+        assert measured[lang] <= search["baseline"][lang] * 1.002
     heads = [s["size"] for s in search["accepted"] if s["cut"] == "heads"]
     assert heads == sorted(heads) and len(cuts.heads.drop if cuts.heads else []) == (heads[-1] if heads else 0)
 

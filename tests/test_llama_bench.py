@@ -59,6 +59,7 @@ def test_bench_speed_command(tmp_path, capsys):
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith(f"| {tmp_path}")]
     assert len(rows) == 2 and rows[0].count("| 1.000 |") == 2, table  # the baseline against itself
+    assert "llama.cpp: the native build" in table and "AVX2 = 1" in table  # which build measured, its CPU features
     (tmp_path / "text.gguf").write_text("not a model")
     for bad, message in ((tmp_path / "none.gguf", ": no such file"),
                          (tmp_path / "text.gguf", " is not a readable GGUF")):
@@ -77,3 +78,23 @@ def test_a_report_from_before_peak_memory_was_read_still_renders():
     older = {"llama_bench": bench, "deployed": "gguf Q4_K_M",
              "speed": {"gguf Q4_K_M": {"1": {"peak_rss_mb_after": 300.0}}}}  # the Python measure's peak then
     assert deployed_peak_rss(older) == {"1": 300.0}
+
+
+def test_a_crashing_tool_is_one_line_naming_the_signal_and_the_command(tmp_path):
+    import pytest
+
+    from langprune.errors import UserError
+
+    fake = tmp_path / "llama-bench"
+    fake.write_text("#!/bin/sh\necho 'loading model' >&2\nkill -SEGV $$\n")
+    fake.chmod(0o755)
+    with pytest.raises(UserError) as error:
+        llama_bench.bench_once(fake, tmp_path / "model.gguf", 2)
+    first, *rest = str(error.value).splitlines()
+    assert "killed by SIGSEGV (it crashed)" in first and first.startswith("could not measure model.gguf")
+    assert f"rerun: {fake} -m {tmp_path / 'model.gguf'} -t 2" in first and rest == ["loading model"]
+    from langprune.errors import run_tool
+
+    with pytest.raises(UserError) as error:
+        run_tool(["sh", "-c", "exit 3"], "do a thing")
+    assert str(error.value) == "could not do a thing: exit status 3; rerun: sh -c 'exit 3'"

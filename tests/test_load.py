@@ -6,6 +6,7 @@ import torch
 
 from langprune.errors import UserError
 from langprune.model.load import load
+from tests.tiny import TINY
 
 
 def test_tiny_model_directory_loads_offline(tiny_dir):
@@ -14,7 +15,7 @@ def test_tiny_model_directory_loads_offline(tiny_dir):
     assert loaded.model.dtype == torch.float32
     ids = loaded.tokenizer("Alle Menschen sind frei", return_tensors="pt")["input_ids"]
     logits = loaded.model(ids).logits
-    assert logits.shape == (1, ids.shape[1], 320) and torch.isfinite(logits).all()
+    assert logits.shape == (1, ids.shape[1], TINY["vocab_size"]) and torch.isfinite(logits).all()
     assert load(tiny_dir).fingerprint == loaded.fingerprint
 
 

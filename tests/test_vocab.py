@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from langprune.arguments import DEFAULT_LANGUAGE_SETS
 from langprune.cuts.trim import tokenization_agreement, trim_embeddings, trimmed_vocab
 from langprune.cuts.vocab import (
+    CPU_ROW_MULTIPLES,
     ROW_MULTIPLE,
     TOKENS_PER_LANGUAGE,
     kept_tokens,
@@ -28,7 +30,7 @@ from langprune.model.families import FAMILIES
 from langprune.model.hf_vocab import vocab_from_hf_tokenizer
 from langprune.model.tokenizer import BYTE, CONTROL, NORMAL, USER_DEFINED, GGUFVocab, read_vocab, tokenizer_from_vocab
 from tests.test_export_gguf import compare, sharpen, tiny_gemma6
-from tests.tiny import tiny_model, tiny_tokenizer
+from tests.tiny import TINY, tiny_model, tiny_tokenizer
 
 KEPT = ["en", "de"]
 TEXTS = ["en", "de", "fr", "ru"]  # kept languages, a kept script, a dropped script
@@ -55,7 +57,7 @@ def tiny_trim(corpus):
 
 def test_tiny_selection_drops_the_dropped_script(tiny_trim, corpus):
     original, vocab, keep, trimmed = tiny_trim
-    assert 200 < len(keep) < len(vocab.tokens) == 320
+    assert 300 < len(keep) < len(vocab.tokens) == TINY["vocab_size"]
     cyrillic = [i for i in range(len(vocab.tokens)) if any("\u0400" <= c <= "\u04ff" for c in original.decode([i]))]
     alignment = select_tokens(vocab, corpus, KEPT).parts["alignment"]  # every Latin token is kept: others round up
     assert cyrillic and not set(cyrillic) & (set(keep) - alignment) and len(alignment) < ROW_MULTIPLE
@@ -289,6 +291,20 @@ def test_gemma_trimmed_tokenizer_holds_beyond_the_corpus(gemma, gemma_trim):
     _, keep, trimmed = gemma_trim
     rises = outside_token_rises(gemma, keep, trimmed, KEPT)
     assert len(rises) == 8 and all(0 <= rise <= 0.005 for rise in rises.values()), rises  # 4 sources, 2 languages
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("langs", DEFAULT_LANGUAGE_SETS)
+def test_every_kept_set_of_the_language_matrix_fits_every_cpu_fast_path(gemma, langs):
+    """Gemma 3's vocabulary trimmed for each set `make bench-languages` exports: a row count every fast path of
+    llama.cpp's CPU backend takes (CPU_ROW_MULTIPLES: AMX's 32 among them), at most ROW_MULTIPLE - 1 tokens over the
+    steps before the alignment. The ranking by vocabulary order and 2,000 words a language keep it quick; the count's
+    rounding is the same whatever the ranking."""
+    codes = langs.split(",")
+    selection = select_tokens(read_vocab(gemma.gguf), udhr_corpus(codes), codes, words=2000)
+    kept = len(selection.keep)
+    assert all(kept % multiple == 0 for multiple in CPU_ROW_MULTIPLES.values()), (langs, kept)
+    assert len(selection.parts["alignment"]) < ROW_MULTIPLE, selection.counts()
 
 
 def test_a_languages_scripts_are_measured_from_its_words_and_text():

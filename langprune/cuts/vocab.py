@@ -28,11 +28,10 @@ Then, while the vocabulary size asked for allows, each with the tokens its merge
    (the model's own next-token probabilities on the kept languages' text).
 7. alignment: the next tokens of that ranking (each with its merge path), then where the scripts'
    tokens are all kept already the other scripts' by the same ranking, that make the count a
-   multiple of ROW_MULTIPLE, so the output layer's rows are one too. llama.cpp's CPU backend
-   repacks a matrix for its interleaved kernels only when the row count is a multiple of 8 (x86
-   AVX2: Q4_0, Q4_K, IQ4_NL; Arm: Q4_K, Q5_K, Q6_K), of 4 (Arm: Q4_0, IQ4_NL, Q8_0) or of 16
-   (RISC-V), and else runs the plain dot product (docs/benchmarks.md measures what that costs). Tokens of the
-   original vocabulary, any of them: the corpus still tokenizes exactly as before.
+   multiple of ROW_MULTIPLE, so the output layer's rows are one too: llama.cpp's CPU backend takes
+   its fastest path for a matrix only at the row counts of CPU_ROW_MULTIPLES, and else runs the
+   plain dot product (docs/benchmarks.md measures what that costs). Tokens of the original
+   vocabulary, any of them: the corpus still tokenizes exactly as before.
 Every character of a kept token is kept as a token too: Hugging Face's BPE falls back to bytes
 for a character outside the vocabulary before merging, llama.cpp only at the end.
 
@@ -62,7 +61,12 @@ from .merges import Merger
 TOKENS_PER_LANGUAGE = 65536  # default vocabulary size: this many tokens per kept language
 WORDS = 100_000  # frequent words per kept language (wordfreq), in three casings
 PRIOR_WEIGHT = 0.5  # ranking by usage: log usage - PRIOR_WEIGHT * log(rank in the vocabulary)
-ROW_MULTIPLE = 16  # the kept count is a multiple of this (step 7): every interleave of llama.cpp's CPU kernels
+# The row counts at which llama.cpp's CPU backend takes a matrix into its fast paths, as llama-cpp-python 0.3.36 vendors
+# it: AMX (ggml-cpu/amx/amx.cpp, supports_op: output rows % (TILE_N * 2), TILE_N = 16; Intel Xeons since Sapphire
+# Rapids); the interleaved repacks (ggml-cpu/repack.cpp, ggml_repack_get_optimal_repack_type: rows % 8 on x86 AVX2
+# for Q4_0, Q4_K, IQ4_NL; % 4 on Arm for Q4_0, IQ4_NL, Q8_0, % 8 for its K-quants; % 16 on RISC-V)
+CPU_ROW_MULTIPLES = {"x86 AMX": 32, "x86 AVX2 repack": 8, "Arm repack": 8, "RISC-V repack": 16}
+ROW_MULTIPLE = math.lcm(*CPU_ROW_MULTIPLES.values())  # the kept count is a multiple of every one (step 7): 32
 
 # Script (languages.py) -> first words of the Unicode names of its letters. Default: the name upper-cased.
 SCRIPT_NAMES = {

@@ -27,8 +27,9 @@ def quantize_gguf(src: Path, dst: Path, kind: str, threads: int = 0, output_type
     llama.cpp picks fallbacks itself where a tensor's rows do not fit the block size (K-quants need
     rows of a multiple of 256, e.g. Q5_0 instead of Q4_K). Its log is kept and shown on failure.
     """
-    import llama_cpp
+    from ..llama_runtime import import_llama_cpp
 
+    llama_cpp = import_llama_cpp()
     if kind not in QUANT_KINDS:
         raise UserError(f"quantization {kind!r} is not supported (supported: {', '.join(QUANT_KINDS)})")
     if output_type is not None and output_type not in OUTPUT_TYPES:

@@ -24,7 +24,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, failed
 from ..log import say
 from ..paths import PACKAGE_DIR
 from .arm64_setup import ARM_ARCH, ARM_CPU, EMULATION_TIMEOUT, THREADS, arm64_python, build_probe, ensure_tools
@@ -42,10 +42,13 @@ NEAR_TIE = 0.5
 def ask(probe: Path, gguf: Path, requests: list[str]) -> tuple[list[str], str]:
     """The probe's answers to requests about a GGUF file under qemu-user, and its load log."""
     ensure_tools()
-    result = subprocess.run(["qemu-aarch64", "-cpu", ARM_CPU, str(probe), str(gguf), str(THREADS)],
-                            input="\n".join(requests) + "\n", capture_output=True, text=True, timeout=EMULATION_TIMEOUT)
+    command = ["qemu-aarch64", "-cpu", ARM_CPU, str(probe), str(gguf), str(THREADS)]
+    result = subprocess.run(command, input="\n".join(requests) + "\n", capture_output=True, text=True,
+                            timeout=EMULATION_TIMEOUT)
     answers = result.stdout.splitlines()
-    if result.returncode != 0 or len(answers) != len(requests):
+    if result.returncode != 0:
+        raise UserError(failed(f"probe {gguf.name} under qemu-aarch64", command, result.returncode, result.stderr))
+    if len(answers) != len(requests):
         raise RuntimeError(f"gguf_probe under qemu-aarch64 failed on {gguf.name}: {result.stderr[-2000:]}")
     return answers, result.stderr
 
@@ -191,12 +194,14 @@ def ort_on_arm64(model: Path, session, prompts: dict[str, list[int]], host: dict
 def ort_greedy_on_arm64(model: Path, prompts: dict[str, list[int]], n_new: int) -> dict[str, list[int]]:
     """Greedy tokens of an ONNX Runtime model for each prompt, in aarch64 onnxruntime under qemu-user."""
     root, site = arm64_python()
-    result = subprocess.run(
-        ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{PACKAGE_DIR.parent}",
-         str(root / "usr" / "bin" / "python3.11"), "-m", "langprune.measure.ort_greedy", str(model), str(n_new)],
-        input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()), capture_output=True, text=True,
-        timeout=EMULATION_TIMEOUT)
+    command = ["qemu-aarch64", "-cpu", ARM_CPU, "-L", str(root), "-E", f"PYTHONPATH={site}:{PACKAGE_DIR.parent}",
+               str(root / "usr" / "bin" / "python3.11"), "-m", "langprune.measure.ort_greedy", str(model), str(n_new)]
+    result = subprocess.run(command, input="".join(" ".join(map(str, ids)) + "\n" for ids in prompts.values()),
+                            capture_output=True, text=True, timeout=EMULATION_TIMEOUT)
     answers = result.stdout.splitlines()
-    if result.returncode != 0 or len(answers) != len(prompts):
+    if result.returncode != 0:
+        raise UserError(failed(f"run {model.name} in onnxruntime under qemu-aarch64", command, result.returncode,
+                               result.stderr))
+    if len(answers) != len(prompts):
         raise RuntimeError(f"onnxruntime under qemu-aarch64 failed on {model.name}: {result.stderr[-2000:]}")
     return {lang: [int(t) for t in line.split()] for lang, line in zip(prompts, answers)}

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import UserError, run_tool, via_make
+from ..llama_runtime import llama_cpp_version
 from ..llama_tools import llama_cpp_source
 from ..log import say
 from ..paths import cache_dir, written
@@ -76,9 +77,7 @@ def ensure_tools() -> None:
 
 def build_probe() -> Path:
     """gguf_probe for aarch64, statically linked against the host's llama.cpp version (cached)."""
-    import llama_cpp
-
-    version = llama_cpp.__version__
+    version = llama_cpp_version()
     folder = cache_dir() / f"llama.cpp-{version}-{ARM_ARCH}"
     probe = folder / f"gguf_probe-{hashlib.sha256(PROBE_SOURCE.read_bytes()).hexdigest()[:12]}"
     if probe.exists():

@@ -14,7 +14,8 @@ again with an importance matrix of the kept languages' calibration text (`export
 first needed) and scored at once: its tensor types are the same, so its speed and size are its twin's (not timed
 again), and the twin without the matrix comes first where both hold. Where no file holds the limit, or no kept
 language has text beyond the corpus to hold it on, the default file of the smallest file type is deployed, as
-without auto, and the report says so.
+without auto, and the report says so. Where QUANT names no file type, a candidate larger than the model the user gave
+is left out before any of this (a user reads "smaller and faster" against what they have), unless every one is.
 """
 
 import hashlib
@@ -38,13 +39,13 @@ IMATRIX_NAME = "imatrix.gguf"  # the importance matrix of a deployed file quanti
 
 
 def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[str], threads: int, reps: int,
-                    limit: float, imatrix: Callable[[Path], Path] | None = None) -> dict:
+                    limit: float, imatrix: Callable[[Path], Path] | None = None, largest: int | None = None) -> dict:
     """{"file": the deployed file's key, "path", "candidates": {key: row}, ...} of the pruned files (`files` and
     `tokenizers` by side, "before" and "after", as the export has them; `kinds`: the GGUF file types asked for;
     `imatrix`: writes the importance matrix to the path it is given, for IMATRIX=on). A chosen file with another
     output layer type or an importance matrix is written beside the export's GGUF files (with the matrix, as
-    IMATRIX_NAME: "imatrix" is its name in the export); the other candidates are gone when this returns.
-    "seconds": the time of each part."""
+    IMATRIX_NAME: "imatrix" is its name in the export); the other candidates are gone when this returns. `largest`:
+    the bytes of the model the user gave, over which a candidate is left out. "seconds": the time of each part."""
     before, after = files["before"], files["after"]
     rows, paths, seconds = {}, {}, {}
     gguf_dir = Path(after["gguf F16"]).parent
@@ -56,19 +57,27 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
                     paths[key] = path
                     rows[key] = {"kind": kind, "output": output, "output_type": output_type, "size": file_size(path),
                                  "relative_size": file_size(path) / file_size(before[gguf_key(kind)])}
-        say(f"   {len(rows)} candidate files; llama-bench tg128 at {threads} threads, each file type's original "
+        over = [key for key, row in rows.items() if largest is not None and row["size"] > largest]
+        if len(over) < len(rows):  # every one larger: the rule chooses among them all, and the report says so
+            for key in over:
+                rows[key]["left_out"] = f"larger than the model given ({largest / 1e6:.1f} MB)"
+                say(f"   {key}: {rows[key]['size'] / 1e6:.1f} MB, larger than the model given: left out")
+        candidates = {key: row for key, row in rows.items() if "left_out" not in row}
+        say(f"   {len(candidates)} candidate files; llama-bench tg128 at {threads} threads, each file type's original "
             "interleaved")
         with timed(seconds, "llama-bench"):
-            speeds = bench({**paths, **{f"original {kind}": before[gguf_key(kind)] for kind in kinds}}, (threads,),
-                           reps, tests=("tg128",))
-        for key, row in rows.items():
+            speeds = bench({**{key: paths[key] for key in candidates},
+                            **{f"original {kind}": before[gguf_key(kind)] for kind in kinds}}, (threads,), reps,
+                           tests=("tg128",))
+        for key, row in candidates.items():
             row["tg128"] = speeds["files"][key][threads]["tg128"]["mean"]
             row["tg128_ratio"] = row["tg128"] / speeds["files"][f"original {row['kind']}"][threads]["tg128"]["mean"]
         texts = selection_texts(kept)
-        twin = (lambda key: _imatrix_twin(rows, paths, key, Path(after["gguf F16"]), work / IMATRIX_NAME, imatrix,
-                                          before)) if imatrix else None
+        twin = (lambda key: _imatrix_twin(candidates, paths, key, Path(after["gguf F16"]), work / IMATRIX_NAME,
+                                          imatrix, before)) if imatrix else None
         with timed(seconds, "scoring"):
-            _score_fastest_first(rows, paths, before, tokenizers, texts, limit, twin)
+            _score_fastest_first(candidates, paths, before, tokenizers, texts, limit, twin)
+        rows.update(candidates)  # with the importance matrix's twins
         held = {key: row for key, row in rows.items() if row.get("held")}
         chosen = fastest_then_smallest({key: row["tg128"] for key, row in held.items()},
                                        {key: row["size"] for key, row in held.items()})
@@ -81,6 +90,7 @@ def choose_deployed(files: dict, tokenizers: dict, kept: list[str], kinds: list[
     say(f"   deployed: {file}" + ("" if chosen else f" ({why})"))
     return {"file": file, "kind": kind, "path": path, "within_limit": chosen is not None, "limit": limit,
             "texts": list(texts), "threads": threads, "reps": reps, "candidates": rows, "busy": speeds["busy"],
+            "largest": largest, "all_larger": bool(rows) and len(over) == len(rows),
             "imatrix": f"{gguf_dir.name}/{IMATRIX_NAME}" if weighed else None, "seconds": seconds}
 
 

@@ -1,6 +1,8 @@
 """The export's checks, original against pruned: quality per language in PyTorch and in each
 runtime, language fidelity, speed, and text beyond the corpus."""
 
+from pathlib import Path
+
 import torch
 
 from ..cuts.tolerance import Cuts
@@ -10,17 +12,18 @@ from ..timing import timed
 
 
 def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts,
-           choice: dict | None) -> dict:
+           choice: dict | None, given: Path) -> dict:
     """The checks' figures; `models`, `tokenizers` and `files` by side ("before": the original, "after"),
-    `options` for the languages, quantizations and speed runs, QUANT=auto's `choice` (or None); results["seconds"]:
-    the time of each check."""
+    `options` for the languages, quantizations and speed runs, QUANT=auto's `choice` (or None), the `given` model's
+    GGUF file (`pipeline.given_file`), measured beside the deployed file; results["seconds"]: the time of each
+    check."""
     from .verify import deployed_file, measure_exports, quality
 
     kept, dropped = eval_languages(options)
     before, after = files["before"], files["after"]
     deployed = choice["file"] if choice else deployed_file(after, quant_files(options))
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, deployed, options.reps,
-                              options.threads)
+                              options.threads, given)
     results["choice"] = {key: value for key, value in choice.items() if key != "path"} if choice else None  # files
     torch.set_num_threads(2)
     seconds = results["seconds"]
@@ -31,14 +34,15 @@ def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportO
             **results["quality"],
         }
     with timed(seconds, "beyond the corpus"):
-        results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"])
+        results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"],
+                                            given)
     if cuts.tokens:
         results["tokenization"] = agreement(tokenizers, cuts.tokens, corpus, kept)
     return results
 
 
 def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[str], before: dict, after: dict,
-                   key: str) -> dict:
+                   key: str, given: Path | None = None) -> dict:
     """On text the selection never read: the kept languages' quality in `key` (and, with a trimmed
     vocabulary, their tokenization), and the dropped languages' token counts.
 
@@ -56,7 +60,8 @@ def verify_outside(cuts: Cuts, tokenizers: dict, kept: list[str], dropped: list[
                         for side, tokenizer in tokenizers.items()}
                for source, corpus in corpora.items()}
     out = {"file": key, "sources": {s: {"kind": KINDS[s], "package": c.source} for s, c in corpora.items()},
-           "quality": outside_quality(corpora, tokenizers, key, before, after, kept), "dropped_tokens": counted}
+           "quality": outside_quality(corpora, tokenizers, key, before, after, kept, given),
+           "dropped_tokens": counted}
     if cuts.tokens:
         out["tokenization"] = {source: agreement(tokenizers, cuts.tokens, corpus, kept)
                                for source, corpus in corpora.items()}

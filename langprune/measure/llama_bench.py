@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, failed
+from ..llama_runtime import system_info
 from ..llama_tools import llama_tool
 from ..log import progress, say
 from .memory import peak_rss_mb
@@ -35,7 +36,7 @@ def bench_once(binary: Path, path: Path, threads: int, tests: tuple[str, ...] = 
     if status is None:
         raise UserError(f"llama-bench on {path} gave no answer after {RUN_TIMEOUT} s")
     if status:
-        raise UserError(f"llama-bench failed on {path}:\n{stderr[-2000:]}")
+        raise UserError(failed(f"measure {path.name} with llama-bench", command, status, stderr))
     speeds = {name: row["avg_ts"] for row in json.loads(stdout) for name, (p, g) in TESTS.items()
               if (row["n_prompt"], row["n_gen"]) == (p, g)}
     return {**speeds, "peak_rss_mb": peak_mb}
@@ -80,7 +81,7 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
     peaks = {label: {t: max(filter(None, runs[(label, t, "peak_rss_mb")]), default=None) for t in threads}
              for label in files}
     return {"files": table, "busy": sorted(f"{label}, {t} threads, {test}" for label, t, test in _busy(runs)),
-            "peak_rss_mb": peaks, "reps": reps, "tool": binary.name}
+            "peak_rss_mb": peaks, "reps": reps, "tool": binary.name, "llama_cpp": system_info()}
 
 
 def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int, tests: tuple[str, ...]) -> dict:

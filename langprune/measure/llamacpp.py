@@ -11,9 +11,9 @@ from . import decode
 
 def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True, threads: int | None = None,
               flash_attn: bool = False):
+    quiet_llama_cpp()
     from llama_cpp import Llama
 
-    quiet_llama_cpp()
     return Llama(
         model_path=str(path),
         n_ctx=n_ctx,
@@ -28,9 +28,9 @@ def open_gguf(path: str | Path, n_ctx: int = MAX_TOKENS, logits_all: bool = True
 
 
 def vocab_only(path: str | Path):
+    quiet_llama_cpp()
     from llama_cpp import Llama
 
-    quiet_llama_cpp()
     return Llama(model_path=str(path), vocab_only=True, verbose=False)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
+from ..errors import UserError, failed
+from ..llama_runtime import system_info
 from ..timing import timed
 from .memory import peak_rss_mb
 
@@ -104,10 +106,11 @@ def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: in
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump({"runtime": artifact.runtime, "path": str(artifact.path), "prompt": prompt,
                    "n_decode": n_decode, "threads": threads}, f)
-    result = subprocess.run([sys.executable, "-m", "langprune.measure.verify", f.name], capture_output=True, text=True)
+    command = [sys.executable, "-m", "langprune.measure.verify", f.name]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:  # the worker's input file stays, so that the command named reruns it
+        raise UserError(failed(f"measure {artifact.label}'s speed", command, result.returncode, result.stderr))
     Path(f.name).unlink()
-    if result.returncode:
-        raise RuntimeError(f"speed worker failed for {artifact.label}: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -155,7 +158,7 @@ def deployed_file(after: dict, gguf_quants: list[str]) -> str:
 
 
 def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: list[str], before: dict, after: dict,
-                    deployed: str, reps: int = 3, threads: tuple[int, ...] = (1, 2)) -> dict:
+                    deployed: str, reps: int = 3, threads: tuple[int, ...] = (1, 2), given: Path | None = None) -> dict:
     """Quality, fidelity and speed, original against pruned.
 
     tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
@@ -169,8 +172,10 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
     PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32, greedy) and of the deployed file sampling as
     llama.cpp does by default (`llamacpp.timed_sampling`), both in the Python worker, and of the deployed file in
-    llama-bench (`llama_bench.py`: how llama.cpp users quote it, with each run's peak memory)."""
+    llama-bench (`llama_bench.py`: how llama.cpp users quote it, with each run's peak memory), beside the `given`
+    model's GGUF file where there is one (results["given"]: its path, size and file type)."""
     from ..log import progress
+    from ..model.gguf_file import file_type
     from .llama_bench import bench as llama_bench
     from .weights import ceiling
 
@@ -204,11 +209,14 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                                            unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()},
-                              "decode_tokens": DECODE_TOKENS, "reps": reps}
+                              "decode_tokens": DECODE_TOKENS, "reps": reps, "llama_cpp": system_info()}
     with timed(seconds, "llama-bench"):
-        results["llama_bench"] = {"file": deployed, **llama_bench({"before": Path(before[deployed]),
+        results["llama_bench"] = {"file": deployed, **llama_bench({**({"given": Path(given)} if given else {}),
+                                                                   "before": Path(before[deployed]),
                                                                    "after": Path(after[deployed])},
                                                                   threads, max(reps, LLAMA_BENCH_REPS))}
+    if given:
+        results["given"] = {"file": str(given), "type": file_type(given), "size": file_size(given)}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
     results["ceiling"] = {"file": deployed, **ceiling(before[deployed], after[deployed])}
     return results
@@ -221,9 +229,10 @@ def dropped_documents(corpus: Corpus, dropped: list[str]) -> Corpus:
 
 
 def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, before: dict, after: dict,
-                    langs: list[str]) -> dict:
+                    langs: list[str], given: Path | None = None) -> dict:
     """{source: {side: {lang: quality}}} for `langs` on text from outside the corpus (`outside_text`),
-    in one runtime; sources without any of `langs` are left out.
+    in one runtime; sources without any of `langs` are left out. Side "given": the `given` GGUF file (the model the
+    user gave), with the original's tokenizer.
 
     Each side's scored token count is its tokenizer's count for the same text: with bits per byte,
     what a trimmed vocabulary costs beyond the corpus it was chosen from."""
@@ -231,12 +240,14 @@ def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, befo
 
     corpora = {source: corpus for source, corpus in corpora.items() if set(corpus.languages) & set(langs)}
     out = {source: {} for source in corpora}
-    with progress(total=2 * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
-        for side, files in (("before", before), ("after", after)):
-            score = scorer(artifact(key, files))  # each file opened once for every source
+    runs = [("before", artifact(key, before)), ("after", artifact(key, after))]
+    runs += [("given", Artifact("llama.cpp", "given", Path(given)))] if given else []
+    with progress(total=len(runs) * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
+        for side, run in runs:
+            score = scorer(run)  # each file opened once for every source
             for source, corpus in corpora.items():
                 scored = [lang for lang in corpus.languages if lang in langs]
-                out[source][side] = quality(score, tokenizers[side], corpus, scored)
+                out[source][side] = quality(score, tokenizers["before" if side == "given" else side], corpus, scored)
                 bar.update(1)
     return out
 

@@ -113,3 +113,15 @@ def read_header(path: str | Path) -> GGUFHeader:
     except (OSError, ValueError, struct.error, KeyError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not a readable GGUF file ({err})") from None
     return GGUFHeader(fields, tensors)
+
+
+def file_type(path: str | Path) -> str:
+    """A GGUF file's type as llama.cpp users name it ("Q4_K_M", "F16"), from its `general.file_type`; "unknown"
+    where the file does not say."""
+    from gguf import Keys, LlamaFileType
+
+    value = read_header(path).get(Keys.General.FILE_TYPE)
+    try:
+        return LlamaFileType(value).name.removeprefix("MOSTLY_") if value is not None else "unknown"
+    except ValueError:
+        return f"type {value}"

@@ -46,13 +46,19 @@ def deployed_choice_text(report: dict) -> list[str]:
     choice = report.get("choice")
     if not choice:
         return []
-    rows = sorted(choice["candidates"].items(), key=lambda item: -item[1]["tg128"])
+    rows = sorted(choice["candidates"].items(), key=lambda item: -item[1].get("tg128", 0))  # those left out last
     if choice["within_limit"]:
         verdict = (f"`{choice['file']}` is the fastest file within the limit (within {BUSY_SPREAD:.0%} counts as as "
                    "fast), and of those the smallest.")
     else:
         why = "No candidate is within the limit" if choice["texts"] else "No kept language has text beyond the corpus"
         verdict = f"**{why}**: `{choice['file']}`, the smallest file type's default, is deployed, as without auto."
+    if choice.get("all_larger"):
+        verdict += (f" **Every candidate is larger than the model given** ({choice['largest'] / 1e6:.1f} MB): name a "
+                    "smaller file type in QUANT (e.g. QUANT=auto,Q4_0) to choose among smaller files.")
+    elif any("left_out" in row for row in choice["candidates"].values()):
+        verdict += (f" Files larger than the model given ({choice['largest'] / 1e6:.1f} MB) were left out (QUANT names "
+                    "no file type; naming them, e.g. QUANT=auto,Q8_0, lets larger files be chosen).")
     busy = f" Spread over {BUSY_SPREAD:.0%} (a busy machine): {'; '.join(choice['busy'])}." if choice["busy"] else ""
     if any(row.get("imatrix") for row in choice["candidates"].values()):
         verdict += (" IMATRIX=on: a file over the limit was quantized again with an importance matrix of the kept "
@@ -70,6 +76,8 @@ def deployed_choice_text(report: dict) -> list[str]:
 
 
 def _candidate_row(key: str, row: dict, choice: dict) -> tuple:
+    if "left_out" in row:
+        return key, row["output_type"], f"{row['relative_size']:.2f}", "-", "-", f"left out: {row['left_out']}", ""
     if "held" in row:
         quality = f"{row['worst_outside']:+.2%}" + ("" if row["held"] else " (scoring stopped there)")
     else:

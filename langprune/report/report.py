@@ -8,7 +8,7 @@ from pathlib import Path
 from .alternatives import alternatives_text, deployed_choice_text
 from .cuts import cuts_text, search_text
 from .ondevice import mobile_text
-from .speed import decode_ratios, llama_bench_rows, llama_bench_text
+from .speed import build_text, decode_ratios, llama_bench_rows, llama_bench_text
 from .tables import limit_rows, limits_verdict, markdown_table, outside_changes
 
 
@@ -41,6 +41,32 @@ def summary(results: dict) -> list[tuple[str, str, str, str]]:
         b, a = results["sizes"]["before"][key], results["sizes"]["after"][key]
         rows.append((f"{key}: file size (MB)", f"{b / 1e6:.1f}", f"{a / 1e6:.1f}", f"{a / b:.3f}"))
     return rows
+
+
+def given_text(report: dict) -> list[str]:
+    """The deployed file against the model the user gave: size, llama-bench, bits per byte beyond the corpus (none
+    for a report from before it was measured)."""
+    given = report.get("given")
+    if not given:
+        return []
+    deployed, bench = report["deployed"], report["llama_bench"]["files"]
+    size = report["sizes"]["after"][deployed]
+    rows = [("file size (MB)", f"{given['size'] / 1e6:.1f}", f"{size / 1e6:.1f}", f"{size / given['size']:.3f}")]
+    for threads, tests in bench.get("given", {}).items():  # `make bench` where the given file is gone: none
+        for test, figures in tests.items():
+            after = bench["after"][threads][test]["mean"]
+            rows.append((f"{test} tok/s (llama-bench), {threads} thread(s)", f"{figures['mean']:.1f}", f"{after:.1f}",
+                         f"{after / figures['mean']:.3f}"))
+    for source, sides in report["outside"]["quality"].items():
+        for lang, yours in sides.get("given", {}).items():
+            b, a = yours["bits_per_byte"], sides["after"][lang]["bits_per_byte"]
+            rows.append((f"bits per byte beyond the corpus, {lang} {source}", f"{b:.4f}", f"{a:.4f}",
+                         f"{a / b - 1:+.2%}"))
+    return ["## The deployed file against the model you gave",
+            f"`{given['file']}` ({given['type']}) as given, against the deployed `{report['files'][deployed]}` "
+            "(llama-bench interleaved with both; the same text beyond the corpus). The comparisons below are each "
+            "against the original at the deployed file's own type.",
+            markdown_table(["", "yours", "deployed", "ratio"], rows)]
 
 
 def _outside_text(report: dict) -> list[str]:
@@ -215,6 +241,7 @@ def render(report: dict) -> str:
         f"Layout `{report['layout']}`. Kept languages: {', '.join(kept)}. {_languages_text(report)} Perplexity and "
         f"bits per byte on the evaluation split ({_evaluation_split(report)}), which the analysis never sees. Bits "
         "per byte compare across vocabularies; perplexity does not once the vocabulary is trimmed.",
+        *given_text(report),
         "## Summary (after / before)",
         markdown_table(["", "before", "after", "ratio"], summary(report)),
         f"## Quality limits (the deployed file, `{report['deployed']}`)",
@@ -244,7 +271,7 @@ def render(report: dict) -> str:
         f"Prompt: the same text, {setup['prompt_tokens']} tokens per side; {setup['decode_tokens']} decoded tokens, "
         f"{setup['reps']} repetitions; each run in a fresh process. ONNX Runtime decodes greedily; the GGUF file "
         "samples as llama.cpp does by default (top-k 40, top-p 0.95, min-p 0.05, temperature 0.8; llama-cpp-python's "
-        "generate): the sampler reads every token's logit, which llama-bench's tg128 does not.",
+        "generate): the sampler reads every token's logit, which llama-bench's tg128 does not." + build_text(setup),
         markdown_table(
             ["runtime", "threads", "prefill before", "prefill after", "ratio", "decode before", "decode after", "ratio",
              "peak RSS MB before", "after"], _speed_rows(report)),

@@ -24,7 +24,17 @@ def speed_table(bench: dict, baseline: str) -> str:
             if bench["busy"] else "Every spread within the limit.")
     return (f"llama-bench ({bench['tool']}, built from the llama.cpp that llama-cpp-python vendors): mean ± standard "
             f"deviation of {bench['reps']} runs, each a fresh process, the files' runs interleaved; ratios against "
-            f"{baseline}. {busy}\n\n" + markdown_table(header, rows))
+            f"{baseline}. {busy}{build_text(bench)}\n\n" + markdown_table(header, rows))
+
+
+def build_text(measured: dict) -> str:
+    """Which llama.cpp build measured, on which CPU, with which of its features ("" for a report from before it was
+    recorded)."""
+    info = measured.get("llama_cpp")
+    if not info:
+        return ""
+    return (f" llama.cpp: the {info['build']} build (`{info['library']}`) on {info['cpu']}; its CPU features: "
+            f"`{info['features']}`.")
 
 
 def llama_bench_rows(report: dict) -> list[tuple[str, str, str, str]]:
