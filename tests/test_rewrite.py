@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,3 +159,34 @@ def test_an_uncut_model_keeps_the_config_transformers_wrote(tmp_path):
 
     save_pruned(tiny_model("llama"), tiny_tokenizer(), tmp_path)
     assert "langprune" not in json.loads((tmp_path / "config.json").read_text())  # not rewritten
+
+
+def test_the_cut_model_shares_what_the_cuts_leave_and_never_changes_the_original():
+    """apply_cuts holds one copy of every tensor no cut touched (a second full model was the 1.5B export's peak), and
+    the refit and HEAL, which write in place, write only the cut model's own copies."""
+    from langprune.cuts.plan import apply_cuts
+    from langprune.cuts.refit import part_grams
+    from langprune.cuts.tolerance import Cuts
+    from langprune.data.corpus import udhr_corpus
+    from langprune.model.load import LoadedModel
+    from langprune.model.parts import NEURONS, Selection
+    from tests.tiny import tiny_tokenizer
+
+    original, ids = tiny_model("llama"), torch.tensor([[5, 17, 3, 99, 42, 7]])
+    before = logits_prefill_and_decode(original, ids)
+    state = {name: t.clone() for name, t in original.state_dict().items()}
+    heads = Selection(keep_from_drop(HEADS.sizes(original), DROP), HEADS.sizes(original), "free")
+    neurons = Selection([list(range(0, n, 2)) for n in NEURONS.sizes(original)], NEURONS.sizes(original), "free")
+    grams = part_grams(original, [ids[0].tolist()])[HEADS]
+    loaded = LoadedModel(original, tiny_tokenizer(), families.FAMILIES["llama"], "tiny", Path("tiny"), "0")
+    corpus = udhr_corpus(["en"])
+    cut, _ = apply_cuts(loaded, Cuts(heads=heads, neurons=neurons), grams, heal_minutes=0.01, corpus=corpus,
+                        langs=["en"])
+    assert max_diff(logits_prefill_and_decode(original, ids), before) == 0.0  # the original computes as it did
+    assert all(torch.equal(t, state[name]) for name, t in original.state_dict().items())
+    mine = {name: p.data_ptr() for name, p in original.named_parameters()}
+    shared = {name for name, p in cut.named_parameters() if mine.get(name) == p.data_ptr()}
+    assert "model.embed_tokens.weight" in shared  # untouched: one copy for both models
+    assert not any(name.endswith(("_proj.weight", "norm.weight")) for name in shared)  # cut, refit or trained
+    plain, _ = apply_cuts(loaded, Cuts(neurons=neurons))  # no refit, no HEAL: attention and norms stay shared
+    assert sum(p.data_ptr() == mine.get(name) for name, p in plain.named_parameters()) > len(mine) // 2

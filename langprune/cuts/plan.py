@@ -110,14 +110,16 @@ def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal_minutes: float 
                langs: list[str] | None = None):
     """The smaller model and its tokenizer (the original's, or the trimmed vocabulary's);
     o_proj refit to the kept heads when `grams` are given; distilled from the original for `heal_minutes` on the
-    kept languages `langs` of `corpus` when those are given (`healed`)."""
+    kept languages `langs` of `corpus` when those are given (`healed`). The original stays as it was, and the two
+    hold one copy of every tensor the cuts leave untouched (`sharing_copy`)."""
     from ..model.tokenizer import tokenizer_from_vocab
     from .refit import refit
     from .trim import trim_embeddings
 
-    model, tokenizer = copy.deepcopy(loaded.model), loaded.tokenizer
+    model, tokenizer = sharing_copy(loaded.model), loaded.tokenizer
     if cuts.heads:
         if grams:
+            own(model, lambda name: name.endswith("o_proj.weight"))  # the refit writes HEADS' consumers in place
             refit(model, HEADS, cuts.heads.drop, grams)
         HEADS.prune(model, cuts.heads.keep)
     if cuts.neurons:
@@ -130,12 +132,28 @@ def apply_cuts(loaded: LoadedModel, cuts: Cuts, grams=None, heal_minutes: float 
     return model, tokenizer
 
 
+def sharing_copy(model):
+    """A copy of `model` that holds the original's own parameters and buffers: the cuts put new, smaller tensors in
+    the copy's modules and leave the original's alone, so a cut model costs memory only for what it changed. What
+    changes a tensor in place (the refit, HEAL's training) must `own` it first."""
+    return copy.deepcopy(model, {id(t): t for t in (*model.parameters(), *model.buffers())})
+
+
+def own(model, wanted) -> None:
+    """Give `model` its own copy of each parameter whose name `wanted` accepts (one it shares with the original)."""
+    for name, parameter in list(model.named_parameters()):
+        if wanted(name):
+            path, _, leaf = name.rpartition(".")
+            setattr(model.get_submodule(path), leaf, torch.nn.Parameter(parameter.detach().clone()))
+
+
 def healed(original: LoadedModel, corpus, langs: list[str], minutes: float, model, cuts: Cuts) -> None:
     """Distil the pruned `model` from the `original` for `minutes`, in place, its figures in `cuts.heal` with the
     calibration perplexity before and after. With TOL, the same check as the search's after it: a distillation
     that leaves a kept language beyond TOL while the cut was within it is undone (the cut's weights return)."""
     from .heal import TRAINED, distillation_text, heal
 
+    own(model, lambda name: name.endswith(TRAINED))  # trained in place; the original is the teacher
     chunks = tolerance_chunks(original.tokenizer, corpus, langs)
     before = perplexities(model, chunks)
     saved = {name: p.detach().clone() for name, p in model.named_parameters()  # to undo it: only with TOL
