@@ -10,7 +10,7 @@ from .errors import UserError
 from .log import say
 from .measure.verify import measure_exports
 from .paths import MARKER, adding_to_output, export_dir
-from .report.report import render, summary
+from .report.report import summary, write_report
 
 
 def export_folders(folders: list[Path] | None = None) -> list[Path]:
@@ -54,8 +54,7 @@ def bench_one(folder: Path) -> dict:
                               tuple(options["threads"]), given if given and given.exists() else None)
     bench = {**report, **results}
     with adding_to_output(folder, ["bench.json", "bench.md"]):
-        (folder / "bench.json").write_text(json.dumps(bench, indent=1, default=str))
-        (folder / "bench.md").write_text(render(bench))
+        write_report(folder, bench, "bench")
     return bench
 
 
@@ -109,8 +108,7 @@ def bench_quants(folder: Path, threads: tuple[int, ...] = (2,), reps: int = 5,
         result["deployed"] = "pruned " + report["deployed"].removeprefix("gguf ")  # alternatives.file_name's
         pareto_plot(result, folder / "quants.png")
         report["alternatives"] = result
-        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        (folder / "report.md").write_text(render(report))
+        write_report(folder, report)
     return result
 
 
@@ -136,6 +134,5 @@ def mobile_check(folder: Path, install: bool = False, quants=None, langs=None) -
             gguf_source(folder, kind)
         prepare_system(install)
         report["mobile"] = {"ort": ort_mobile(folder, kept, corpus), "arm64": arm64_check(folder, kept, corpus, quants)}
-        (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
-        (folder / "report.md").write_text(render(report))
+        write_report(folder, report)
     return report["mobile"]

@@ -1,5 +1,6 @@
 """Command line: `langprune <subcommand>`. It only wires the stages together."""
 
+import errno
 import json
 import signal
 import sys
@@ -297,6 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk mid-write: one line (what was being written is removed as it unwinds)
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"error: no space left on the disk{f' writing {err.filename}' if err.filename else ''}: free some "
+              "(the cache, ~/.cache/langprune, can be emptied; it is rebuilt as needed) and run it again",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was half-written is gone as the stack unwound (`paths.written`)
+        print("error: interrupted; nothing half-written is left", file=sys.stderr)
+        return 130
     return 0
 
 

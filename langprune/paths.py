@@ -226,9 +226,11 @@ def adding_to_output(folder: str | Path, names: list[str]) -> Iterator[Path]:
     foreign = [f for name in names for f in _files_under(folder / name, folder) if f not in ours]
     if foreign:
         raise UserError(f"{folder}: {foreign[0]} was not written by langprune; it is never replaced: move it first")
-    yield folder
-    new = [f for name in names for f in _files_under(folder / name, folder)]
-    _write_marker(folder, sorted(ours | set(new)))
+    try:
+        yield folder
+    finally:  # what the block wrote is listed even when it fails: the folder stays langprune's own
+        new = [f for name in names for f in _files_under(folder / name, folder)]
+        _write_marker(folder, sorted(ours | set(new)))
 
 
 def _write_marker(folder: Path, files: list[str]) -> None:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.tiny import save_tiny
 
 
@@ -61,3 +63,20 @@ def test_a_vocabulary_budget_below_what_the_languages_need_is_refused(tmp_path):
     assert "--vocab 50: the kept languages need at least" in result.stderr, result.stderr[-2000:]
     assert "wordfreq has no word frequencies for sw" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fault, status, message", [
+    (OSError(28, "No space left on device", "/exported/x/report.json"), 2,
+     "error: no space left on the disk writing /exported/x/report.json: free some"),
+    (KeyboardInterrupt(), 130, "error: interrupted; nothing half-written is left"),
+], ids=["full disk", "Ctrl-C"])
+def test_a_full_disk_or_ctrl_c_is_one_line(monkeypatch, capsys, fault, status, message):
+    from langprune import cli
+
+    def fail(args):
+        raise fault
+
+    monkeypatch.setitem(cli.COMMANDS, "languages", fail)
+    assert cli.main(["languages"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1  # one line, no traceback

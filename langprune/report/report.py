@@ -164,9 +164,14 @@ def export_report(folder: Path, export: dict, analysis, cuts, files: dict, resul
     }
 
 
-def write_report(folder: Path, report: dict) -> None:
-    (folder / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (folder / "report.md").write_text(render(report))
+def write_report(folder: Path, report: dict, name: str = "report") -> None:
+    """<name>.json and <name>.md, both rendered first and each replaced whole (a kill mid-write leaves the old)."""
+    from ..paths import written
+
+    texts = {f"{name}.json": json.dumps(report, indent=1, default=str), f"{name}.md": render(report)}
+    for file, text in texts.items():
+        with written(folder / file) as partial:
+            partial.write_text(text)
 
 
 def measured_frontier(model_name: str, langs: list[str]) -> dict | None:
