@@ -50,14 +50,18 @@ def import_llama_cpp():
 
 
 def system_info() -> dict:
-    """{"cpu": this CPU's model, "library": the libllama this process runs, "build": prepare's build name or "wheel",
+    """{"cpu": this CPU's model, "library": the libllama this process runs, "build": prepare's build name or whose,
     "features": llama.cpp's own list of the CPU features its kernels use}."""
     import json
 
     llama_cpp = import_llama_cpp()
-    library = Path(os.environ.get("LLAMA_CPP_LIB_PATH") or Path(llama_cpp.__file__).parent / "lib") / "libllama.so"
+    chosen = os.environ.get("LLAMA_CPP_LIB_PATH")
+    library = Path(chosen or Path(llama_cpp.__file__).parent / "lib") / "libllama.so"
     record = library.parent / "build.json"
-    build = json.loads(record.read_text())["build"] if record.exists() else "wheel (-DGGML_NATIVE=OFF)"
+    if record.exists():
+        build = json.loads(record.read_text())["build"]
+    else:  # a user's own LLAMA_CPP_LIB_PATH, or the wheel before `prepare` built this CPU's
+        build = "LLAMA_CPP_LIB_PATH's" if chosen else "llama-cpp-python wheel's (-DGGML_NATIVE=OFF)"
     features = llama_cpp.llama_print_system_info().decode(errors="replace").strip()
     models = [line.split(":", 1)[1].strip() for line in cpu_lines() if line.startswith("model name")]
     return {"cpu": models[0] if models else platform.processor() or platform.machine(), "library": str(library),

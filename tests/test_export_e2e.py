@@ -21,9 +21,10 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 def export(tmp_path_factory):
     out = tmp_path_factory.mktemp("exports")
     env = {**os.environ, "LANGPRUNE_EXPORTS": str(out)}
-    # one speed repetition (the default is 3): the suite checks what is measured, benchmarks how fast
-    result = subprocess.run(["make", "export", "LANGS=en,de", "REPS=1"], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True)
+    # one speed repetition at 2 threads (the defaults: 3, at 1 and 2): the suite checks what is measured, benchmarks
+    # how fast (llama-bench at one thread count: 275 s less of verify on the 2-core EPYC)
+    result = subprocess.run(["make", "export", "LANGS=en,de", "REPS=1", "THREADS=2"], cwd=REPO_ROOT, env=env,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = out / "gemma3-270m-en-de"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # nothing partial left over
@@ -98,7 +99,7 @@ def test_report_numbers_are_measured_and_sane(export):
         assert report["quality"]["gguf F16"]["after"][lang]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)
     assert report["speed_setup"]["reps"] == 1
     for by_threads in report["speed"].values():
-        assert set(by_threads) == {"1", "2"}
+        assert set(by_threads) == {"2"}
         for row in by_threads.values():
             for metric in ("prefill_tps", "decode_tps"):
                 assert row[f"{metric}_before"] > 0 and row[f"{metric}_after"] > 0
@@ -108,7 +109,7 @@ def test_report_numbers_are_measured_and_sane(export):
     bench = report["llama_bench"]
     assert bench["file"] == report["deployed"] and bench["reps"] == LLAMA_BENCH_REPS
     for side in ("before", "after"):
-        assert set(bench["files"][side]) == {"1", "2"}
+        assert set(bench["files"][side]) == {"2"}
         for tests in bench["files"][side].values():
             for figures in tests.values():
                 assert len(figures["runs"]) == LLAMA_BENCH_REPS and min(figures["runs"]) > 0
@@ -118,7 +119,7 @@ def test_report_numbers_are_measured_and_sane(export):
     assert set(report["speed"]) == {"onnx fp32", sampled} and f"| {sampled} | 2 |" in (folder / "report.md").read_text()
     assert all(row["decode_tps_ratio"] > 1 for row in report["speed"][sampled].values())  # 262k logits a token, fewer
     peaks = bench["peak_rss_mb"]
-    assert all(100 < peaks[side][t] < 2000 for side in ("before", "after") for t in ("1", "2")), peaks
+    assert all(100 < peaks[side][t] < 2000 for side in ("before", "after") for t in ("2",)), peaks
     for key, size in report["sizes"]["after"].items():
         assert 0 < size < report["sizes"]["before"][key], key
     ceiling = report["ceiling"]
