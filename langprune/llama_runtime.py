@@ -10,6 +10,7 @@ import hashlib
 import os
 import platform
 import sys
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -33,11 +34,12 @@ def cpu_key() -> str:
     return f"{platform.machine()}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def cpu_lines() -> list[str]:
+@cache
+def cpu_lines() -> tuple[str, ...]:
     """/proc/cpuinfo's model name and instruction-set lines (none where there is no such file)."""
     info = Path("/proc/cpuinfo")
     lines = info.read_text().splitlines() if info.exists() else []
-    return [line for line in lines if line.startswith(("model name", "flags", "Features"))]
+    return tuple(line for line in lines if line.startswith(("model name", "flags", "Features")))
 
 
 def import_llama_cpp():

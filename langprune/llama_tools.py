@@ -6,7 +6,7 @@ llama.cpp's own command-line tools linked against it:
 - `llama-quantize`: quantization with an importance matrix (`exporters/quantize.py`), which llama-cpp-python's
   quantize parameters cannot carry (their `imatrix` is a pointer to a C++ map).
 
-Build policy: the first of BUILDS that runs. Each is tried, once built, on a short prompt and decode of the model
+Build policy: the first of `builds()` that runs. Each is tried, once built, on a short prompt and decode of the model
 `prepare` assembles; a build that crashes there (the native build's AMX kernels crash on some Intel Xeons: llama.cpp
 issue 20824) gives way to the next. Native comes first because it is what a llama.cpp user deploys and it is faster:
 on a 2-core AMX Xeon the native build decoded the default model's Q4_K_M at 66-67 tokens/s, the portable one at 42.5.

@@ -2,8 +2,10 @@
 files in fresh processes, interleaved; a spread that says the machine was busy is measured again, then flagged."""
 
 import itertools
+import json
 
 from langprune.exporters.export_gguf import export_gguf
+from langprune.llama_runtime import build_dir
 from langprune.measure import llama_bench
 from langprune.model.parts import HEADS
 from tests.tiny import tiny_model, tiny_tokenizer
@@ -59,7 +61,8 @@ def test_bench_speed_command(tmp_path, capsys):
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith(f"| {tmp_path}")]
     assert len(rows) == 2 and rows[0].count("| 1.000 |") == 2, table  # the baseline against itself
-    assert "llama.cpp: the native build" in table and "AVX2 = 1" in table  # which build measured, its CPU features
+    build = json.loads((build_dir() / "build.json").read_text())["build"]  # the one prepare kept on this CPU
+    assert f"llama.cpp: the {build} build" in table and "AVX2 = 1" in table  # which build measured, its features
     (tmp_path / "text.gguf").write_text("not a model")
     for bad, message in ((tmp_path / "none.gguf", ": no such file"),
                          (tmp_path / "text.gguf", " is not a readable GGUF")):
