@@ -55,6 +55,7 @@ class Context:
     corpus: object
     layout: str
     timings: dict = field(default_factory=dict)
+    peaks: dict = field(default_factory=dict)  # MB, this process's peak in each step
 
 
 def cuts_heads(options: ExportOptions) -> bool:

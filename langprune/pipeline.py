@@ -30,10 +30,10 @@ def run_export(options: ExportOptions) -> Path:
     final = Path(options.out or export_folder(name, options.langs))
     with output_folder(final) as work:
         say(f"== load {options.model}")
-        timings = {}
-        with timed(timings, "load"):
+        timings, peaks = {}, {}
+        with timed(timings, "load", peaks):
             loaded, corpus = load(options.model), load_corpus(all_languages(options), options.corpus)
-        ctx = Context(options, loaded, corpus, layout, timings)
+        ctx = Context(options, loaded, corpus, layout, timings, peaks)
         _export_into(ctx, work)
     return final
 
@@ -69,13 +69,14 @@ def _export_into(ctx: Context, work: Path) -> None:
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
               "options": options_json(options), "layout": ctx.layout,
-              "structure": {side: structure(model) for side, model in models.items()}, "timings_s": ctx.timings}
+              "structure": {side: structure(model) for side, model in models.items()}, "timings_s": ctx.timings,
+              "peak_rss_mb": ctx.peaks}
     write_report(work, export_report(work, export, analysis, cuts, files, results))
 
 
 def step(ctx: Context, name: str, fn):
     say(f"== {name}")
-    with timed(ctx.timings, name):
+    with timed(ctx.timings, name, ctx.peaks):
         return fn()
 
 

@@ -18,7 +18,7 @@ from ..errors import UserError, failed
 from ..llama_runtime import system_info
 from ..llama_tools import llama_tool
 from ..log import progress, say
-from .memory import peak_rss_mb
+from ..timing import peak_rss_mb
 
 TESTS = {"pp512": (512, 0), "tg128": (0, 128)}  # llama-bench's names: (prompt tokens, generated tokens)
 BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
@@ -44,7 +44,7 @@ def bench_once(binary: Path, path: Path, threads: int, tests: tuple[str, ...] = 
 
 def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, float | None]:
     """(exit status, None if killed after `timeout` s; stdout; stderr; peak RSS in MB) of one process. The peak is
-    read from the process itself while it runs (`memory.peak_rss_mb`, a high-water mark: its last reading is the
+    read from the process itself while it runs (`timing.peak_rss_mb`, a high-water mark: its last reading is the
     peak unless the process grew in its last POLL_S)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         process = subprocess.Popen(command, stdout=out, stderr=err, text=True)

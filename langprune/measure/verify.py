@@ -17,8 +17,7 @@ from ..data.corpus import Corpus, encode
 from ..data.evaluate import score_languages
 from ..errors import UserError, failed
 from ..llama_runtime import system_info
-from ..timing import timed
-from .memory import peak_rss_mb
+from ..timing import peak_rss_mb, timed
 
 
 @dataclass(frozen=True)

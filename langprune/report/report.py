@@ -144,8 +144,8 @@ def structure(model) -> dict:
 
 
 def export_report(folder: Path, export: dict, analysis, cuts, files: dict, results: dict) -> dict:
-    """The report of an export into `folder`: `export` (model, options, layout, structure, timings_s), what the
-    `analysis` and the `cuts` decided, the `files` by side ("before": the original's, "after": those in
+    """The report of an export into `folder`: `export` (model, options, layout, structure, timings_s, peak_rss_mb),
+    what the `analysis` and the `cuts` decided, the `files` by side ("before": the original's, "after": those in
     `folder`) and the checks' `results`."""
     return {
         **{key: export[key] for key in ("model", "options", "layout", "structure")},
@@ -160,6 +160,7 @@ def export_report(folder: Path, export: dict, analysis, cuts, files: dict, resul
         "files": {k: str(Path(v).relative_to(folder)) for k, v in files["after"].items()},
         "files_before": {k: str(v) for k, v in files["before"].items()},
         "timings_s": export["timings_s"],
+        "peak_rss_mb": export["peak_rss_mb"],
         **results,
     }
 
@@ -285,8 +286,16 @@ def render(report: dict) -> str:
         markdown_table(["file", "bytes before", "bytes after"],
                        [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k])
                         for k in report["files"]]),
-        "## Time per step (s)",
-        markdown_table(["step", "seconds"], list(report["timings_s"].items())),
+        "## Time and memory per step",
+        "Peak memory: this process's resident memory at its highest in the step (Linux's VmHWM, reset as the step "
+        "starts); the speed runs and llama-bench are processes of their own, measured in their tables.",
+        markdown_table(["step", "seconds", "peak memory (GB)"],
+                       [(step, s, _gigabytes(report.get("peak_rss_mb", {}).get(step)))
+                        for step, s in report["timings_s"].items()]),
         *_precision_text(report),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def _gigabytes(mb: float | None) -> str:
+    return "" if mb is None else f"{mb / 1024:.2f}"
