@@ -1,35 +1,56 @@
 """Wall time and peak memory of the export's phases: every phase prints them and the report lists them."""
 
+import os
+import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .log import say
 
+POLL_S = 0.05  # how often a step's resident memory is read
+
 
 @contextmanager
 def timed(seconds: dict, name: str, peaks: dict | None = None):
-    """Record the block's wall time in seconds[name] and print it; with `peaks`, also this process's peak resident
-    memory in the block, in MB, in peaks[name]: Linux's high-water mark (VmHWM), reset as the block starts
-    (`reset_peak`), so nested blocks must not ask for it. Worker processes (speed runs, llama-bench) measure their
-    own."""
-    measured = peaks is not None and reset_peak()
+    """Record the block's wall time in seconds[name] and print it; with `peaks`, also this process's resident memory
+    at its highest in the block, in MB, in peaks[name] (`highest_rss`). Worker processes (speed runs, llama-bench)
+    measure their own."""
     start = time.perf_counter()
-    yield
+    with highest_rss() if peaks is not None else nullcontext() as highest:
+        yield
     seconds[name] = round(time.perf_counter() - start, 1)
-    if measured:
-        peaks[name] = round(peak_rss_mb())
-    say(f"   {name}: {seconds[name]:.0f}s" + (f", peak {peaks[name] / 1024:.2f} GB" if measured else ""))
+    if highest is not None:
+        peaks[name] = round(highest[0])
+    say(f"   {name}: {seconds[name]:.0f}s" + (f", peak {peaks[name] / 1024:.2f} GB" if highest is not None else ""))
 
 
-def reset_peak() -> bool:
-    """Set this process's VmHWM back to its present resident memory (Linux >= 4.0: clear_refs "5"); False where that
-    cannot be done, and then no peak is recorded (a peak since the start would be another stage's)."""
+@contextmanager
+def highest_rss():
+    """A one-item list holding this process's highest resident memory (MB) in the block: read every POLL_S by a
+    thread, and exact where the block raised the process's high-water mark (VmHWM: a peak inside one call that holds
+    the GIL, such as an exporter's serialization, is then not missed). The mark is never reset (clear_refs): that
+    would hide the true peak from `/usr/bin/time -v`, which reads it at exit."""
+    highest, stop, mark = [rss_mb()], threading.Event(), peak_rss_mb()
+
+    def sample() -> None:
+        while not stop.wait(POLL_S):
+            highest[0] = max(highest[0], rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return peak_rss_mb() is not None
+        yield highest
+    finally:
+        stop.set()
+        sampler.join()
+        raised = peak_rss_mb()
+        highest[0] = max(highest[0], rss_mb(), raised if mark is not None and raised > mark else 0)
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (Linux's /proc/self/statm)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def peak_rss_mb(pid: int | str = "self") -> float | None:

@@ -50,9 +50,9 @@ def test_report_numbers_are_measured_and_sane(export):
     before, after = report["structure"]["before"], report["structure"]["after"]
     assert after["heads_per_layer"] == before["heads_per_layer"] and report["analysis"] is None
     assert "analyze heads" not in report["timings_s"] and "neuron statistics" in report["timings_s"]  # no refit
-    # every step's own peak memory: the float32 model (268M parameters, 1.07 GB) is held from the load on
+    # every step's own peak memory, the model held from the load on (0.70 GB after it on the EPYC)
     steps = [step for step in report["timings_s"] if ":" not in step]
-    assert list(report["peak_rss_mb"]) == steps and all(1024 < mb < 16 * 1024 for mb in report["peak_rss_mb"].values())
+    assert list(report["peak_rss_mb"]) == steps and all(512 < mb < 16 * 1024 for mb in report["peak_rss_mb"].values())
     share = report["ceiling"]["parts"]["after"]["attention projections"]["bytes"] / report["ceiling"]["bytes_after"]
     assert f"The attention projections are {share:.1%} of the weights read" in (folder / "report.md").read_text()
     assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform

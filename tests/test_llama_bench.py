@@ -52,6 +52,30 @@ def test_a_busy_machine_is_measured_again_then_flagged(monkeypatch, tmp_path):
     assert len(result["files"]["a"][1]["pp512"]["runs"]) == 2 and result["peak_rss_mb"]["a"][1] == 50.0
 
 
+def test_a_time_budget_bounds_the_rounds(monkeypatch, tmp_path):
+    """A slower model (longer runs) gets fewer rounds under the same budget, never fewer than MIN_REPS."""
+    import time
+
+    monkeypatch.setattr(llama_bench, "llama_tool", lambda name: tmp_path / name)
+    run_s = {}
+
+    def once(binary, path, threads, tests):
+        time.sleep(run_s["now"])
+        return {**{test: 100.0 for test in tests}, "peak_rss_mb": 50.0}
+
+    monkeypatch.setattr(llama_bench, "bench_once", once)
+    files = {"before": tmp_path / "a", "after": tmp_path / "b"}
+    rounds = {}
+    for name, seconds in (("fast", 0.02), ("slow", 0.1), ("slower than the budget", 0.6)):
+        run_s["now"] = seconds
+        result = llama_bench.bench(files, threads=(1,), reps=10, budget_s=1.1)
+        rounds[name] = result["reps"]
+        assert all(len(result["files"][f][1][test]["runs"]) == result["reps"] for f in files for test in ("pp512",
+                                                                                                        "tg128"))
+    # a round: 0.04 s fast (10 fit in 1.1 s), 0.2 s slow (5 fit), 1.2 s (none fits: the least, MIN_REPS)
+    assert rounds == {"fast": 10, "slow": 5, "slower than the budget": llama_bench.MIN_REPS}, rounds
+
+
 def test_bench_speed_command(tmp_path, capsys):
     from langprune.cli import main
 

@@ -4,7 +4,8 @@ llama-bench is built once for this machine (`llama_tools`). Each measurement is 
 running the tests asked (both by default) once after its own warm-up; the files' runs interleave, round after round,
 so a slower minute of the machine falls on every file alike. A spread over BUSY_SPREAD says the machine was busy:
 that test's rounds at that thread count are measured again once, every file's, and a spread still over it is
-flagged in the result, never hidden.
+flagged in the result, never hidden. A time budget bounds the rounds: a model that takes longer a token gets fewer
+of them, never fewer than MIN_REPS, so the cost of a measurement follows the budget, not the model.
 """
 
 import json
@@ -23,6 +24,7 @@ from ..timing import peak_rss_mb
 TESTS = {"pp512": (512, 0), "tg128": (0, 128)}  # llama-bench's names: (prompt tokens, generated tokens)
 BUSY_SPREAD = 0.05  # sample standard deviation / mean of a file's runs
 POLL_S = 0.05  # how often a run's peak memory is read
+MIN_REPS = 3  # rounds a budget never cuts below
 RUN_TIMEOUT = 900  # one llama-bench process (a 1B F16 model's pp512 and tg128 on one core: ~2 minutes)
 
 
@@ -62,12 +64,13 @@ def _run(command: list[str], timeout: float) -> tuple[int | None, str, str, floa
 
 
 def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int = 5,
-          tests: tuple[str, ...] = tuple(TESTS)) -> dict:
+          tests: tuple[str, ...] = tuple(TESTS), budget_s: float | None = None) -> dict:
     """{label: {threads: {test: {"mean", "sd", "spread", "runs"}}}} and "busy" (the tests still spread over
     BUSY_SPREAD after the second measurement, if any), for every file in `files` and each of `tests`, runs
-    interleaved."""
+    interleaved: `reps` rounds, or with `budget_s` as many as fit in it (at least MIN_REPS; "reps": the rounds run)."""
     binary = llama_tool("llama-bench")
-    runs = _rounds(binary, files, threads, reps, tests)
+    runs = _rounds(binary, files, threads, reps, tests, budget_s)
+    reps = len(next(iter(runs.values())))
     busy = {(t, test) for _, t, test in _busy(runs)}
     for t in threads:
         busy_tests = tuple(test for test in tests if (t, test) in busy)
@@ -84,11 +87,17 @@ def bench(files: dict[str, Path], threads: tuple[int, ...] = (1, 2), reps: int =
             "peak_rss_mb": peaks, "reps": reps, "tool": binary.name, "llama_cpp": system_info()}
 
 
-def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int, tests: tuple[str, ...]) -> dict:
-    """{(label, threads, test or "peak_rss_mb"): [every run's figure]}."""
+def _rounds(binary: Path, files: dict[str, Path], threads: tuple[int, ...], reps: int, tests: tuple[str, ...],
+            budget_s: float | None = None) -> dict:
+    """{(label, threads, test or "peak_rss_mb"): [every run's figure]}: `reps` rounds, or fewer where `budget_s`
+    would not hold another (at their mean length so far; never fewer than MIN_REPS)."""
     runs = {(label, t, test): [] for label in files for t in threads for test in (*tests, "peak_rss_mb")}
+    start = time.monotonic()
     with progress(total=reps * len(files) * len(threads), desc="llama-bench (interleaved)", unit="run") as bar:
-        for _ in range(reps):
+        for done in range(reps):
+            if budget_s is not None and done >= MIN_REPS and (time.monotonic() - start) * (done + 1) / done > budget_s:
+                say(f"   llama-bench: {done} rounds, as many as fit in {budget_s:.0f} s")
+                break
             for t in threads:
                 for label, path in files.items():
                     for test, value in bench_once(binary, path, t, tests).items():

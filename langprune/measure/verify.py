@@ -95,9 +95,11 @@ def fidelity(artifact: Artifact, tokenizer, corpus: Corpus, langs: list[str], n_
 DROPPED_DOCUMENTS = 3  # evaluation documents scored per dropped language (UDHR: articles 5, 10 and 15 of the 6)
 PROMPT_TOKENS = 128  # prompt tokens (the original's) prefilled per run
 DECODE_TOKENS = 32  # greedy tokens timed after the prompt, per run
-# llama-bench runs of each file at each thread count, at least: on the 2-core EPYC VM, the default export's tg128 ratio
-# at 2 threads moved by up to 6% between runs of 5 (1.361x to 1.444x) and by up to 2.6% between runs of 10
+# llama-bench rounds of every file at every thread count: LLAMA_BENCH_REPS, or as many as fit in LLAMA_BENCH_BUDGET_S
+# (at least llama_bench.MIN_REPS), so that the measure costs what the budget says whatever the model's size
+# (docs/benchmarks.md, "What verify costs")
 LLAMA_BENCH_REPS = 10
+LLAMA_BENCH_BUDGET_S = 240
 
 
 def speed_once(artifact: Artifact, prompt: list[int], n_decode: int, threads: int) -> dict:
@@ -213,7 +215,8 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
         results["llama_bench"] = {"file": deployed, **llama_bench({**({"given": Path(given)} if given else {}),
                                                                    "before": Path(before[deployed]),
                                                                    "after": Path(after[deployed])},
-                                                                  threads, max(reps, LLAMA_BENCH_REPS))}
+                                                                  threads, max(reps, LLAMA_BENCH_REPS),
+                                                                  budget_s=LLAMA_BENCH_BUDGET_S)}
     if given:
         results["given"] = {"file": str(given), "type": file_type(given), "size": file_size(given)}
     results["sizes"] = {side: {k: file_size(p) for k, p in files.items()} for side, files in sides}
