@@ -97,7 +97,7 @@ PROMPT_TOKENS = 128  # prompt tokens (the original's) prefilled per run
 DECODE_TOKENS = 32  # greedy tokens timed after the prompt, per run
 # llama-bench rounds of every file at every thread count: LLAMA_BENCH_REPS, or as many as fit in LLAMA_BENCH_BUDGET_S
 # (at least llama_bench.MIN_REPS), so that the measure costs what the budget says whatever the model's size
-# (docs/benchmarks.md, "What verify costs")
+# (docs/benchmarks.md, "Memory and time per step")
 LLAMA_BENCH_REPS = 10
 LLAMA_BENCH_BUDGET_S = 240
 
