@@ -132,7 +132,10 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
     saved_impl = config._attn_implementation
     config._attn_implementation = "eager"
     target = folder / ONNX_FILE
+    exporter_log = logging.getLogger("torch.onnx")  # "torchvision is not installed", on every export
+    saved_level = exporter_log.level
     try:
+        exporter_log.setLevel(logging.ERROR)
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # torch.export's notes on the dimensions it renames and guards it adds
             torch.onnx.export(wrapper, example_inputs(model), str(target), dynamo=True, external_data=True,
@@ -141,6 +144,7 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
                               dynamic_shapes=dynamic_shapes(n_layers), opset_version=OPSET, optimize=True)
     finally:
         config._attn_implementation = saved_impl
+        exporter_log.setLevel(saved_level)
     tokenizer.save_pretrained(folder)
     config.save_pretrained(folder)
     write_genai_config(model, tokenizer, folder)
@@ -214,6 +218,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        src = untied_output_layer(src, Path(tmp) / "untied" / src.name)
         out = Path(tmp) / dst.name
         if kind == "int8":
             quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True)
@@ -228,6 +233,44 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
         else:
             raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
         save_with_external_data(out, dst)
+    return dst
+
+
+def untied_output_layer(src: Path, dst: Path) -> Path:
+    """src re-saved as dst where a MatMul reads a transposed weight (`Transpose(initializer)`: the dynamo exporter's
+    output layer over a tied embedding) given that matrix, transposed, as its own initializer, which ONNX Runtime's
+    quantizers need to quantize it; src itself when none does. The float32 file holds a tied table once, and a
+    quantized copy holds it twice, at each use's precision (int8 for the embedding's Gather, 4 bits for the output
+    layer), as the TorchScript exporter's files did."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    producers = {name: node for node in graph.node for name in node.output}
+    untied = {}  # a Transpose's output -> the initializer now read in its place
+    for node in graph.node:
+        transpose = producers.get(node.input[1]) if node.op_type == "MatMul" else None
+        if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in weights:
+            continue
+        if transpose.output[0] not in untied:
+            perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
+            matrix = np.ascontiguousarray(numpy_helper.to_array(weights[transpose.input[0]]).transpose(perm))
+            untied[transpose.output[0]] = f"{transpose.input[0]}.transposed"
+            graph.initializer.append(numpy_helper.from_array(matrix, untied[transpose.output[0]]))
+        node.input[1] = untied[transpose.output[0]]
+    if not untied:
+        return src
+    read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
+    kept = [node for node in graph.node if node.op_type != "Transpose" or node.output[0] not in untied
+            or node.output[0] in read]
+    del graph.node[:]
+    graph.node.extend(kept)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=dst.name + DATA_SUFFIX, size_threshold=1024)
     return dst
 
 
