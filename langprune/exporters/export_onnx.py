@@ -215,6 +215,8 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if kind not in ("int8", "int4"):
+        raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,7 +224,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
         out = Path(tmp) / dst.name
         if kind == "int8":
             quantize_dynamic(src, out, weight_type=QuantType.QInt8, per_channel=True, use_external_data_format=True)
-        elif kind == "int4":
+        else:
             from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
             logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
@@ -230,8 +232,6 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
             quantizer.process()
             quantize_dynamic(quantizer.model.model, out, op_types_to_quantize=["Gather"],
                              weight_type=QuantType.QInt8, use_external_data_format=True)
-        else:
-            raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
         save_with_external_data(out, dst)
     return dst
 
