@@ -36,6 +36,7 @@ import torch
 from ..log import say
 from ..model.heads import head_dim, kv_head_counts
 from ..model.parts import HEADS
+from ..options import ONNX_QUANTS
 
 OPSET = 18
 ONNX_FILE = "model.onnx"
@@ -215,7 +216,7 @@ def quantize_onnx(src: str | Path, dst: str | Path, kind: str) -> Path:
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if kind not in ("int8", "int4"):
+    if kind not in ONNX_QUANTS:
         raise ValueError(f"unknown quantization {kind!r} (int8 or int4)")
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -245,24 +246,25 @@ def untied_output_layer(src: Path, dst: Path) -> Path:
     import numpy as np
     import onnx
     from onnx import numpy_helper
+    from onnx.external_data_helper import load_external_data_for_model
 
-    model = onnx.load(str(src))
+    model = onnx.load(str(src), load_external_data=False)  # the weights only where one is untied
     graph = model.graph
     weights = {t.name: t for t in graph.initializer}
     producers = {name: node for node in graph.node for name in node.output}
+    reads = [(node, producers.get(node.input[1])) for node in graph.node if node.op_type == "MatMul"]
+    reads = [(node, t) for node, t in reads if t is not None and t.op_type == "Transpose" and t.input[0] in weights]
+    if not reads:
+        return src
+    load_external_data_for_model(model, str(src.parent))
     untied = {}  # a Transpose's output -> the initializer now read in its place
-    for node in graph.node:
-        transpose = producers.get(node.input[1]) if node.op_type == "MatMul" else None
-        if transpose is None or transpose.op_type != "Transpose" or transpose.input[0] not in weights:
-            continue
+    for node, transpose in reads:
         if transpose.output[0] not in untied:
             perm = next((list(a.ints) for a in transpose.attribute if a.name == "perm"), None)
             matrix = np.ascontiguousarray(numpy_helper.to_array(weights[transpose.input[0]]).transpose(perm))
             untied[transpose.output[0]] = f"{transpose.input[0]}.transposed"
             graph.initializer.append(numpy_helper.from_array(matrix, untied[transpose.output[0]]))
         node.input[1] = untied[transpose.output[0]]
-    if not untied:
-        return src
     read = {name for node in graph.node for name in node.input} | {output.name for output in graph.output}
     kept = [node for node in graph.node if node.op_type != "Transpose" or node.output[0] not in untied
             or node.output[0] in read]
