@@ -213,6 +213,9 @@ def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
     diff = max_diff(reference, ours)
     nll = ort_scorer(session)(ids[0].tolist())
     assert nll == pytest.approx(torch_scorer(model)(ids[0].tolist()), rel=1e-4)
+    # the float32 file holds the tied table once; a quantized copy holds it once per reader (the Gather and the output
+    # layer's MatMul each quantize their own), so a copy is about a quarter of the float32 bytes with the table twice
+    table = model.get_input_embeddings().weight.numel() * 4
     del model, session
     sizes = {"float32": _size(path)}
     print(f"\npruned Gemma: max |ORT - PyTorch| = {diff:.2e} over prefill + {STEPS} steps; NLL {nll:.2f}")
@@ -231,7 +234,7 @@ def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
         assert len(empty_past(ort_session)) == 2 * n_layers
         del session, ort_session
     print("sizes (MB):", {k: round(v / 1e6) for k, v in sizes.items()})
-    assert sizes["int8"] < 0.4 * sizes["float32"] and sizes["int4"] < sizes["int8"]
+    assert sizes["int8"] < 0.3 * (sizes["float32"] + table) and sizes["int4"] < sizes["int8"], table
 
 
 def _size(onnx_path) -> int:
