@@ -439,3 +439,27 @@ def test_the_importance_matrix_weighs_every_matrix_a_token_multiplies(tmp_path, 
     assert {name for name in multiplied if data[plain][name] != data[weighed][name]} == multiplied
     gap, _ = compare(weighed, model, tiny_ids())
     assert abs(gap) < 0.3, gap
+
+
+def test_the_gguf_writer_converts_one_tensor_at_a_time(tmp_path):
+    """Memory per layer stays flat: a model 9 layers deeper costs the writer under one layer's F16 bytes more (numpy's
+    allocations, as tracemalloc follows them; holding every converted tensor until the end cost 9 layers' bytes).
+    Layers wider than the tiny models' make the weights outweigh the names gguf-py maps for every layer."""
+    import tracemalloc
+
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny import tiny_config
+
+    peaks, layer_bytes = [], 0
+    for depth in (3, 12):
+        config = tiny_config("llama")
+        config.update(dict(num_hidden_layers=depth, hidden_size=256, intermediate_size=2048))
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+        layer_bytes = sum(p.numel() * 2 for p in model.model.layers[0].parameters() if p.ndim >= 2)
+        tracemalloc.start()
+        export_gguf(model, None, tiny_tokenizer(), tmp_path / f"depth{depth}.gguf")
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] - peaks[0] < layer_bytes, (peaks, layer_bytes)

@@ -23,7 +23,9 @@ Face tokenizer's (byte-level BPE only). A model whose vocabulary was trimmed (`v
 `config.kept_tokens`) gets that vocabulary cut to its kept tokens, renumbered as its embedding rows.
 """
 
-from collections.abc import Iterator
+import functools
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gguf
@@ -99,11 +101,14 @@ def export_gguf(model, source_gguf: Path | None, tokenizer, out_path: Path, arch
         _write_shapes(writer, model, family, arch, heads, kv, ffn)
         _write_vocab(writer, vocab, settings=source_gguf is None)
         _copy_source_fields(writer, fields, family, arch, renumber)
-        for name, array in gguf_tensors(model, family, arch):
-            writer.add_tensor(name, array)
+        tensors = list(gguf_tensors(model, family, arch))  # names, shapes and types: nothing converted yet
+        for name, shape, dtype, _ in tensors:
+            writer.add_tensor_info(name, shape, dtype, math.prod(shape) * dtype.itemsize)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
+        writer.write_ti_data_to_file()
+        for *_, convert in tensors:  # one tensor's converted copy at a time, not the whole model's
+            writer.write_tensor_data(convert())
         writer.close()
     return Path(out_path)
 
@@ -212,8 +217,9 @@ def _rope_scaling(config, family: Family) -> str | None:
                     f"(supported: {', '.join(family.rope_scalings)})")
 
 
-def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.ndarray]]:
-    """(GGUF name, array) for every weight: F16 matrices, F32 vectors, in llama.cpp's conventions."""
+def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, tuple, np.dtype, Callable[[], np.ndarray]]]:
+    """(GGUF name, shape, type, conversion) of every weight in llama.cpp's conventions: F16 matrices, F32 vectors.
+    The conversion makes the array when called, so that a writer holds one converted tensor at a time."""
     names = gguf_name_map(model, arch)
     tied = model.get_output_embeddings().weight is model.get_input_embeddings().weight
     rope_interleaved = GGUF_ARCHS[arch].interleaved_rope
@@ -221,17 +227,27 @@ def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, np.nda
     for name, tensor in model.state_dict(keep_vars=False).items():
         if name == "lm_head.weight" and tied:
             continue
-        data = tensor.detach().to(torch.float32)
-        if family.norm_offset and name.endswith("norm.weight"):
-            data = data + family.norm_offset
-        if rope_interleaved and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias")):
-            data = interleave_rope_rows(data, head_dim)
         gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
             raise UserError(f"{name}: no GGUF tensor of architecture {arch!r} corresponds to this weight")
-        yield gguf_name, _to_numpy(data, gguf_name)
+        offset = family.norm_offset if name.endswith("norm.weight") else 0
+        interleave = rope_interleaved and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight",
+                                                         "k_proj.bias"))
+        yield (gguf_name, tuple(tensor.shape), np.dtype(np.float16 if tensor.ndim >= 2 else np.float32),
+               functools.partial(_converted, tensor, gguf_name, offset, head_dim if interleave else None))
     if _rope_scaling(model.config, family) == "llama3":
-        yield "rope_freqs.weight", llama3_rope_factors(model.config).numpy().astype(np.float32)
+        factors = llama3_rope_factors(model.config).numpy().astype(np.float32)
+        yield "rope_freqs.weight", factors.shape, factors.dtype, lambda: factors
+
+
+def _converted(tensor: torch.Tensor, gguf_name: str, offset: float, interleave_head_dim: int | None) -> np.ndarray:
+    """One weight as the GGUF stores it: norms offset (Gemma's 1 + w), q/k rows interleaved for llama.cpp's rope."""
+    data = tensor.detach().to(torch.float32)
+    if offset:
+        data = data + offset
+    if interleave_head_dim:
+        data = interleave_rope_rows(data, interleave_head_dim)
+    return _to_numpy(data, gguf_name)
 
 
 def gguf_name_map(model, arch: str) -> gguf.TensorNameMap:
