@@ -6,6 +6,7 @@ so a failed or interrupted export leaves nothing half-written and never replaces
 a folder holding anything langprune did not write is refused before any work.
 """
 
+import gc
 from pathlib import Path
 
 from .analysis.analyze import Analysis, Settings, analyze_cached
@@ -15,7 +16,7 @@ from .data.corpus import load_corpus
 from .exporters.files import export_all, export_original
 from .llama_tools import TOOLS, llama_tool
 from .log import say
-from .measure.checks import verify
+from .measure.checks import pytorch_quality, verify
 from .model.load import load
 from .options import AUTO, NEURON_TOKENS, Context, ExportOptions, all_languages, cuts_ffn, cuts_heads, quant_files
 from .paths import export_folder, output_folder
@@ -56,21 +57,31 @@ def _export_into(ctx: Context, work: Path) -> None:
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
+    stats = grams = None  # the calibration's activations (a 7B's refit inputs: 2.9 GB) are spent
     save_pruned(pruned, tokenizer, work / "pytorch")
     loaded, quants = ctx.loaded, quant_files(options)
     files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants)),
              "after": step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))}
     models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
+    torch_quality = step(ctx, "quality pytorch", lambda: pytorch_quality(models, tokenizers, ctx.corpus, options))
+    structures = {side: structure(model) for side, model in models.items()}
+    imatrix_model = pruned if options.imatrix else None  # QUANT=auto's importance matrix reads it
+    models = pruned = None
+    loaded.model = None  # every holder's one reference: from here on the checks read files, beside no PyTorch model
+    gc.collect()  # a transformers model's modules refer to one another: only the collector frees them
     given = given_file(loaded.gguf, files)
     choice = None
     if AUTO in options.quant:
-        choice = step(ctx, "choose the deployed file", lambda: run_choice(ctx, files, pruned, tokenizers, given))
-    results = step(ctx, "verify", lambda: verify(models, tokenizers, files, ctx.corpus, options, cuts, choice, given))
+        choice = step(ctx, "choose the deployed file",
+                      lambda: run_choice(ctx, files, imatrix_model, tokenizers, given))
+        imatrix_model = None
+        gc.collect()
+    results = step(ctx, "verify", lambda: verify(torch_quality, tokenizers, files, ctx.corpus, options, cuts, choice,
+                                                 given))
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
-              "options": options_json(options), "layout": ctx.layout,
-              "structure": {side: structure(model) for side, model in models.items()}, "timings_s": ctx.timings,
-              "peak_rss_mb": ctx.peaks}
+              "options": options_json(options), "layout": ctx.layout, "structure": structures,
+              "timings_s": ctx.timings, "peak_rss_mb": ctx.peaks}
     write_report(work, export_report(work, export, analysis, cuts, files, results))
 
 
@@ -89,8 +100,8 @@ def given_file(gguf: Path | None, files: dict) -> Path:
 def run_choice(ctx: Context, files: dict, pruned, tokenizers: dict, given: Path) -> dict:
     """QUANT=auto's deployed file, added to both sides' files: the original's at its file type is its baseline.
     IMATRIX=on: the importance matrix is the pruned model's on its kept languages' calibration text
-    (`exporters.imatrix.calibration_matrix`). Where QUANT names no GGUF file type, no file larger than the `given`
-    model is chosen."""
+    (`exporters.imatrix.calibration_matrix`) in PyTorch, `pruned` (None without IMATRIX=on). Where QUANT names no
+    GGUF file type, no file larger than the `given` model is chosen."""
     from .exporters.files import gguf_key
     from .exporters.imatrix import calibration_matrix
     from .measure.auto_quant import choose_deployed

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 import torch
 
 import langprune
+from langprune import pipeline
+from langprune.cuts.plan import apply_cuts
+from langprune.measure import verify
+from langprune.measure.verify import measure_exports
 from langprune.model.parts import HEADS
 from tests.tiny import save_tiny, tiny_model
 
@@ -58,31 +63,52 @@ def written_to_fds(tmp: Path):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """One export from Python, of a tiny model, and what it wrote to stdout and stderr."""
+    """One export from Python, of a tiny model, what it wrote to stdout and stderr, and how many of its two PyTorch
+    models (the original, the pruned) were alive when the runtimes' checks began."""
     tmp = tmp_path_factory.mktemp("api")
     model = save_tiny("llama", tmp / "llama")
-    with written_to_fds(tmp) as printed:
+    models, alive = [], []
+
+    def cut(loaded, *args, **kwargs):
+        pruned, tokenizer = apply_cuts(loaded, *args, **kwargs)
+        models.extend(weakref.ref(m) for m in (loaded.model, pruned))
+        return pruned, tokenizer
+
+    def measured(*args, **kwargs):
+        alive.append(sum(ref() is not None for ref in models))
+        return measure_exports(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch, written_to_fds(tmp) as printed:
+        patch.setattr(pipeline, "apply_cuts", cut)
+        patch.setattr(verify, "measure_exports", measured)
         result = langprune.export(langs="en,de", model=model, heads=0.25, layout="free", out=tmp / "out")
-    return result, model, printed
+    return result, model, printed, alive
 
 
 def test_export_returns_the_folder_its_report_and_the_files_it_wrote(exported):
-    result, _, _ = exported
+    result, _, _, _ = exported
     assert result.report["languages"]["kept"] == ["en", "de"] and result.report["heads"]["dropped"]
     assert {"report.json", "report.md", "pytorch/config.json"} <= {str(f) for f in result.files}
     assert any(f.parent.name == "gguf" and f.suffix == ".gguf" for f in result.files)
     assert all((result.folder / f).is_file() for f in result.files)
 
 
+def test_the_runtimes_checks_run_beside_no_pytorch_model(exported):
+    """Verify's ONNX Runtime and llama.cpp checks open whole models: the PyTorch ones are gone by then (the pruned
+    model's PyTorch quality is measured before)."""
+    result, _, _, alive = exported
+    assert alive == [0] and "pytorch fp32" in result.report["quality"]
+
+
 def test_the_library_prints_nothing(exported):
     """No phase lines and no progress bars; the command line turns them on (`show_progress`)."""
-    _, _, printed = exported
+    _, _, printed, _ = exported
     assert printed[1] == "", printed[1][-2000:]
     assert "== verify" not in printed[2] and "it/s" not in printed[2] and "%|" not in printed[2], printed[2][-2000:]
 
 
 def test_load_pruned_gives_the_cut_model(exported):
-    result, _, _ = exported
+    result, _, _, _ = exported
     model, tokenizer = langprune.load_pruned(result.folder)
     heads = sum(HEADS.sizes(model))
     assert heads == sum(HEADS.sizes(tiny_model("llama"))) - len(result.report["heads"]["dropped"])
@@ -92,7 +118,7 @@ def test_load_pruned_gives_the_cut_model(exported):
 
 
 def test_analyze_scores_every_head_of_every_language(exported):
-    _, model, _ = exported
+    _, model, _, _ = exported
     analysis = langprune.analyze(["en", "de"], model=model, analysis_langs=["fr"])
     config = tiny_model("llama").config
     assert analysis.languages == ["de", "en", "fr"]  # sorted: one analysis for every kept set of them

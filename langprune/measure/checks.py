@@ -11,13 +11,23 @@ from ..options import ExportOptions, eval_languages, quant_files
 from ..timing import timed
 
 
-def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts,
+def pytorch_quality(models: dict, tokenizers: dict, corpus, options: ExportOptions) -> dict:
+    """Each side's quality per kept language in PyTorch (float32), `models` and `tokenizers` by side: the checks'
+    one use of the PyTorch models, run before the runtimes' so that those never share the machine with them."""
+    from .verify import quality
+
+    torch.set_num_threads(2)
+    kept, _ = eval_languages(options)
+    return {side: quality(torch_scorer(model), tokenizers[side], corpus, kept) for side, model in models.items()}
+
+
+def verify(torch_quality: dict, tokenizers: dict, files: dict, corpus, options: ExportOptions, cuts: Cuts,
            choice: dict | None, given: Path) -> dict:
-    """The checks' figures; `models`, `tokenizers` and `files` by side ("before": the original, "after"),
-    `options` for the languages, quantizations and speed runs, QUANT=auto's `choice` (or None), the `given` model's
-    GGUF file (`pipeline.given_file`), measured beside the deployed file; results["seconds"]: the time of each
-    check."""
-    from .verify import deployed_file, measure_exports, quality
+    """The checks' figures in the runtimes, beside `torch_quality` (`pytorch_quality`'s); `tokenizers` and `files` by
+    side ("before": the original, "after"), `options` for the languages, quantizations and speed runs, QUANT=auto's
+    `choice` (or None), the `given` model's GGUF file (`pipeline.given_file`), measured beside the deployed file;
+    results["seconds"]: the time of each check."""
+    from .verify import deployed_file, measure_exports
 
     kept, dropped = eval_languages(options)
     before, after = files["before"], files["after"]
@@ -25,14 +35,8 @@ def verify(models: dict, tokenizers: dict, files: dict, corpus, options: ExportO
     results = measure_exports(tokenizers, corpus, kept, dropped, before, after, deployed, options.reps,
                               options.threads, given)
     results["choice"] = {key: value for key, value in choice.items() if key != "path"} if choice else None  # files
-    torch.set_num_threads(2)
+    results["quality"] = {"pytorch fp32": torch_quality, **results["quality"]}
     seconds = results["seconds"]
-    with timed(seconds, "quality pytorch"):
-        results["quality"] = {
-            "pytorch fp32": {side: quality(torch_scorer(model), tokenizers[side], corpus, kept)
-                             for side, model in models.items()},
-            **results["quality"],
-        }
     with timed(seconds, "beyond the corpus"):
         results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"],
                                             given)
