@@ -9,7 +9,7 @@ import torch
 from langprune.data.corpus import encode
 from langprune.data.evaluate import torch_scorer
 from langprune.exporters.export_onnx import export_onnx, quantize_onnx, to_ort_format
-from langprune.measure.onnxrt import empty_past, generate, open_session, ort_scorer, run
+from langprune.measure.onnxrt import generate, open_session, ort_scorer, run
 from langprune.model import families
 from langprune.model.heads import kv_head_counts
 from langprune.model.parts import HEADS
@@ -228,11 +228,7 @@ def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
         q_nll = ort_scorer(session)(ids[0].tolist())
         print(f"{kind}: NLL {q_nll:.2f}")
         assert nll < q_nll < 1.5 * nll, (kind, q_nll, nll)  # worse, yet the same model
-        ort_session = open_session(to_ort_format(quantized))
-        prompt = ids[:, :8].numpy()
-        assert max_diff([run(session, prompt)[0]], [run(ort_session, prompt)[0]]) <= TOL
-        assert len(empty_past(ort_session)) == 2 * n_layers
-        del session, ort_session
+        del session  # their .ort copies: test_quantized_copies_run (every family), the e2e's mobile check (this model)
     print("sizes (MB):", {k: round(v / 1e6) for k, v in sizes.items()})
     assert sizes["int8"] < 0.3 * (sizes["float32"] + table) and sizes["int4"] < sizes["int8"], table
 

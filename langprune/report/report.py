@@ -287,8 +287,9 @@ def render(report: dict) -> str:
                        [(f"{k}: {report['files'][k]}", report["sizes"]["before"][k], report["sizes"]["after"][k])
                         for k in report["files"]]),
         "## Time and memory per step",
-        "Peak memory: this process's resident memory at its highest in the step (Linux's VmHWM, reset as the step "
-        "starts); the speed runs and llama-bench are processes of their own, measured in their tables.",
+        "Peak memory: this process's resident memory at its highest in the step (read every 50 ms, and Linux's "
+        "high-water mark where the step raised it); the speed runs and llama-bench are processes of their own, "
+        "measured in their tables.",
         markdown_table(["step", "seconds", "peak memory (GB)"],
                        [(step, s, _gigabytes(report.get("peak_rss_mb", {}).get(step)))
                         for step, s in report["timings_s"].items()]),
