@@ -142,7 +142,7 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
             torch.onnx.export(wrapper, example_inputs(model), str(target), dynamo=True, external_data=True,
                               input_names=["input_ids", "attention_mask", "position_ids", *past_names(n_layers)],
                               output_names=["logits", *past_names(n_layers, "present")],
-                              dynamic_shapes=dynamic_shapes(n_layers), opset_version=OPSET, optimize=True)
+                              dynamic_shapes=dynamic_shapes(n_layers), opset_version=OPSET, optimize=False)
     finally:
         config._attn_implementation = saved_impl
         exporter_log.setLevel(saved_level)
