@@ -57,7 +57,7 @@ def _export_into(ctx: Context, work: Path) -> None:
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
-    stats = grams = None  # the calibration's activations (a 7B's refit inputs: 2.9 GB) are spent
+    stats = grams = None  # spent: the refit's inputs are float64 (heads x head_dim)^2 per layer, 2.9 GB for a 7B
     save_pruned(pruned, tokenizer, work / "pytorch")
     loaded, quants = ctx.loaded, quant_files(options)
     files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants)),
@@ -68,7 +68,7 @@ def _export_into(ctx: Context, work: Path) -> None:
     imatrix_model = pruned if options.imatrix else None  # QUANT=auto's importance matrix reads it
     models = pruned = None
     loaded.model = None  # every holder's one reference: from here on the checks read files, beside no PyTorch model
-    gc.collect()  # a transformers model's modules refer to one another: only the collector frees them
+    gc.collect()  # freed before the next step starts, whatever cycles a model's modules make
     given = given_file(loaded.gguf, files)
     choice = None
     if AUTO in options.quant:

@@ -233,7 +233,7 @@ def gguf_tensors(model, family: Family, arch: str) -> Iterator[tuple[str, tuple,
         offset = family.norm_offset if name.endswith("norm.weight") else 0
         interleave = rope_interleaved and name.endswith(("q_proj.weight", "q_proj.bias", "k_proj.weight",
                                                          "k_proj.bias"))
-        yield (gguf_name, tuple(tensor.shape), np.dtype(np.float16 if tensor.ndim >= 2 else np.float32),
+        yield (gguf_name, tuple(tensor.shape), _gguf_dtype(tensor.ndim),
                functools.partial(_converted, tensor, gguf_name, offset, head_dim if interleave else None))
     if _rope_scaling(model.config, family) == "llama3":
         factors = llama3_rope_factors(model.config).numpy().astype(np.float32)
@@ -271,11 +271,14 @@ def llama3_rope_factors(config) -> torch.Tensor:
     return (plain / scaled).to(torch.float32)
 
 
+def _gguf_dtype(ndim: int) -> np.dtype:
+    """F32 for 1-D tensors (norms, biases), F16 for matrices."""
+    return np.dtype(np.float16 if ndim >= 2 else np.float32)
+
+
 def _to_numpy(data: torch.Tensor, name: str) -> np.ndarray:
-    """F32 for 1-D tensors (norms, biases), F16 for matrices, refusing values F16 cannot hold."""
-    if data.ndim < 2:
-        return data.numpy().astype(np.float32)
-    half = data.numpy().astype(np.float16)
-    if not np.isfinite(half).all():
+    """The weight at its GGUF type (`_gguf_dtype`), refusing values F16 cannot hold."""
+    array = data.numpy().astype(_gguf_dtype(data.ndim))
+    if array.dtype == np.float16 and not np.isfinite(array).all():
         raise UserError(f"{name}: values beyond the float16 range ({float(data.abs().max()):.3g})")
-    return half
+    return array
