@@ -163,7 +163,7 @@ def gradient_and_activation(model, chunks: dict[str, list[list[int]]], progress=
             layer_norms = {}
 
             def record(layer, heads, layer_norms=layer_norms):
-                w = o_weights[layer].view(o_weights[layer].shape[0], counts[layer], -1)
+                w = o_weights[layer].float().view(o_weights[layer].shape[0], counts[layer], -1)
                 contribution = torch.einsum("bshd,ohd->bsho", heads.detach(), w)
                 layer_norms[layer] = contribution.norm(dim=-1)[0]  # [seq, heads]
 

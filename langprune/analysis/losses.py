@@ -12,21 +12,21 @@ EXACT_TOP = 16  # logits recomputed in float32 after a bfloat16 output layer
 def token_losses(model, hidden: torch.Tensor, targets: torch.Tensor, rows: int = 256, weight=None) -> torch.Tensor:
     """Per-token NLL from final hidden states, through the output layer in slices (262k logits).
 
-    `weight` may be a bfloat16 copy of the output layer: the logits then come from a fast bf16
-    matmul, and the ones the loss depends on most (the target's and the top EXACT_TOP) are
-    recomputed in float32 before the log-sum-exp.
+    `weight` may be a float32 or a bfloat16 copy of the output layer (default: a float32 one, made here): with
+    bfloat16 the logits come from a fast bf16 matmul, and the ones the loss depends on most (the target's and the top
+    EXACT_TOP) are recomputed in float32 before the log-sum-exp.
     """
-    exact_weight = model.get_output_embeddings().weight
-    weight = exact_weight if weight is None else weight
+    stored = model.get_output_embeddings().weight.detach()  # 16 bits at rest (`model.rest`): rows upcast where used
+    weight = stored.float() if weight is None else weight
     cap = getattr(model.config, "final_logit_softcapping", None)
     flat_h, flat_t = hidden.reshape(-1, hidden.shape[-1]), targets.reshape(-1)
     out = []
     for i in range(0, len(flat_h), rows):
         h, t = flat_h[i : i + rows], flat_t[i : i + rows]
         logits = (h.to(weight.dtype) @ weight.T).float()
-        if weight.dtype != exact_weight.dtype:
+        if weight.dtype != torch.float32:
             index = torch.cat([logits.topk(EXACT_TOP, dim=-1).indices, t[:, None]], dim=1)
-            logits.scatter_(1, index, torch.einsum("rd,rkd->rk", h, exact_weight[index]))
+            logits.scatter_(1, index, torch.einsum("rd,rkd->rk", h, stored[index].float()))
         if cap:
             logits = torch.tanh(logits / cap) * cap
         out.append(torch.logsumexp(logits, -1) - logits.gather(1, t[:, None])[:, 0])

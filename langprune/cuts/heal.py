@@ -20,6 +20,7 @@ import torch
 from ..analysis.losses import frozen
 from ..data.corpus import calibration_ids
 from ..log import progress
+from ..model.rest import as_float32
 
 CHUNK_TOKENS = 256
 SAMPLED_TOKENS = 256  # new tokens per sampled continuation
@@ -59,12 +60,14 @@ def heal(student, teacher, chunks: list[list[int]], minutes: float, tokens: list
     None for all). Returns {"steps", "tokens", "seconds", "kl_first", "kl_last"}: the mean KL (nats
     a position) of the first and the last len(chunks) steps."""
     weight = teacher.get_output_embeddings().weight.detach()
-    weight = weight if tokens is None else weight[torch.tensor(tokens)]
+    weight = (weight if tokens is None else weight[torch.tensor(tokens)]).float()
     with torch.no_grad():
         targets = [_top(_hidden(teacher, ids) @ weight.T) for ids in chunks]
     trained = [p for name, p in student.named_parameters() if name.endswith(TRAINED)]
     losses, start = [], time.monotonic()
-    with frozen(student), progress(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
+    # trained in float32 (Adam's steps are far below a 16-bit weight's rounding), then rounded back to rest
+    with as_float32(trained), frozen(student), \
+            progress(total=round(minutes * 60), desc="heal (distillation)", unit="s") as bar:
         for p in trained:
             p.requires_grad_(True)
         optimizer = torch.optim.Adam(trained, lr=lr)

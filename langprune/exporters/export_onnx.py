@@ -36,6 +36,7 @@ import torch
 from ..log import say
 from ..model.heads import head_dim, kv_head_counts
 from ..model.parts import HEADS
+from ..model.rest import as_float32
 from ..options import ONNX_QUANTS
 
 OPSET = 18
@@ -139,7 +140,8 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
         exporter_log.setLevel(logging.ERROR)
         # optimize=False: onnxscript's optimizer keeps the last graph it matched in module-level rules, and with it
         # every parameter of the model (2.4 GB of Gemma's held through verify); ONNX Runtime optimizes at load
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with torch.no_grad(), as_float32(model.parameters()), warnings.catch_warnings(), \
+                contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # torch.export's notes on the dimensions it renames and guards it adds
             torch.onnx.export(wrapper, example_inputs(model), str(target), dynamo=True, external_data=True,
                               input_names=["input_ids", "attention_mask", "position_ids", *past_names(n_layers)],

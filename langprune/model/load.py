@@ -1,4 +1,5 @@
-"""Load a model, offline, as a float32 transformers model with a tokenizer that matches llama.cpp.
+"""Load a model, offline, as a transformers model whose weights rest in 16 bits and compute in float32 (`rest.py`),
+with a tokenizer that matches llama.cpp.
 
 Sources: a recipe name (langprune/recipes/*.toml), a GGUF file (dequantized), or a local Hugging Face
 model directory of a supported family. Nothing is ever downloaded.
@@ -25,7 +26,7 @@ from .recipes import Recipe, available_recipes, load_recipe
 
 @dataclass
 class LoadedModel:
-    model: object  # transformers PreTrainedModel, float32, eval mode
+    model: object  # transformers PreTrainedModel, eval mode, its matrices resting in 16 bits (`rest.rest`)
     tokenizer: object  # transformers PreTrainedTokenizerFast
     family: Family
     name: str
@@ -132,9 +133,7 @@ def load_tokenizer(folder: Path):
 
 
 def _load_hf_dir(path: Path, name: str, family: Family) -> LoadedModel:
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", local_files_only=True).eval()
+    model = _resting_model(path)
     try:
         tokenizer = load_tokenizer(path)
     except (OSError, ValueError) as err:
@@ -152,15 +151,31 @@ def _dir_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
+def _resting_model(folder: Path):
+    """The checkpoint in `folder` with its matrices in 16 bits (`rest.rest_dtype` of its published type), read as
+    such (never a float32 copy of the whole model), and its norms and biases as the checkpoint holds them."""
+    from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
+    from .rest import rest, rest_dtype
+
+    config = json.loads((folder / "config.json").read_text())
+    dtype = rest_dtype(config.get("dtype") or config.get("torch_dtype"))
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True).eval()
+    vectors = {name: p for name, p in model.named_parameters() if p.ndim < 2}  # read in `dtype`: read again
+    for file in folder.glob("*.safetensors"):
+        with safe_open(file, "pt") as weights:
+            for name in vectors.keys() & set(weights.keys()):
+                vectors[name].data = weights.get_tensor(name).float()
+    return rest(model, dtype)
+
+
+def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
     fingerprint = file_sha256(path)[:16]
     entry = cache_entry("hf", (path.stem, fingerprint), (__name__, "langprune.model.tokenizer"))
 
     def read(folder: Path):
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype="float32", local_files_only=True).eval()
-        return model, load_tokenizer(folder)
+        return _resting_model(folder), load_tokenizer(folder)
 
     (model, tokenizer), _ = cached(entry, lambda folder: _dequantize_to(path, folder), read)
     return LoadedModel(model, tokenizer, family, name, path, fingerprint)
