@@ -8,9 +8,7 @@ keyed by the file's hash.
 """
 
 import hashlib
-import io
 import json
-from contextlib import nullcontext, redirect_stderr
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +16,7 @@ from pathlib import Path
 from gguf import Keys
 
 from ..errors import UserError
-from ..log import say, showing
+from ..log import say
 from ..paths import cache_dir, cache_entry, cached
 from .families import Family, family_of, family_of_gguf
 from .recipes import Recipe, available_recipes, load_recipe
@@ -182,16 +180,49 @@ def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
 
 
 def _dequantize_to(path: Path, folder: Path) -> None:
-    """Dequantize a GGUF with transformers and save it into folder, with our llama.cpp-exact tokenizer."""
-    from transformers import AutoModelForCausalLM
+    """Dequantize a GGUF into folder as a resting checkpoint (`rest.py`: float16 matrices, float32 vectors), one
+    tensor at a time, with our llama.cpp-exact tokenizer. transformers' own GGUF loading (`from_pretrained(gguf_file=
+    ...)`) first builds a float32 state dict of the whole model (6.2 GB for a 1.5B); its parts are used here one
+    tensor at a time instead: the config, the GGUF -> transformers tensor names, and the per-architecture tensor
+    processing (llama's q/k row order, Gemma's norms stored as 1 + w)."""
+    import numpy as np
+    import torch
+    from gguf import GGUFReader, dequantize
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import (
+        TENSOR_PROCESSORS,
+        TensorProcessor,
+        get_gguf_hf_weights_map,
+        load_gguf_checkpoint,
+    )
+    from transformers.modeling_utils import no_init_weights
 
+    from ..log import progress
+    from .rest import rest
     from .tokenizer import tokenizer_from_gguf
 
-    say(f"Dequantizing {path.name} to float32 (once; cached in {cache_dir() / 'hf'})")
-    # transformers' GGUF loader draws a plain tqdm bar on stderr, which no setting of its own turns off: shown only
-    # where ours are
-    with nullcontext() if showing() else redirect_stderr(io.StringIO()):
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype="float32",
-                                                     local_files_only=True)
+    say(f"Dequantizing {path.name} to float16 (once; cached in {cache_dir() / 'hf'})")
+    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    with no_init_weights():  # every weight is read below; a missing one is refused, never left uninitialized
+        model = rest(AutoModelForCausalLM.from_config(config, dtype=torch.float16), torch.float16)
+    parsed = load_gguf_checkpoint(path, return_tensors=False)
+    reader = GGUFReader(path)
+    architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
+    names, weights = get_gguf_hf_weights_map(model), model.state_dict()
+    filled = set()
+    with torch.no_grad():
+        for tensor in progress(reader.tensors, desc="dequantize", unit="tensor"):
+            result = processor.process(weights=dequantize(tensor.data, tensor.tensor_type), name=tensor.name,
+                                       tensor_key_mapping=names, parsed_parameters=parsed)
+            if result.name in names:
+                name = names[result.name]
+                values = torch.from_numpy(np.require(result.weights, requirements="W"))  # the reader's are read-only
+                weights[name].copy_(values.reshape(weights[name].shape))
+                filled.add(name)
+    model.tie_weights()
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
+    if missing := sorted(set(weights) - filled - tied):
+        raise UserError(f"{path}: no tensor for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
     model.save_pretrained(folder)
     tokenizer_from_gguf(path).save_pretrained(folder)
