@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from langprune.errors import UserError
 from langprune.model.families import FAMILIES
 from langprune.model.load import load
 from langprune.model.parts import HEADS
@@ -58,3 +59,13 @@ def test_a_model_loads_resting_with_its_norms_as_the_checkpoint_holds_them(tmp_p
             assert params[name].dtype == torch.float16 and torch.equal(params[name].float(), p.half().float())
         else:  # norms and biases: the checkpoint's float32 values, not rounded through float16
             assert params[name].dtype == torch.float32 and torch.equal(params[name], p), name
+
+
+def test_a_checkpoint_beyond_float16_is_refused_in_one_line(tmp_path):
+    folder = save_tiny("llama", tmp_path / "llama")  # float32: it rests in float16, whose largest value is 65,504
+    model = tiny_model("llama")
+    with torch.no_grad():
+        model.model.layers[1].mlp.up_proj.weight[0, 0] = 1e6
+    model.save_pretrained(folder)
+    with pytest.raises(UserError, match=r"model.layers.1.mlp.up_proj.weight holds values beyond float16's range"):
+        load(folder)

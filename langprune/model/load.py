@@ -152,6 +152,7 @@ def _dir_fingerprint(path: Path) -> str:
 def _resting_model(folder: Path):
     """The checkpoint in `folder` with its matrices in 16 bits (`rest.rest_dtype` of its published type), read as
     such (never a float32 copy of the whole model), and its norms and biases as the checkpoint holds them."""
+    import torch
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
 
@@ -160,6 +161,9 @@ def _resting_model(folder: Path):
     config = json.loads((folder / "config.json").read_text())
     dtype = rest_dtype(config.get("dtype") or config.get("torch_dtype"))
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True).eval()
+    if beyond := [name for name, p in model.named_parameters() if p.ndim >= 2 and not torch.isfinite(p).all()]:
+        raise UserError(f"{folder}: {beyond[0]} holds values beyond {str(dtype).removeprefix('torch.')}'s range "
+                        "(or not finite), which the F16 GGUF export could not hold either")
     vectors = {name: p for name, p in model.named_parameters() if p.ndim < 2}  # read in `dtype`: read again
     for file in folder.glob("*.safetensors"):
         with safe_open(file, "pt") as weights:
@@ -188,7 +192,7 @@ def _dequantize_to(path: Path, folder: Path) -> None:
     import numpy as np
     import torch
     from gguf import GGUFReader, dequantize
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import CONFIG_MAPPING, AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
         TensorProcessor,
@@ -202,10 +206,11 @@ def _dequantize_to(path: Path, folder: Path) -> None:
     from .tokenizer import tokenizer_from_gguf
 
     say(f"Dequantizing {path.name} to float16 (once; cached in {cache_dir() / 'hf'})")
-    config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    # the metadata parsed once (13 s for Qwen's 151,936 tokens), as AutoConfig.from_pretrained(gguf_file=...) parses it
+    parsed = load_gguf_checkpoint(path, return_tensors=False)
+    config = CONFIG_MAPPING[parsed["config"]["model_type"]].from_dict(dict(parsed["config"]))
     with no_init_weights():  # every weight is read below; a missing one is refused, never left uninitialized
         model = rest(AutoModelForCausalLM.from_config(config, dtype=torch.float16), torch.float16)
-    parsed = load_gguf_checkpoint(path, return_tensors=False)
     reader = GGUFReader(path)
     architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
