@@ -21,10 +21,9 @@ import torch.nn.functional as F
 RESTING = (torch.float16, torch.bfloat16)
 
 
-def rest_dtype(checkpoint_dtype) -> torch.dtype:
-    """The 16-bit type for weights published in `checkpoint_dtype` (a torch dtype or its name; None: unknown)."""
-    name = str(checkpoint_dtype).removeprefix("torch.")
-    return torch.bfloat16 if name == "bfloat16" else torch.float16
+def rest_dtype(checkpoint_dtype: str | None) -> torch.dtype:
+    """The 16-bit type for weights published as `checkpoint_dtype` (config.json's name for it; None: unknown)."""
+    return torch.bfloat16 if checkpoint_dtype == "bfloat16" else torch.float16
 
 
 def rest(model, dtype: torch.dtype):
@@ -56,11 +55,6 @@ def as_float32(parameters):
     finally:
         for parameter, dtype in resting:
             parameter.data = parameter.data.to(dtype)
-
-
-def float32_weight(module) -> torch.Tensor:
-    """A module's weight as float32 (a copy where it rests in 16 bits), for code that multiplies by it directly."""
-    return module.weight.detach().float()
 
 
 class _UpcastLinear(torch.autograd.Function):
