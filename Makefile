@@ -104,7 +104,7 @@ test: lint
 
 # Unit tests only: tiny random models, no real model, no cross build.
 test-fast: lint
-	$(PY) -m pytest -m "not real and not arm64"
+	$(PY) -m pytest -m "not real and not slow and not arm64"
 
 languages:
 	$(CLI) languages $(if $(CORPUS),--corpus $(CORPUS))

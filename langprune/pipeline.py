@@ -6,7 +6,6 @@ so a failed or interrupted export leaves nothing half-written and never replaces
 a folder holding anything langprune did not write is refused before any work.
 """
 
-import gc
 from pathlib import Path
 
 from .analysis.analyze import Analysis, Settings, analyze_cached
@@ -55,30 +54,33 @@ def _export_into(ctx: Context, work: Path) -> None:
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(ctx.loaded, cuts, grams, options.heal, ctx.corpus,
+    loaded, quants = ctx.loaded, quant_files(options)
+    # one model at a time in float32 where the exporter traces it: the original's files before the cut model exists,
+    # the cut model's once the original's weights are gone (after the PyTorch quality, which reads both)
+    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants))}
+    pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
     stats = grams = None  # spent: the refit's inputs are float64 (heads x head_dim)^2 per layer, 2.9 GB for a 7B
     save_pruned(pruned, tokenizer, work / "pytorch")
-    loaded, quants = ctx.loaded, quant_files(options)
-    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants)),
-             "after": step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))}
     models, tokenizers = {"before": loaded.model, "after": pruned}, {"before": loaded.tokenizer, "after": tokenizer}
     torch_quality = step(ctx, "quality pytorch", lambda: pytorch_quality(models, tokenizers, ctx.corpus, options))
     structures = {side: structure(model) for side, model in models.items()}
+    models = None
+    loaded.model = None  # every holder's one reference (freed as the next step starts, `timed`): the cut model
+    #                      keeps the tensors it shares with it
+    files["after"] = step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))
     imatrix_model = pruned if options.imatrix else None  # QUANT=auto's importance matrix reads it
-    models = pruned = None
-    loaded.model = None  # every holder's one reference: from here on the checks read files, beside no PyTorch model
-    gc.collect()  # freed before the next step starts, whatever cycles a model's modules make
+    pruned = None  # from here on the checks read files, beside no PyTorch model
     given = given_file(loaded.gguf, files)
     choice = None
     if AUTO in options.quant:
         choice = step(ctx, "choose the deployed file",
                       lambda: run_choice(ctx, files, imatrix_model, tokenizers, given))
         imatrix_model = None
-        gc.collect()
     results = step(ctx, "verify", lambda: verify(torch_quality, tokenizers, files, ctx.corpus, options, cuts, choice,
                                                  given))
     ctx.timings.update({f"verify: {name}": s for name, s in results.pop("seconds").items()})
+    ctx.peaks.update({f"verify: {name}": mb for name, mb in results.pop("peaks").items()})
     export = {"model": {"name": loaded.name, "source": str(loaded.source), "fingerprint": loaded.fingerprint},
               "options": options_json(options), "layout": ctx.layout, "structure": structures,
               "timings_s": ctx.timings, "peak_rss_mb": ctx.peaks}

@@ -1,5 +1,8 @@
 """Wall time and peak memory of the export's phases: every phase prints them and the report lists them."""
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import threading
 import time
@@ -14,8 +17,10 @@ POLL_S = 0.05  # how often a step's resident memory is read
 @contextmanager
 def timed(seconds: dict, name: str, peaks: dict | None = None):
     """Record the block's wall time in seconds[name] and print it; with `peaks`, also this process's resident memory
-    at its highest in the block, in MB, in peaks[name] (`highest_rss`). Worker processes (speed runs, llama-bench)
-    measure their own."""
+    at its highest in the block, in MB, in peaks[name] (`highest_rss`), from what the process holds once it has given
+    back what it freed (`give_back_freed_memory`). Worker processes (speed runs, llama-bench) measure their own."""
+    if peaks is not None:
+        give_back_freed_memory()
     start = time.perf_counter()
     with highest_rss() if peaks is not None else nullcontext() as highest:
         yield
@@ -46,6 +51,19 @@ def highest_rss():
         sampler.join()
         raised = peak_rss_mb()
         highest[0] = max(highest[0], rss_mb(), raised if mark is not None and raised > mark else 0)
+
+
+def give_back_freed_memory() -> None:
+    """Hand what the process has freed back to the system: Python's cycles collected, then glibc's heap trimmed
+    (malloc_trim). Freed tensors smaller than glibc's mmap threshold, which rises to 32 MB as larger blocks are freed,
+    stay in the heap otherwise, and a step's peak would carry the last step's freed float32 copies. Only the trim is
+    skipped without glibc."""
+    gc.collect()
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
+
+
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
 
 
 def rss_mb() -> float:

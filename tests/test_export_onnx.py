@@ -194,6 +194,31 @@ def _is_float_matrix(graph, names) -> bool:
     return any(t.name in names and t.data_type == TensorProto.FLOAT and len(t.dims) == 2 for t in graph.initializer)
 
 
+@pytest.mark.parametrize("family,dtype", [(f, torch.float16) for f in FAMILIES] + [("gemma3", torch.bfloat16)])
+def test_a_model_resting_in_16_bits_exports_its_float32_values(family, dtype, tmp_path, monkeypatch):
+    """The trace sees float32 stand-ins that are never written; the file holds each 16-bit weight upcast (a few rows
+    at a time here), and the model keeps its 16-bit weights."""
+    import onnx
+    from onnx.numpy_helper import to_array
+
+    from langprune.exporters import export_onnx as exporter
+    from langprune.model.rest import rest
+
+    monkeypatch.setattr(exporter, "UPCAST_BLOCK", 3 * 64 * 4)  # 3 rows of the tiny models' 64 columns
+    model = rest(tiny_model(family), dtype)
+    path = export_onnx(model, tiny_tokenizer(), tmp_path)
+    stored = {i.name: to_array(i, str(tmp_path)) for i in onnx.load(str(path)).graph.initializer}
+    names = {}  # a tied weight is stored once, under one of its names
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        names.setdefault(parameter, []).append(f"model.{name}")
+    for parameter, (name, *tied) in names.items():
+        assert parameter.dtype == (dtype if parameter.ndim == 2 else torch.float32), name
+        value = next(stored[n] for n in (name, *tied) if n in stored)
+        assert np.array_equal(value, parameter.detach().float().numpy()), name
+    ids = sentence_ids(tiny_tokenizer())
+    assert max_diff(torch_steps(model, ids), ort_steps(open_session(path, threads=1), ids)) < TOL
+
+
 def test_an_exported_models_weights_are_freed_with_it(tmp_path):
     """Nothing of the exporter's keeps the model's weights once export_onnx returns (onnxscript's optimizer, run by
     torch.onnx.export(optimize=True), kept the last graph it matched, and with it every parameter: the pruned Gemma's

@@ -52,3 +52,22 @@ def test_a_peak_inside_one_call_is_not_missed():
         "with timed(s, 'spike', p): len(b'\\1' * (400 << 20) + b'\\2')\n"
         "print(json.dumps(p))")
     assert got["spike"] >= 400 * 2  # 400 MB and its copy, both whole at once
+
+
+def test_a_step_starts_from_what_the_process_holds_not_what_it_freed():
+    """Tensors under glibc's mmap threshold (raised up to 32 MB as larger blocks are freed) come from the heap, and
+    freed between live ones they stay resident: the next step starts from them unless they are given back."""
+    got = _in_a_fresh_process(
+        "import json, torch\n"
+        "from langprune.timing import rss_mb, timed\n"
+        "torch.ones(16 << 18).sum()  # a 16 MB block freed: glibc's threshold rises to it\n"
+        "start = rss_mb()\n"
+        "blocks = [torch.ones(4 << 18) for _ in range(100)]  # 400 MB in 4 MB tensors, from the heap\n"
+        "kept = blocks[1::2]  # every other one freed: 200 MB in the middle of the heap\n"
+        "del blocks\n"
+        "freed = rss_mb()\n"
+        "seconds, peaks = {}, {}\n"
+        "with timed(seconds, 'next', peaks): pass\n"
+        "print(json.dumps(dict(start=start, freed=freed, next=peaks['next'])))")
+    assert got["freed"] > got["start"] + 350  # what makes the test: freed, yet resident
+    assert got["next"] < got["start"] + 250, got  # the 200 MB still held, and not the 200 freed

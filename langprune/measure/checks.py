@@ -26,7 +26,7 @@ def verify(torch_quality: dict, tokenizers: dict, files: dict, corpus, options: 
     """The checks' figures in the runtimes, beside `torch_quality` (`pytorch_quality`'s); `tokenizers` and `files` by
     side ("before": the original, "after"), `options` for the languages, quantizations and speed runs, QUANT=auto's
     `choice` (or None), the `given` model's GGUF file (`pipeline.given_file`), measured beside the deployed file;
-    results["seconds"]: the time of each check."""
+    results["seconds"] and results["peaks"]: the time and this process's peak memory (MB) of each check."""
     from .verify import deployed_file, measure_exports
 
     kept, dropped = eval_languages(options)
@@ -36,8 +36,7 @@ def verify(torch_quality: dict, tokenizers: dict, files: dict, corpus, options: 
                               options.threads, given)
     results["choice"] = {key: value for key, value in choice.items() if key != "path"} if choice else None  # files
     results["quality"] = {"pytorch fp32": torch_quality, **results["quality"]}
-    seconds = results["seconds"]
-    with timed(seconds, "beyond the corpus"):
+    with timed(results["seconds"], "beyond the corpus", results["peaks"]):
         results["outside"] = verify_outside(cuts, tokenizers, kept, dropped, before, after, results["deployed"],
                                             given)
     if cuts.tokens:

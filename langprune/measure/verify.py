@@ -182,14 +182,14 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
 
     quality_runs = ["onnx fp32"] + [key for key in after if key.startswith("gguf ")]
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
-               "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}}
-    sides, seconds = (("before", before), ("after", after)), results["seconds"]
+               "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}, "peaks": {}}
+    sides, seconds, peaks = (("before", before), ("after", after)), results["seconds"], results["peaks"]
     dropped_text = dropped_documents(corpus, dropped)
     kept_runs = {}  # by file: a deployed file of another output layer type has the original at its type as "before"
-    with timed(seconds, "quality"), progress(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
+    with timed(seconds, "quality", peaks), progress(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
-                path = Path(files[key])
+                path, score = Path(files[key]), None  # the last file's runtime closes before the next opens
                 score = scorer(artifact(key, files)) if path not in kept_runs or key == deployed else None
                 if path not in kept_runs:
                     kept_runs[path] = quality(score, tokenizers[side], corpus, kept)
@@ -198,7 +198,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
                     runs = runs | quality(score, tokenizers[side], dropped_text, dropped)
                 results["quality"].setdefault(key, {})[side] = runs
                 bar.update(1)
-    with timed(seconds, "fidelity"), progress(total=2, desc="language fidelity", unit="model") as bar:
+    with timed(seconds, "fidelity", peaks), progress(total=2, desc="language fidelity", unit="model") as bar:
         for side, files in sides:
             results["fidelity"].setdefault(deployed, {})[side] = fidelity(artifact(deployed, files), tokenizers[side],
                                                                           corpus, kept)
@@ -206,12 +206,12 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(file, before), artifact(file, after))
              for key, file in (("onnx fp32", "onnx fp32"), (f"{deployed}, sampled", deployed))}
-    with timed(seconds, "speed"), progress(total=reps * len(pairs) * len(threads) * 2, desc="speed (interleaved)",
-                                           unit="run") as bar:
+    runs = reps * len(pairs) * len(threads) * 2
+    with timed(seconds, "speed", peaks), progress(total=runs, desc="speed (interleaved)", unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
     results["speed_setup"] = {"prompt_tokens": {side: len(p) for side, p in prompts.items()},
                               "decode_tokens": DECODE_TOKENS, "reps": reps, "llama_cpp": system_info()}
-    with timed(seconds, "llama-bench"):
+    with timed(seconds, "llama-bench", peaks):
         results["llama_bench"] = {"file": deployed, **llama_bench({**({"given": Path(given)} if given else {}),
                                                                    "before": Path(before[deployed]),
                                                                    "after": Path(after[deployed])},
@@ -246,6 +246,7 @@ def outside_quality(corpora: dict[str, Corpus], tokenizers: dict, key: str, befo
     runs += [("given", Artifact("llama.cpp", "given", Path(given)))] if given else []
     with progress(total=len(runs) * len(corpora), desc=f"text beyond the corpus ({key})", unit="run") as bar:
         for side, run in runs:
+            score = None  # the last file's runtime closes before the next opens
             score = scorer(run)  # each file opened once for every source
             for source, corpus in corpora.items():
                 scored = [lang for lang in corpus.languages if lang in langs]

@@ -44,9 +44,9 @@ def rest(model, dtype: torch.dtype):
 
 @contextmanager
 def as_float32(parameters):
-    """The 16-bit ones of `parameters` in float32 for the block (an exporter must trace the plain float32 model;
-    HEAL trains in float32), then back in place: exact unless the block changed them, since every 16-bit value is a
-    float32 value. A parameter two models share (a cut model and its original) changes for both, for the block."""
+    """The 16-bit ones of `parameters` in float32 for the block (HEAL trains in float32), then back in place: exact
+    unless the block changed them, since every 16-bit value is a float32 value. A parameter two models share (a cut
+    model and its original) changes for both, for the block."""
     resting = [(p, p.dtype) for p in parameters if p.dtype in RESTING]
     for parameter, _ in resting:
         parameter.data = parameter.data.float()
