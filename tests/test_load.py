@@ -83,3 +83,23 @@ def test_a_recipe_of_parts_is_joined_once_and_checked_against_its_hash(tmp_path,
     good = Recipe("chunks", FAMILIES["qwen2"], file="m.gguf", parts=parts,
                   sha256=hashlib.sha256(b"GGUF first second").hexdigest())
     assert good.source_path().read_bytes() == b"GGUF first second"
+
+
+def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_path, monkeypatch):
+    """Qwen's tables in 1,000-row blocks: every tensor as the whole tensor's dequantization gives it, in float16."""
+    from gguf import GGUFReader, dequantize
+    from safetensors.torch import load_file
+
+    from langprune.model import load as loading
+    from tests.shaped_gguf import Shapes, write_shaped
+
+    path = write_shaped(tmp_path / "shaped.gguf", 1, "Q4_K_M", Shapes(hidden=256, ffn=512, heads=4, kv_heads=2,
+                                                                       head_dim=64))
+    monkeypatch.setattr(loading, "DEQUANTIZE_BLOCK", 1000 * 256 * 4)
+    loading._dequantize_to(path, tmp_path / "hf")
+    stored = load_file(tmp_path / "hf" / "model.safetensors")
+    whole = {t.name: dequantize(t.data, t.tensor_type) for t in GGUFReader(path).tensors}
+    for gguf_name, name in (("token_embd.weight", "model.embed_tokens.weight"), ("output.weight", "lm_head.weight"),
+                            ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight")):
+        expected = torch.from_numpy(whole[gguf_name]).to(torch.float16)
+        assert stored[name].shape == expected.shape and torch.equal(stored[name], expected), name

@@ -21,6 +21,11 @@ from ..paths import cache_dir, cache_entry, cached
 from .families import Family, family_of, family_of_gguf
 from .recipes import Recipe, available_recipes, load_recipe
 
+# The vocabulary's tables, a GGUF's largest tensors (a 7B's: 152,064 x 3,584, 2.2 GB in float32), are dequantized
+# DEQUANTIZE_BLOCK bytes of float32 rows at a time
+TABLES = ("token_embd.weight", "output.weight")
+DEQUANTIZE_BLOCK = 64 << 20
+
 
 @dataclass
 class LoadedModel:
@@ -198,7 +203,8 @@ def _dequantize_to(path: Path, folder: Path) -> None:
     tensor at a time, with our llama.cpp-exact tokenizer. transformers' own GGUF loading (`from_pretrained(gguf_file=
     ...)`) first builds a float32 state dict of the whole model (6.2 GB for a 1.5B); its parts are used here one
     tensor at a time instead: the config, the GGUF -> transformers tensor names, and the per-architecture tensor
-    processing (llama's q/k row order, Gemma's norms stored as 1 + w)."""
+    processing (llama's q/k row order, Gemma's norms stored as 1 + w), which leaves the `TABLES` as they are: those
+    a block of rows at a time."""
     import numpy as np
     import torch
     from gguf import GGUFReader, dequantize
@@ -226,15 +232,30 @@ def _dequantize_to(path: Path, folder: Path) -> None:
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
     names, weights = get_gguf_hf_weights_map(model), model.state_dict()
     filled = set()
+
+    def process(values, name: str):
+        return processor.process(weights=values, name=name, tensor_key_mapping=names, parsed_parameters=parsed)
+
     with torch.no_grad():
         for tensor in progress(reader.tensors, desc="dequantize", unit="tensor"):
-            result = processor.process(weights=dequantize(tensor.data, tensor.tensor_type), name=tensor.name,
-                                       tensor_key_mapping=names, parsed_parameters=parsed)
-            if result.name in names:
-                name = names[result.name]
+            rows = max(1, DEQUANTIZE_BLOCK // (4 * int(tensor.shape[0]))) if tensor.name in TABLES else len(tensor.data)
+            block = dequantize(tensor.data[:rows], tensor.tensor_type)
+            result = process(block, tensor.name)
+            if result.name not in names:
+                continue
+            name = names[result.name]
+            target = weights[name]
+            if rows < len(tensor.data) and result.weights is block and target.shape[0] == len(tensor.data):
+                target[:rows].copy_(torch.from_numpy(block))  # left as it is: the next rows, a block at a time
+                for start in range(rows, len(tensor.data), rows):
+                    target[start:start + rows].copy_(
+                        torch.from_numpy(dequantize(tensor.data[start:start + rows], tensor.tensor_type)))
+            else:
+                if rows < len(tensor.data):  # the architecture changes this table: processed whole
+                    result = process(dequantize(tensor.data, tensor.tensor_type), tensor.name)
                 values = torch.from_numpy(np.require(result.weights, requirements="W"))  # the reader's are read-only
-                weights[name].copy_(values.reshape(weights[name].shape))
-                filled.add(name)
+                target.copy_(values.reshape(target.shape))
+            filled.add(name)
     model.tie_weights()
     tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
     if missing := sorted(set(weights) - filled - tied):
