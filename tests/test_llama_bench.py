@@ -11,7 +11,15 @@ from langprune.model.parts import HEADS
 from tests.tiny import tiny_model, tiny_tokenizer
 
 
-def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
+def test_llama_bench_measures_gguf_files_interleaved(tmp_path, monkeypatch):
+    order = []
+    measure = llama_bench.bench_once
+
+    def once(binary, path, threads, tests):
+        order.append((path.stem, threads))
+        return measure(binary, path, threads, tests)
+
+    monkeypatch.setattr(llama_bench, "bench_once", once)
     full = export_gguf(tiny_model("llama"), None, tiny_tokenizer(), tmp_path / "full.gguf")
     pruned = export_gguf(HEADS.prune(tiny_model("llama"), [[0, 2], [1, 3], [0, 3]]), None, tiny_tokenizer(),
                          tmp_path / "pruned.gguf")
@@ -19,6 +27,7 @@ def test_llama_bench_measures_gguf_files_interleaved(tmp_path):
     balloon[::4096] = b"\1" * len(range(0, len(balloon), 4096))
     del balloon
     result = llama_bench.bench({"before": full, "after": pruned}, threads=(1,), reps=2)
+    assert order[:4] == [("full", 1), ("pruned", 1)] * 2  # round by round (a busy machine's tests measured again after)
     for label in ("before", "after"):
         for test in llama_bench.TESTS:
             figures = result["files"][label][1][test]

@@ -47,6 +47,15 @@ def test_auto_picks_bfloat16_only_where_it_is_measured_faster(monkeypatch, fresh
         assert bf16 < 3 * fp32  # a CPU where bf16 is far faster would have chosen it
 
 
+@pytest.mark.parametrize("bf16, chosen", [(10.0, "float32"), (300.0, "bfloat16")])
+def test_auto_takes_bfloat16_where_it_is_measured_faster_by_the_margin(monkeypatch, fresh_choice, bf16, chosen):
+    from langprune.analysis import precision
+
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.setattr(precision, "matmul_gflops", lambda dtypes: dict(zip(dtypes, (100.0, bf16), strict=True)))
+    assert output_layer_precision().name == chosen
+
+
 def test_a_busy_cpu_does_not_change_the_choice(monkeypatch):
     """Each process measures once; beside two busy cores it must choose what it chooses idle, or it misses the
     analysis cached in the other precision (best of 3, one type after the other, flipped 3 of 5 fresh processes)."""
