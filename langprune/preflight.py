@@ -96,4 +96,47 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
         )
     if path.is_dir():
         check_hf_source(path, family)
+    _check_cut_sizes(options, *_shapes(path), layout)
     return name, layout
+
+
+def _shapes(path) -> tuple[int | None, int | None, int | None]:
+    """(layers, attention heads a layer, FFN width) of a GGUF header or a config.json; None where it says none (a
+    pruned GGUF's per-layer list, a config without the key)."""
+    import json
+
+    from .model.gguf_file import read_header
+
+    if path.is_dir():
+        config = json.loads((path / "config.json").read_text())
+        values = [config.get(key) for key in ("num_hidden_layers", "num_attention_heads", "intermediate_size")]
+    else:
+        header = read_header(path)
+        arch = header.get("general.architecture")
+        values = [header.get(f"{arch}.{key}") for key in ("block_count", "attention.head_count",
+                                                            "feed_forward_length")]
+    return tuple(v if isinstance(v, int) and v > 0 else None for v in values)
+
+
+def _check_cut_sizes(options: ExportOptions, layers: int | None, heads: int | None, ffn: int | None,
+                     layout: str) -> None:
+    """A HEADS or FFN fraction that rounds to no unit or to every unit at `layout`, refused from the model's shapes
+    (the selection refused it minutes in, after the head analysis or the neuron statistics)."""
+    from .cuts.select import budget_heads
+    from .cuts.tolerance import FFN_STEP
+
+    if options.heads and layers and heads:
+        dropped = budget_heads(options.heads, layers, heads, layout)
+        if dropped == 0:
+            raise UserError(f"{option('heads', options.heads)} drops no head of {heads} a layer with the {layout} "
+                            "layout; raise it")
+        if dropped >= layers * heads or (layout == "uniform" and dropped // layers >= heads):
+            raise UserError(f"{option('heads', options.heads)} drops every head of {heads} a layer with the "
+                            f"{layout} layout; lower it")
+    if options.ffn and ffn and layout == "uniform":  # free widths keep at least one step a layer, and drop some
+        step = FFN_STEP[layout]
+        width = round((1 - options.ffn) * ffn / step) * step
+        if width <= 0 or width >= ffn:
+            raise UserError(f"{option('ffn', options.ffn)} drops {'every' if width <= 0 else 'no'} FFN neuron of "
+                            f"{ffn} a layer with the {layout} layout (widths are multiples of {step}); "
+                            f"{'lower' if width <= 0 else 'raise'} it")
