@@ -51,9 +51,11 @@ def test_report_numbers_are_measured_and_sane(export):
     before, after = report["structure"]["before"], report["structure"]["after"]
     assert after["heads_per_layer"] == before["heads_per_layer"] and report["analysis"] is None
     assert "analyze heads" not in report["timings_s"] and "neuron statistics" in report["timings_s"]  # no refit
-    # every step's own peak memory, the model held from the load on (0.70 GB after it on the EPYC)
-    steps = [step for step in report["timings_s"] if ":" not in step]
-    assert list(report["peak_rss_mb"]) == steps and all(512 < mb < 16 * 1024 for mb in report["peak_rss_mb"].values())
+    # every step's own peak memory, and each of verify's checks' ("verify: quality"); the weights are memory-mapped
+    # from the cache and count once read: a cached step reads none (neuron statistics, 0.46 GB on the Xeon)
+    steps, peaks = [step for step in report["timings_s"] if ":" not in step], report["peak_rss_mb"]
+    assert [step for step in peaks if ":" not in step] == steps and all(256 < mb < 16 * 1024 for mb in peaks.values())
+    assert {step for step in peaks if ":" in step} == {step for step in report["timings_s"] if "verify:" in step}
     share = report["ceiling"]["parts"]["after"]["attention projections"]["bytes"] / report["ceiling"]["bytes_after"]
     assert f"The attention projections are {share:.1%} of the weights read" in (folder / "report.md").read_text()
     assert len(set(after["heads_per_layer"])) == 1 and len(set(after["ffn_per_layer"])) == 1  # gemma3 GGUF: uniform
