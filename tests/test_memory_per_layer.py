@@ -24,12 +24,14 @@ WIDE = dict(TINY, hidden_size=1536, intermediate_size=4096, num_attention_heads=
             head_dim=128)
 DEPTHS = (1, 3)
 # What each step may add per added layer, in the layer's 16-bit bytes. Measured on a 2-core Xeon (7 December, after
-# `timed` gave back freed memory): 0.02 (load: the checkpoint is memory-mapped, read later), 1.1-1.8 (the steps that
-# compute with the weights, whose pages then count, and with per-layer activations), 1.7-2.4 (the rewrite: the cut FFN
-# beside the original), 1.65-1.8 (either ONNX export, at rest plus one block of float32 rows), 3.3 (verify's quality:
-# one ONNX Runtime session of the float32 model at a time). A float32 copy of the model beside it (3; the exports
-# before `float32_stand_ins`: 2.3-3.7) or a second ONNX Runtime session open (verify: 7.0 before) crosses them.
-MODEL_STEPS_LIMIT, VERIFY_LIMIT = 2.5, 4.0
+# `timed` gave back freed memory), run alone: 0.02 (load: the checkpoint is memory-mapped, read later), 1.0-1.8 (the
+# steps that compute with the weights, whose pages then count, and with per-layer activations), 1.7-2.4 (the rewrite:
+# the cut FFN beside the original), 1.5-1.8 (either ONNX export, at rest plus one block of float32 rows), 3.3 (verify's
+# quality: one ONNX Runtime session of the float32 model at a time). But export pruned read 2.94 inside `make test`
+# and 2.82 alone the next run (quality pytorch 2.46 / 2.23, verify's quality 4.07 / 4.04): why it varies from 1.77
+# to 2.94 between runs is not yet known, hence the margins. A float32 copy of the model beside both models (export
+# pruned before `20dca0a`: 3.71) or two ONNX Runtime sessions open at once (verify: 6.99) cross them.
+MODEL_STEPS_LIMIT, VERIFY_LIMIT = 3.5, 5.0
 
 EXPORT = """import json, sys
 import langprune
