@@ -96,7 +96,8 @@ def check_options(options: ExportOptions) -> tuple[str, str]:
         )
     if path.is_dir():
         check_hf_source(path, family)
-    _check_cut_sizes(options, *_shapes(path), layout)
+    if options.heads or options.ffn:  # the header read again only for a fraction to check
+        _check_cut_sizes(options, *_shapes(path), layout)
     return name, layout
 
 
@@ -122,6 +123,7 @@ def _check_cut_sizes(options: ExportOptions, layers: int | None, heads: int | No
                      layout: str) -> None:
     """A HEADS or FFN fraction that rounds to no unit or to every unit at `layout`, refused from the model's shapes
     (the selection refused it minutes in, after the head analysis or the neuron statistics)."""
+    from .analysis.neurons import uniform_width
     from .cuts.select import budget_heads
     from .cuts.tolerance import FFN_STEP
 
@@ -135,7 +137,7 @@ def _check_cut_sizes(options: ExportOptions, layers: int | None, heads: int | No
                             f"{layout} layout; lower it")
     if options.ffn and ffn and layout == "uniform":  # free widths keep at least one step a layer, and drop some
         step = FFN_STEP[layout]
-        width = round((1 - options.ffn) * ffn / step) * step
+        width = uniform_width(options.ffn, ffn, step)
         if width <= 0 or width >= ffn:
             raise UserError(f"{option('ffn', options.ffn)} drops {'every' if width <= 0 else 'no'} FFN neuron of "
                             f"{ffn} a layer with the {layout} layout (widths are multiples of {step}); "

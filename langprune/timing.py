@@ -1,7 +1,6 @@
 """Wall time and peak memory of the export's phases: every phase prints them and the report lists them."""
 
 import ctypes
-import ctypes.util
 import gc
 import os
 import threading
@@ -59,11 +58,9 @@ def give_back_freed_memory() -> None:
     stay in the heap otherwise, and a step's peak would carry the last step's freed float32 copies. Only the trim is
     skipped without glibc."""
     gc.collect()
-    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
-        _LIBC.malloc_trim(0)
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)  # the process's own C library
+    if trim is not None:
+        trim(0)
 
 
 def rss_mb() -> float:

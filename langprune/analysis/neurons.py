@@ -140,6 +140,12 @@ def neuron_scores(stats: NeuronStats, keep_langs: Sequence[str]) -> list[np.ndar
     return list(stats.contribution[[stats.languages.index(lang) for lang in keep_langs]].max(axis=0))
 
 
+def uniform_width(fraction: float, width: float, multiple: int) -> int:
+    """The FFN width every layer keeps at the uniform layout when `fraction` of `width` neurons go: a multiple of
+    `multiple` (0 or `width` itself where the fraction rounds to every neuron or to none)."""
+    return round((1 - fraction) * width / multiple) * multiple
+
+
 def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str,
                    multiple: int | None = None) -> Selection:
     """The neurons kept per layer (sorted indices), dropping about `fraction` of all neurons.
@@ -153,7 +159,7 @@ def select_neurons(scores: Sequence[np.ndarray], fraction: float, layout: str,
     widths = [len(s) for s in scores]
     if layout == "uniform":
         multiple = multiple or 256
-        width = round((1 - fraction) * np.mean(widths) / multiple) * multiple
+        width = uniform_width(fraction, np.mean(widths), multiple)
         if width <= 0:
             raise UserError(f"dropping {fraction:.0%} of the FFN neurons would remove every neuron "
                             f"(widths are multiples of {multiple})")

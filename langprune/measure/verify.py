@@ -189,7 +189,8 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     with timed(seconds, "quality", peaks), progress(total=2 * len(quality_runs), desc="quality", unit="model") as bar:
         for key in quality_runs:
             for side, files in sides:
-                path, score = Path(files[key]), None  # the last file's runtime closes before the next opens
+                path = Path(files[key])
+                score = None  # the last file's runtime closes before the next opens
                 score = scorer(artifact(key, files)) if path not in kept_runs or key == deployed else None
                 if path not in kept_runs:
                     kept_runs[path] = quality(score, tokenizers[side], corpus, kept)
