@@ -89,6 +89,7 @@ def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_pat
     """Qwen's tables in 1,000-row blocks: every tensor as the whole tensor's dequantization gives it, in float16."""
     from gguf import GGUFReader, dequantize
     from safetensors.torch import load_file
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, GGUFTensor, TensorProcessor
 
     from langprune.model import load as loading
     from tests.shaped_gguf import Shapes, write_shaped
@@ -103,3 +104,12 @@ def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_pat
                             ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight")):
         expected = torch.from_numpy(whole[gguf_name]).to(torch.float16)
         assert stored[name].shape == expected.shape and torch.equal(stored[name], expected), name
+
+    class Doubling(TensorProcessor):  # an architecture whose processing changes a table: it is processed whole
+        def process(self, weights, name, **kwargs):
+            return GGUFTensor(weights * 2 if name == "token_embd.weight" else weights, name, {})
+
+    monkeypatch.setitem(TENSOR_PROCESSORS, "qwen2", Doubling)
+    loading._dequantize_to(path, tmp_path / "doubled")
+    doubled = load_file(tmp_path / "doubled" / "model.safetensors")["model.embed_tokens.weight"]
+    assert torch.equal(doubled, torch.from_numpy(whole["token_embd.weight"] * 2).to(torch.float16))
