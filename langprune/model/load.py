@@ -25,6 +25,8 @@ from .recipes import Recipe, available_recipes, load_recipe
 # DEQUANTIZE_BLOCK bytes of float32 rows at a time
 TABLES = ("token_embd.weight", "output.weight")
 DEQUANTIZE_BLOCK = 64 << 20
+# A GGUF is dequantized into a checkpoint of files of about SHARD_BYTES each, written as they fill
+SHARD_BYTES = 512 << 20
 
 
 @dataclass
@@ -177,14 +179,18 @@ def _resting_model(folder: Path):
 
 
 def _refuse_overflow(model, source: Path) -> None:
+    for name, p in model.named_parameters():
+        _refuse_out_of_range(name, p, source)
+
+
+def _refuse_out_of_range(name: str, weight, source: Path) -> None:
     """Where weights were just rounded to 16 bits: a matrix that came out beyond the type's range (or was not
     finite) is refused in one line, not computed with. Its extremes only: `isfinite` over float16 is 4x slower."""
     import torch
 
-    for name, p in model.named_parameters():
-        if p.ndim >= 2 and not torch.isfinite(torch.stack([p.amax(), p.amin()]).float()).all():
-            raise UserError(f"{source}: {name} holds values beyond {str(p.dtype).removeprefix('torch.')}'s range "
-                            "(or not finite), which the F16 GGUF export could not hold either")
+    if weight.ndim >= 2 and not torch.isfinite(torch.stack([weight.amax(), weight.amin()]).float()).all():
+        raise UserError(f"{source}: {name} holds values beyond {str(weight.dtype).removeprefix('torch.')}'s range "
+                        "(or not finite), which the F16 GGUF export could not hold either")
 
 
 def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
@@ -199,15 +205,14 @@ def _load_gguf(path: Path, name: str, family: Family) -> LoadedModel:
 
 
 def _dequantize_to(path: Path, folder: Path) -> None:
-    """Dequantize a GGUF into folder as a resting checkpoint (`rest.py`: float16 matrices, float32 vectors), one
-    tensor at a time, with our llama.cpp-exact tokenizer. transformers' own GGUF loading (`from_pretrained(gguf_file=
-    ...)`) first builds a float32 state dict of the whole model (6.2 GB for a 1.5B); its parts are used here one
-    tensor at a time instead: the config, the GGUF -> transformers tensor names, and the per-architecture tensor
-    processing (llama's q/k row order, Gemma's norms stored as 1 + w), which leaves the `TABLES` as they are: those
-    a block of rows at a time."""
-    import numpy as np
+    """Dequantize a GGUF into folder as a resting checkpoint (`rest.py`: float16 matrices, float32 vectors), with our
+    llama.cpp-exact tokenizer, one tensor at a time: each is written (`_save_in_shards`) before the next is read, so
+    the model is never whole in memory. transformers' own GGUF loading (`from_pretrained(gguf_file=...)`) first builds
+    a float32 state dict of the whole model (6.2 GB for a 1.5B); its parts are used here instead: the config, the
+    GGUF -> transformers tensor names, and the per-architecture tensor processing (llama's q/k row order, Gemma's
+    norms stored as 1 + w), which leaves the `TABLES` as they are: those a block of rows at a time."""
     import torch
-    from gguf import GGUFReader, dequantize
+    from gguf import GGUFReader
     from transformers import CONFIG_MAPPING, AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import (
         TENSOR_PROCESSORS,
@@ -215,7 +220,6 @@ def _dequantize_to(path: Path, folder: Path) -> None:
         get_gguf_hf_weights_map,
         load_gguf_checkpoint,
     )
-    from transformers.modeling_utils import no_init_weights
 
     from ..log import progress
     from .rest import rest
@@ -225,41 +229,98 @@ def _dequantize_to(path: Path, folder: Path) -> None:
     # the metadata parsed once (13 s for Qwen's 151,936 tokens), as AutoConfig.from_pretrained(gguf_file=...) parses it
     parsed = load_gguf_checkpoint(path, return_tensors=False)
     config = CONFIG_MAPPING[parsed["config"]["model_type"]].from_dict(dict(parsed["config"]))
-    with no_init_weights():  # every weight is read below; a missing one is refused, never left uninitialized
+    with torch.device("meta"):  # names, shapes and types only
         model = rest(AutoModelForCausalLM.from_config(config, dtype=torch.float16), torch.float16)
     reader = GGUFReader(path)
     architecture = reader.fields[Keys.General.ARCHITECTURE].contents()
     processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=parsed["config"])
-    names, weights = get_gguf_hf_weights_map(model), model.state_dict()
-    filled = set()
+    names, expected = get_gguf_hf_weights_map(model), model.state_dict()
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
 
     def process(values, name: str):
         return processor.process(weights=values, name=name, tensor_key_mapping=names, parsed_parameters=parsed)
 
-    with torch.no_grad():
+    def read_all():
         for tensor in progress(reader.tensors, desc="dequantize", unit="tensor"):
-            rows = max(1, DEQUANTIZE_BLOCK // (4 * int(tensor.shape[0]))) if tensor.name in TABLES else len(tensor.data)
-            block = dequantize(tensor.data[:rows], tensor.tensor_type)
-            result = process(block, tensor.name)
-            if result.name not in names:
-                continue
-            name = names[result.name]
-            target = weights[name]
-            if rows < len(tensor.data) and result.weights is block and target.shape[0] == len(tensor.data):
-                target[:rows].copy_(torch.from_numpy(block))  # left as it is: the next rows, a block at a time
-                for start in range(rows, len(tensor.data), rows):
-                    target[start:start + rows].copy_(
-                        torch.from_numpy(dequantize(tensor.data[start:start + rows], tensor.tensor_type)))
-            else:
-                if rows < len(tensor.data):  # the architecture changes this table: processed whole
-                    result = process(dequantize(tensor.data, tensor.tensor_type), tensor.name)
-                values = torch.from_numpy(np.require(result.weights, requirements="W"))  # the reader's are read-only
-                target.copy_(values.reshape(target.shape))
-            filled.add(name)
-    model.tie_weights()
-    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()
-    if missing := sorted(set(weights) - filled - tied):
+            gguf_name, values = _dequantized(tensor, process)
+            name = names.get(gguf_name)
+            if name in expected and name not in tied:
+                values = values.reshape(expected[name].shape).to(expected[name].dtype)
+                _refuse_out_of_range(name, values, path)
+                yield name, values
+            del values
+            _release_pages(reader.data, tensor)
+
+    written_names = _save_in_shards(read_all(), folder)
+    if missing := sorted(set(expected) - written_names - tied):
         raise UserError(f"{path}: no tensor for {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
-    _refuse_overflow(model, path)
-    model.save_pretrained(folder)
+    config.dtype, config.architectures = "float16", [type(model).__name__]
+    config.save_pretrained(folder)
+    if model.can_generate():
+        model.generation_config.save_pretrained(folder)
     tokenizer_from_gguf(path).save_pretrained(folder)
+
+
+def _dequantized(tensor, process) -> tuple[str, object]:
+    """One GGUF tensor as (its processed name, a torch tensor), processed as its architecture processes it: float32,
+    but a table that the processing leaves as it is (checked on its first block), which is dequantized
+    `DEQUANTIZE_BLOCK` bytes of rows at a time into the float16 it rests in (a table is a matrix)."""
+    import numpy as np
+    import torch
+    from gguf import dequantize
+
+    count = len(tensor.data)
+    rows = max(1, DEQUANTIZE_BLOCK // (4 * int(tensor.shape[0]))) if tensor.name in TABLES else count
+    block = dequantize(tensor.data[:rows], tensor.tensor_type)
+    result = process(block, tensor.name)
+    if rows < count and result.weights is block:
+        table = torch.empty((count, *block.shape[1:]), dtype=torch.float16)
+        table[:rows] = torch.from_numpy(block)
+        for start in range(rows, count, rows):
+            table[start:start + rows] = torch.from_numpy(dequantize(tensor.data[start:start + rows],
+                                                                    tensor.tensor_type))
+        return result.name, table
+    if rows < count:  # the architecture changes this table: processed whole
+        result = process(dequantize(tensor.data, tensor.tensor_type), tensor.name)
+    return result.name, torch.from_numpy(np.require(result.weights, requirements="W"))  # the reader's are read-only
+
+
+def _release_pages(mapped, tensor) -> None:
+    """Drop from this process's resident memory the pages of the memory-mapped GGUF that `tensor` was read from
+    (they stay in the page cache; read again, they come back): reading every tensor once would otherwise leave the
+    whole file resident (4.7 GB for a 7B Q4_K_M). Where the platform has no madvise, nothing is done."""
+    import mmap
+
+    buffer = getattr(mapped, "_mmap", None)
+    if buffer is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start = tensor.data_offset - tensor.data_offset % mmap.PAGESIZE
+    buffer.madvise(mmap.MADV_DONTNEED, start, tensor.data_offset + tensor.n_bytes - start)
+
+
+def _save_in_shards(named_tensors, folder: Path) -> set[str]:
+    """Write (name, tensor) pairs as they come into safetensors files of about `SHARD_BYTES` each (a larger tensor
+    alone in its file) with the index transformers reads (`model.safetensors.index.json`): at most one file's
+    tensors are held. The names written."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    weight_map, shard, size, total = {}, {}, 0, 0
+
+    def flush():
+        file = f"model-{len(set(weight_map.values())) + 1:05d}.safetensors"
+        save_file(shard, folder / file, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, file))
+
+    for name, tensor in named_tensors:
+        if shard and size + tensor.nbytes > SHARD_BYTES:
+            flush()
+            shard, size = {}, 0
+        shard[name] = tensor.contiguous()
+        size += tensor.nbytes
+        total += tensor.nbytes
+    if shard:
+        flush()
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return set(weight_map)
