@@ -313,3 +313,42 @@ def test_no_genai_config_where_layers_keep_different_kv_heads(tmp_path, caplog):
         path = export_onnx(model, tiny_tokenizer(), tmp_path)
     assert path.exists() and not (tmp_path / "genai_config.json").exists()
     assert "ONNX Runtime GenAI takes one KV head count for all layers" in caplog.text
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_int4_weights_from_a_resting_model_are_onnx_runtimes_own(family, tmp_path, monkeypatch):
+    """export_onnx(weights="int4") writes each Linear as the MatMulNBits node and blocks ONNX Runtime's quantizer makes
+    from the float32 file (a few rows at a time here, a 48-wide FFN padded to two blocks), tensor for tensor, and
+    its logits are those of that quantizer's model; the embedding's table stays in its 16 bits."""
+    import onnx
+    from onnx.numpy_helper import to_array
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from langprune.exporters import export_onnx as exporter
+    from langprune.exporters.export_onnx import untied_output_layer
+    from langprune.model.parts import NEURONS
+    from langprune.model.rest import rest
+
+    monkeypatch.setattr(exporter, "UPCAST_BLOCK", 3 * 64 * 4)  # 3 rows of the tiny models' 64 columns
+    model = rest(NEURONS.prune(tiny_model(family), [range(48)] * 3), torch.float16)
+    path = export_onnx(model, tiny_tokenizer(), tmp_path / "int4", weights="int4")
+    written = onnx.load(str(path))
+    stored = {t.name: to_array(t, str(path.parent)) for t in written.graph.initializer}
+    float32 = export_onnx(model, tiny_tokenizer(), tmp_path / "fp32")
+    quantizer = MatMulNBitsQuantizer(str(untied_output_layer(float32, tmp_path / "untied" / "model.onnx")), bits=4,
+                                     block_size=32, is_symmetric=False)
+    quantizer.process()
+    expected = {t.name.replace(".transposed", ""): to_array(t) for t in quantizer.model.model.graph.initializer
+                if t.name.endswith(("_Q4", "_scales", "_zero_points"))}
+    assert len(expected) == 3 * (7 * 3 + 1)  # every Linear and the output layer
+    for name, blocks in expected.items():
+        assert stored[name].shape == blocks.shape and np.array_equal(stored[name], blocks), name
+    assert not [n.name for n in written.graph.node if n.op_type == "MatMul" and _constant(written.graph, n.input[1])]
+    read = {name for node in written.graph.node for name in node.input}
+    assert not set(stored) - read  # no float32 weight left behind unread
+    (table,) = (n.input[0] for n in written.graph.node if n.op_type == "Gather" and n.input[0] in stored)
+    assert stored[table].dtype == np.float16
+    onnx.save_model(quantizer.model.model, str(tmp_path / "quantizer.onnx"))
+    ids = sentence_ids(tiny_tokenizer())
+    assert max_diff(ort_steps(open_session(path), ids),
+                    ort_steps(open_session(tmp_path / "quantizer.onnx"), ids)) == 0

@@ -127,12 +127,16 @@ def dynamic_shapes(n_layers: int) -> tuple:
             ({0: batch, 2: past},) * (2 * n_layers))
 
 
-def export_onnx(model, tokenizer, folder: str | Path) -> Path:
+def export_onnx(model, tokenizer, folder: str | Path, weights: str = "fp32") -> Path:
     """Write folder/model.onnx (+ model.onnx.data, the weights), the tokenizer and config.json; return the .onnx path.
 
+    weights "fp32": the float32 model; "int4" (a model resting in 16 bits): each Linear's weight in 4 bits as ONNX
+    Runtime's MatMulNBits reads it (`matmuls_in_4_bits`), written without a float32 model in memory or on disk.
     Traced with eager attention (plain MatMul/Softmax, which every ONNX Runtime build has);
     the model's own attention implementation is restored afterwards.
     """
+    if weights not in ("fp32", "int4"):
+        raise ValueError(f"ONNX weights are fp32 or int4, not {weights!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     wrapper = CachedDecoder(model).eval()
@@ -155,6 +159,8 @@ def export_onnx(model, tokenizer, folder: str | Path) -> Path:
                                                      *past_names(n_layers)],
                                         output_names=["logits", *past_names(n_layers, "present")],
                                         dynamic_shapes=dynamic_shapes(n_layers), opset_version=OPSET, optimize=False)
+            if weights == "int4":
+                resting = matmuls_in_4_bits(program.model, resting)
             upcast_when_written(program.model.graph, resting)
         program.save(str(target), external_data=True)
     finally:
@@ -217,6 +223,103 @@ class _Upcast:
 
     def tobytes(self) -> bytes:
         return self.numpy().tobytes()
+
+
+def matmuls_in_4_bits(model, resting: dict) -> dict:
+    """In place: each MatMul of `model`'s graph that multiplies by a resting weight W (`float32_stand_ins`) through
+    `Transpose(W)`, as the exporter writes a Linear, becomes ONNX Runtime's `MatMulNBits` (com.microsoft) of W in
+    4 bits, blocks of 32 with a float32 scale and a 4-bit zero point each: the node and the blocks ONNX Runtime's own
+    quantizer (`MatMulNBitsQuantizer(bits=4, block_size=32, is_symmetric=False)`, `quantize_onnx`) makes from the
+    float32 file, here computed by its kernel from the 16-bit weight as the file is written (`_FourBitBlocks`).
+    An embedding's Gather reads its table in the 16 bits it rests in, its rows then cast to float32 (the values the
+    float32 table gives, in half its bytes). Returns `resting` without the weights no longer written in float32."""
+    import onnx_ir as ir
+    from onnx_ir.tensor_adapters import TorchTensor
+
+    graph, blocks = model.graph, _FourBitBlocks()
+    for node in list(graph):
+        transpose = node.inputs[1].producer() if node.op_type == "MatMul" else None
+        weight = transpose.inputs[0] if transpose is not None and transpose.op_type == "Transpose" else None
+        raw = getattr(weight.const_value, "raw", None) if weight is not None else None
+        if not isinstance(raw, torch.Tensor) or raw.data_ptr() not in resting:
+            continue
+        tensor = resting[raw.data_ptr()]
+        n, k = tensor.shape
+        k_blocks = -(-k // 32)
+        shapes = {"Q4": (n, k_blocks, 16), "scales": (n, k_blocks), "zero_points": (n, -(-k_blocks // 2))}
+        inputs = []
+        for part, (suffix, shape) in enumerate(shapes.items()):
+            dtype = ir.DataType.FLOAT if suffix == "scales" else ir.DataType.UINT8
+            value = ir.Value(name=f"{weight.name}_{suffix}", shape=ir.Shape(shape), type=ir.TensorType(dtype),
+                             const_value=ir.LazyTensor(functools.partial(blocks.part, tensor, part), dtype=dtype,
+                                                       shape=ir.Shape(shape), name=f"{weight.name}_{suffix}"))
+            graph.register_initializer(value)
+            inputs.append(value)
+        matmul = ir.Node("com.microsoft", "MatMulNBits", [node.inputs[0], *inputs],
+                         [ir.AttrInt64("K", k), ir.AttrInt64("N", n), ir.AttrInt64("bits", 4),
+                          ir.AttrInt64("block_size", 32)], name=f"{node.name}_Q4")
+        matmul.outputs[0].shape, matmul.outputs[0].type = node.outputs[0].shape, node.outputs[0].type
+        ir.convenience.replace_nodes_and_values(graph, node, [node], [matmul], node.outputs, matmul.outputs)
+        if not transpose.outputs[0].uses():
+            graph.remove(transpose, safe=True)
+        if not weight.uses():
+            del graph.initializers[weight.name]
+            resting = {address: t for address, t in resting.items() if t is not tensor}
+    for node in list(graph):
+        table = node.inputs[0] if node.op_type == "Gather" else None
+        raw = getattr(table.const_value, "raw", None) if table is not None else None
+        if not isinstance(raw, torch.Tensor) or raw.data_ptr() not in resting or len(table.uses()) > 1:
+            continue
+        tensor = resting.pop(raw.data_ptr())
+        table.const_value = TorchTensor(tensor, name=table.name)
+        table.type = ir.TensorType(table.const_value.dtype)
+        cast = ir.Node("", "Cast", [None], [ir.AttrInt64("to", ir.DataType.FLOAT)], name=f"{node.name}_float32")
+        node.outputs[0].replace_all_uses_with(cast.outputs[0], replace_graph_outputs=True)
+        cast.replace_input_with(0, node.outputs[0])
+        cast.outputs[0].shape, cast.outputs[0].type = node.outputs[0].shape, node.outputs[0].type
+        cast.outputs[0].name = f"{node.outputs[0].name}_float32"
+        node.outputs[0].type = table.type
+        graph.insert_after(node, cast)
+    model.opset_imports["com.microsoft"] = 1
+    return resting
+
+
+class _FourBitBlocks:
+    """A resting weight W [N, K] as MatMulNBits's three tensors (4-bit blocks [N, K/32, 16], scales, zero points),
+    by ONNX Runtime's `quantize_matmul_4bits`, a block of rows of W (columns of the MatMul's B = W^T) at a time. Its
+    three tensors are written one after the other: the last weight's are kept, no other."""
+
+    def __init__(self):
+        self.tensor, self.parts = None, None
+
+    def part(self, tensor: torch.Tensor, index: int):
+        import onnx_ir as ir
+
+        if self.tensor is not tensor:
+            self.tensor, self.parts = None, None
+            self.tensor, self.parts = tensor, _four_bit_blocks(tensor)
+        return ir.Tensor(self.parts[index])
+
+
+def _four_bit_blocks(tensor: torch.Tensor):
+    import numpy as np
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    n, k = tensor.shape
+    k_blocks = -(-k // 32)
+    packed = np.empty((n, k_blocks, 16), dtype=np.uint8)
+    scales = np.empty((n, k_blocks), dtype=np.float32)
+    zero_points = np.empty((n, -(-k_blocks // 2)), dtype=np.uint8)
+    rows = max(1, UPCAST_BLOCK // (4 * k))
+    for start in range(0, n, rows):
+        b = np.ascontiguousarray(tensor[start:start + rows].float().numpy().T)  # [K, rows]: a MatMul's B
+        b = np.pad(b, ((0, k_blocks * 32 - k), (0, 0))) if k % 32 else b
+        count = b.shape[1]
+        block = (np.zeros((count, k_blocks, 16), np.uint8), np.zeros((count, k_blocks), np.float32),
+                 np.zeros((count, zero_points.shape[1]), np.uint8))
+        quantize_matmul_4bits(block[0], b, block[1], block[2], 32, count, k, False)
+        packed[start:start + count], scales[start:start + count], zero_points[start:start + count] = block
+    return packed, scales, zero_points
 
 
 # ONNX Runtime GenAI's model types for the families' transformers model types
