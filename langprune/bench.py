@@ -29,6 +29,7 @@ def export_folders(folders: list[Path] | None = None) -> list[Path]:
 def _sides(folder: Path) -> tuple[dict, dict, dict, dict]:
     """(report, the original's files, the export's files, each side's tokenizer) of an export; the original's files
     are the cached ones its report names."""
+    from .exporters.files import onnx_reference
     from .model.load import load_tokenizer
 
     report = json.loads((folder / "report.json").read_text())
@@ -38,7 +39,7 @@ def _sides(folder: Path) -> tuple[dict, dict, dict, dict]:
         raise UserError(f"{folder}: the original's exports are gone from the cache ({missing[0]}); re-export")
     after = {k: folder / v for k, v in report["files"].items()}
     # each side's own tokenizer, the one saved beside its ONNX model (a trimmed vocabulary differs)
-    tokenizers = {side: load_tokenizer(Path(files["onnx fp32"]).parent)
+    tokenizers = {side: load_tokenizer(Path(files[onnx_reference(files)]).parent)
                   for side, files in (("before", before), ("after", after))}
     return report, before, after, tokenizers
 

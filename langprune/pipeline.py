@@ -12,7 +12,7 @@ from .analysis.analyze import Analysis, Settings, analyze_cached
 from .cuts.plan import apply_cuts, run_selection
 from .cuts.rewrite import save_pruned
 from .data.corpus import load_corpus
-from .exporters.files import export_all, export_original
+from .exporters.files import export_all, export_original, onnx_weights
 from .llama_tools import TOOLS, llama_tool
 from .log import say
 from .measure.checks import pytorch_quality, verify
@@ -54,10 +54,10 @@ def _export_into(ctx: Context, work: Path) -> None:
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    loaded, quants = ctx.loaded, quant_files(options)
+    loaded, quants, onnx = ctx.loaded, quant_files(options), onnx_weights(ctx.loaded.model)
     # one model at a time in float32 where the exporter traces it: the original's files before the cut model exists,
     # the cut model's once the original's weights are gone (after the PyTorch quality, which reads both)
-    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants))}
+    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants, onnx))}
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
     stats = grams = None  # spent: the refit's inputs are float64 (heads x head_dim)^2 per layer, 2.9 GB for a 7B
@@ -68,7 +68,8 @@ def _export_into(ctx: Context, work: Path) -> None:
     models = None
     loaded.model = None  # every holder's one reference (freed as the next step starts, `timed`): the cut model
     #                      keeps the tensors it shares with it
-    files["after"] = step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work))
+    files["after"] = step(ctx, "export pruned", lambda: export_all(pruned, tokenizer, loaded.gguf, quants, work,
+                                                                      onnx))
     imatrix_model = pruned if options.imatrix else None  # QUANT=auto's importance matrix reads it
     pruned = None  # from here on the checks read files, beside no PyTorch model
     given = given_file(loaded.gguf, files)

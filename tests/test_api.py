@@ -198,3 +198,22 @@ def test_opening_a_sliding_window_gguf_prints_nothing(tmp_path):
     gguf = export_gguf(tiny_gemma6(), None, tiny_tokenizer(), tmp_path / "gemma3.gguf")
     result = subprocess.run([sys.executable, "-c", OPEN_GGUF, str(gguf)], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == "", result.stderr[-2000:]
+
+
+def test_a_model_over_the_float32_limit_is_exported_and_checked_in_onnx_int4(tmp_path, monkeypatch, caplog):
+    """Above ONNX_FLOAT32_LIMIT no float32 ONNX model is written: the ONNX model is int4 (with its ORT-format copy),
+    ONNX Runtime's checks run it, and the int8 copy asked for, quantized from the float32 file, is said not written."""
+    import onnx
+
+    from langprune.exporters import files
+
+    monkeypatch.setattr(files, "ONNX_FLOAT32_LIMIT", 0)
+    model = save_tiny("qwen2", tmp_path / "qwen2")
+    result = langprune.export(langs="en,de", model=model, heads=0.25, layout="free", quant=["Q8_0", "int8", "int4"],
+                              reps=1, threads=(1,), out=tmp_path / "out")
+    assert "onnx int4" in result.report["quality"] and "onnx fp32" not in result.report["quality"]
+    assert not [key for key in result.report["files"] if key.endswith(("fp32", "int8"))], result.report["files"]
+    assert {"onnx/model.onnx", "onnx/model.ort"} <= {str(f) for f in result.files}
+    graph = onnx.load(str(result.folder / "onnx" / "model.onnx"), load_external_data=False).graph
+    assert "MatMulNBits" in {node.op_type for node in graph.node}
+    assert "no ONNX int8 file" in caplog.text

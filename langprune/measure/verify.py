@@ -163,24 +163,27 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
     """Quality, fidelity and speed, original against pruned.
 
     tokenizers: {"before": ..., "after": ...}, each side's own (they differ once the vocabulary is
-    trimmed; bits per byte stay comparable). Quality of the kept languages in ONNX Runtime (fp32)
-    and llama.cpp (every GGUF file); of the dropped ones in the `deployed` file only, on their first
+    trimmed; bits per byte stay comparable). Quality of the kept languages in ONNX Runtime (the
+    export's ONNX model, `onnx_reference`: fp32, int4 for a large model) and llama.cpp (every GGUF file); of the
+    dropped ones in the `deployed` file only, on their first
     DROPPED_DOCUMENTS evaluation documents: scoring is
     output-layer bound, and a trimmed vocabulary spells a language of another script in 3.9-6.6x
     the tokens (Gemma 3, en,de, evaluation split: zh 3.9x, ja 4.7x, ar 5.0x, ru 6.6x; the quality runs
     took 193 s with every language in every runtime, 74 s with the dropped ones in the deployed file,
     of which 42 s were the dropped languages on all 6 documents). Fidelity in the deployed file (the
     most quantized model, where a language's continuations are most at risk; ONNX fp32 computes what
-    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (fp32, greedy) and of the deployed file sampling as
+    PyTorch does, tests/test_parity.py); speed in ONNX Runtime (that model, greedy) and of the deployed file sampling as
     llama.cpp does by default (`llamacpp.timed_sampling`), both in the Python worker, and of the deployed file in
     llama-bench (`llama_bench.py`: how llama.cpp users quote it, with each run's peak memory), beside the `given`
     model's GGUF file where there is one (results["given"]: its path, size and file type)."""
+    from ..exporters.files import onnx_reference
     from ..log import progress
     from ..model.gguf_file import file_type
     from .llama_bench import bench as llama_bench
     from .weights import ceiling
 
-    quality_runs = ["onnx fp32"] + [key for key in after if key.startswith("gguf ")]
+    onnx = onnx_reference(after)
+    quality_runs = [onnx] + [key for key in after if key.startswith("gguf ")]
     results = {"languages": {"kept": kept, "dropped": dropped, "dropped_documents": DROPPED_DOCUMENTS},
                "deployed": deployed, "quality": {}, "fidelity": {}, "seconds": {}, "peaks": {}}
     sides, seconds, peaks = (("before", before), ("after", after)), results["seconds"], results["peaks"]
@@ -206,7 +209,7 @@ def measure_exports(tokenizers: dict, corpus: Corpus, kept: list[str], dropped: 
             bar.update(1)
     prompts = speed_prompts(tokenizers, corpus, kept[0])
     pairs = {key: (artifact(file, before), artifact(file, after))
-             for key, file in (("onnx fp32", "onnx fp32"), (f"{deployed}, sampled", deployed))}
+             for key, file in ((onnx, onnx), (f"{deployed}, sampled", deployed))}
     runs = reps * len(pairs) * len(threads) * 2
     with timed(seconds, "speed", peaks), progress(total=runs, desc="speed (interleaved)", unit="run") as bar:
         results["speed"] = speed(pairs, prompts, threads=threads, reps=reps, progress=bar)
