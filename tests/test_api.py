@@ -162,15 +162,17 @@ def test_a_script_sees_the_warnings_and_nothing_else(tmp_path):
 
 DEQUANTIZE = """import sys
 import langprune
-from langprune.model.load import load
+from langprune.model import load
+load.SHARD_BYTES = 1 << 16  # a checkpoint of several files, which transformers loads with a progress bar of its own
 if sys.argv[2] == "show":
     langprune.show_progress()
-load(sys.argv[1])"""
+load.load(sys.argv[1])"""
 
 
 @pytest.mark.parametrize("show", ["show", "quiet"])
 def test_dequantizing_a_gguf_prints_only_when_asked(tmp_path, show):
-    """A GGUF is dequantized once, with a progress bar: silent from a script, shown as the command line shows it."""
+    """A GGUF is dequantized once, with a progress bar: silent from a script, shown as the command line shows it;
+    transformers' bar as it reads the checkpoint back, never."""
     from langprune.exporters.export_gguf import export_gguf
     from tests.tiny import tiny_tokenizer
 
@@ -181,6 +183,7 @@ def test_dequantizing_a_gguf_prints_only_when_asked(tmp_path, show):
     assert result.returncode == 0, result.stderr[-2000:]
     said = "Dequantizing tiny-F16.gguf" in result.stdout and "dequantize: 100%" in result.stderr
     assert said if show == "show" else (result.stdout == "" and "quantiz" not in result.stderr), result
+    assert "Loading checkpoint shards" not in result.stderr
 
 
 OPEN_GGUF = """import sys

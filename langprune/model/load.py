@@ -9,6 +9,7 @@ keyed by the file's hash.
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -167,7 +168,8 @@ def _resting_model(folder: Path):
     config = json.loads((folder / "config.json").read_text())
     published = config.get("dtype") or config.get("torch_dtype")
     dtype = rest_dtype(published)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True).eval()
+    with _no_transformers_bars():
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, local_files_only=True).eval()
     if str(dtype).removeprefix("torch.") != published:  # rounded here
         _refuse_overflow(model, folder)
     vectors = {name: p for name, p in model.named_parameters() if p.ndim < 2}  # read in `dtype`: read again
@@ -176,6 +178,21 @@ def _resting_model(folder: Path):
             for name in vectors.keys() & set(weights.keys()):
                 vectors[name].data = weights.get_tensor(name).float()
     return rest(model, dtype)
+
+
+@contextmanager
+def _no_transformers_bars():
+    """transformers' own progress bar hidden for the block ("Loading checkpoint shards", a second for a checkpoint of
+    several files, such as a dequantized GGUF's), as it was before: the library prints nothing of its own."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
 
 
 def _refuse_overflow(model, source: Path) -> None:
