@@ -233,6 +233,7 @@ def matmuls_in_4_bits(model, resting: dict) -> dict:
     float32 file, here computed by its kernel from the 16-bit weight as the file is written (`_FourBitBlocks`).
     An embedding's Gather reads its table in the 16 bits it rests in, its rows then cast to float32 (the values the
     float32 table gives, in half its bytes). Returns `resting` without the weights no longer written in float32."""
+    import numpy as np
     import onnx_ir as ir
     from onnx_ir.tensor_adapters import TorchTensor
 
@@ -245,14 +246,12 @@ def matmuls_in_4_bits(model, resting: dict) -> dict:
             continue
         tensor = resting[raw.data_ptr()]
         n, k = tensor.shape
-        k_blocks = -(-k // 32)
-        shapes = {"Q4": (n, k_blocks, 16), "scales": (n, k_blocks), "zero_points": (n, -(-k_blocks // 2))}
         inputs = []
-        for part, (suffix, shape) in enumerate(shapes.items()):
-            dtype = ir.DataType.FLOAT if suffix == "scales" else ir.DataType.UINT8
-            value = ir.Value(name=f"{weight.name}_{suffix}", shape=ir.Shape(shape), type=ir.TensorType(dtype),
+        for part, (suffix, shape, dtype) in enumerate(_four_bit_parts(n, k)):
+            name, dtype, shape = f"{weight.name}_{suffix}", ir.DataType.from_numpy(np.dtype(dtype)), ir.Shape(shape)
+            value = ir.Value(name=name, shape=shape, type=ir.TensorType(dtype),
                              const_value=ir.LazyTensor(functools.partial(blocks.part, tensor, part), dtype=dtype,
-                                                       shape=ir.Shape(shape), name=f"{weight.name}_{suffix}"))
+                                                       shape=shape, name=name))
             graph.register_initializer(value)
             inputs.append(value)
         matmul = ir.Node("com.microsoft", "MatMulNBits", [node.inputs[0], *inputs],
@@ -285,9 +284,9 @@ def matmuls_in_4_bits(model, resting: dict) -> dict:
 
 
 class _FourBitBlocks:
-    """A resting weight W [N, K] as MatMulNBits's three tensors (4-bit blocks [N, K/32, 16], scales, zero points),
-    by ONNX Runtime's `quantize_matmul_4bits`, a block of rows of W (columns of the MatMul's B = W^T) at a time. Its
-    three tensors are written one after the other: the last weight's are kept, no other."""
+    """A resting weight W [N, K] as MatMulNBits's three tensors (`_four_bit_parts`), by ONNX Runtime's
+    `quantize_matmul_4bits` (the kernel its MatMulNBitsQuantizer calls), a block of rows of W (columns of the MatMul's
+    B = W^T) at a time. Its three tensors are written one after the other: the last weight's are kept, no other."""
 
     def __init__(self):
         self.tensor, self.parts = None, None
@@ -296,9 +295,19 @@ class _FourBitBlocks:
         import onnx_ir as ir
 
         if self.tensor is not tensor:
-            self.tensor, self.parts = None, None
+            self.parts = None  # the last weight's freed before the next one's are made
             self.tensor, self.parts = tensor, _four_bit_blocks(tensor)
         return ir.Tensor(self.parts[index])
+
+
+def _four_bit_parts(n: int, k: int) -> list[tuple]:
+    """(suffix, shape, numpy type) of MatMulNBits's tensors for a weight [N, K] in 4 bits, blocks of 32 (K padded to
+    a whole block): the packed blocks, a float32 scale and a 4-bit zero point (two a byte) a block."""
+    import numpy as np
+
+    blocks = -(-k // 32)
+    return [("Q4", (n, blocks, 16), np.uint8), ("scales", (n, blocks), np.float32),
+            ("zero_points", (n, -(-blocks // 2)), np.uint8)]
 
 
 def _four_bit_blocks(tensor: torch.Tensor):
@@ -306,20 +315,15 @@ def _four_bit_blocks(tensor: torch.Tensor):
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits
 
     n, k = tensor.shape
-    k_blocks = -(-k // 32)
-    packed = np.empty((n, k_blocks, 16), dtype=np.uint8)
-    scales = np.empty((n, k_blocks), dtype=np.float32)
-    zero_points = np.empty((n, -(-k_blocks // 2)), dtype=np.uint8)
+    parts = [np.zeros(shape, dtype) for _, shape, dtype in _four_bit_parts(n, k)]
     rows = max(1, UPCAST_BLOCK // (4 * k))
     for start in range(0, n, rows):
-        b = np.ascontiguousarray(tensor[start:start + rows].float().numpy().T)  # [K, rows]: a MatMul's B
-        b = np.pad(b, ((0, k_blocks * 32 - k), (0, 0))) if k % 32 else b
-        count = b.shape[1]
-        block = (np.zeros((count, k_blocks, 16), np.uint8), np.zeros((count, k_blocks), np.float32),
-                 np.zeros((count, zero_points.shape[1]), np.uint8))
-        quantize_matmul_4bits(block[0], b, block[1], block[2], 32, count, k, False)
-        packed[start:start + count], scales[start:start + count], zero_points[start:start + count] = block
-    return packed, scales, zero_points
+        b = np.zeros((parts[0].shape[1] * 32, min(rows, n - start)), np.float32)  # [K padded, rows]: a MatMul's B
+        b[:k] = tensor[start:start + rows].float().numpy().T
+        end = start + b.shape[1]
+        packed, scales, zero_points = (part[start:end] for part in parts)  # written in place
+        quantize_matmul_4bits(packed, b, scales, zero_points, 32, b.shape[1], k, False)
+    return parts
 
 
 # ONNX Runtime GenAI's model types for the families' transformers model types
