@@ -239,6 +239,15 @@ def test_unknown_quantization_is_refused(tmp_path):
         quantize_onnx(tmp_path / "model.onnx", tmp_path / "q.onnx", "int3")
 
 
+def test_int4_weights_are_refused_for_a_float32_model(tmp_path):
+    """A model not resting in 16 bits has no weight `matmuls_in_4_bits` quantizes: refused, never written in float32
+    under int4's name."""
+    with pytest.raises(ValueError, match="resting in 16 bits"):
+        export_onnx(tiny_model("qwen2"), tiny_tokenizer(), tmp_path, weights="int4")
+    with pytest.raises(ValueError, match="fp32 or int4"):
+        export_onnx(tiny_model("qwen2"), tiny_tokenizer(), tmp_path, weights="int3")
+
+
 @pytest.mark.real
 def test_pruned_gemma_exports_quantizes_and_matches(gemma, tmp_path):
     model = copy.deepcopy(gemma.model)

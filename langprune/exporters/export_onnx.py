@@ -137,6 +137,8 @@ def export_onnx(model, tokenizer, folder: str | Path, weights: str = "fp32") -> 
     """
     if weights not in ("fp32", "int4"):
         raise ValueError(f"ONNX weights are fp32 or int4, not {weights!r}")
+    if weights == "int4" and not any(p.dtype in RESTING for p in model.parameters()):
+        raise ValueError("int4 ONNX weights are written from a model resting in 16 bits (model/rest.py)")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     wrapper = CachedDecoder(model).eval()
