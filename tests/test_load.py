@@ -86,7 +86,8 @@ def test_a_recipe_of_parts_is_joined_once_and_checked_against_its_hash(tmp_path,
 
 
 def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_path, monkeypatch):
-    """Qwen's tables in 1,000-row blocks: every tensor as the whole tensor's dequantization gives it, in float16."""
+    """Qwen's tables in 1,000-row blocks, written into 1 MB files: every tensor as the whole tensor's dequantization
+    gives it, in float16."""
     from gguf import GGUFReader, dequantize
     from safetensors.torch import load_file
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, GGUFTensor, TensorProcessor
@@ -97,8 +98,17 @@ def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_pat
     path = write_shaped(tmp_path / "shaped.gguf", 1, "Q4_K_M", Shapes(hidden=256, ffn=512, heads=4, kv_heads=2,
                                                                        head_dim=64))
     monkeypatch.setattr(loading, "DEQUANTIZE_BLOCK", 1000 * 256 * 4)
+    monkeypatch.setattr(loading, "SHARD_BYTES", 1 << 20)
+
+    def checkpoint(folder):
+        files = sorted(folder.glob("*.safetensors"))
+        tensors = {(name, file.name): tensor for file in files for name, tensor in load_file(file).items()}
+        index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+        assert len(files) > 1 and set(index.items()) == set(tensors)  # the index names each tensor's file
+        return {name: tensor for (name, _), tensor in tensors.items()}
+
     loading._dequantize_to(path, tmp_path / "hf")
-    stored = {name: t for file in (tmp_path / "hf").glob("*.safetensors") for name, t in load_file(file).items()}
+    stored = checkpoint(tmp_path / "hf")
     whole = {t.name: dequantize(t.data, t.tensor_type) for t in GGUFReader(path).tensors}
     for gguf_name, name in (("token_embd.weight", "model.embed_tokens.weight"), ("output.weight", "lm_head.weight"),
                             ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight")):
@@ -111,6 +121,5 @@ def test_the_vocabulary_tables_are_dequantized_a_block_of_rows_at_a_time(tmp_pat
 
     monkeypatch.setitem(TENSOR_PROCESSORS, "qwen2", Doubling)
     loading._dequantize_to(path, tmp_path / "doubled")
-    doubled, = (load_file(file)["model.embed_tokens.weight"] for file in (tmp_path / "doubled").glob("*.safetensors")
-                if "model.embed_tokens.weight" in load_file(file))
+    doubled = checkpoint(tmp_path / "doubled")["model.embed_tokens.weight"]
     assert torch.equal(doubled, torch.from_numpy(whole["token_embd.weight"] * 2).to(torch.float16))
