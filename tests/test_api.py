@@ -205,10 +205,12 @@ def test_opening_a_sliding_window_gguf_prints_nothing(tmp_path):
 
 def test_a_model_over_the_float32_limit_is_exported_and_checked_in_onnx_int4(tmp_path, monkeypatch, caplog):
     """Above ONNX_FLOAT32_LIMIT no float32 ONNX model is written: the ONNX model is int4 (with its ORT-format copy),
-    ONNX Runtime's checks run it, and the int8 copy asked for, quantized from the float32 file, is said not written."""
+    ONNX Runtime's checks run it, and the int8 copy asked for, quantized from the float32 file, is said not written;
+    the mobile checks start from it as it is."""
     import onnx
 
     from langprune.exporters import files
+    from langprune.measure.mobile import onnx_source
 
     monkeypatch.setattr(files, "ONNX_FLOAT32_LIMIT", 0)
     model = save_tiny("qwen2", tmp_path / "qwen2")
@@ -220,3 +222,5 @@ def test_a_model_over_the_float32_limit_is_exported_and_checked_in_onnx_int4(tmp
     graph = onnx.load(str(result.folder / "onnx" / "model.onnx"), load_external_data=False).graph
     assert "MatMulNBits" in {node.op_type for node in graph.node}
     assert "no ONNX int8 file" in caplog.text
+    model_file = result.folder / "onnx" / "model.onnx"  # already the 4-bit model `make mobile-check` starts from
+    assert onnx_source(result.folder) == (model_file, model_file)

@@ -52,10 +52,15 @@ def ort_mobile(folder: Path, kept: list[str], corpus_folder=None) -> dict:
 
 
 def onnx_source(folder: Path) -> tuple[Path, Path]:
-    """(the export's MOBILE_QUANT ONNX model, the file it is or is quantized from); an error where it has neither."""
+    """(the export's MOBILE_QUANT ONNX model, the file it is or is quantized from); an error where it has neither.
+    The model is where the export's report puts it: onnx/ itself for a model written in int4 (over
+    `files.ONNX_FLOAT32_LIMIT`), else onnx-int4/."""
     from .arm64 import made_from
 
-    return made_from(folder, folder / f"onnx-{MOBILE_QUANT}" / "model.onnx", folder / "onnx" / "model.onnx", "ONNX")
+    report = folder / "report.json"
+    files = json.loads(report.read_text()).get("files", {}) if report.exists() else {}
+    target = folder / files.get(f"onnx {MOBILE_QUANT}", f"onnx-{MOBILE_QUANT}/model.onnx")
+    return made_from(folder, target, folder / "onnx" / "model.onnx", "ONNX")
 
 
 def operator_lines(config: Path) -> list[str]:
