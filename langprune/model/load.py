@@ -305,7 +305,8 @@ def _dequantized(tensor, process) -> tuple[str, object]:
 def _release_pages(mapped, tensor) -> None:
     """Drop from this process's resident memory the pages of the memory-mapped GGUF that `tensor` was read from
     (they stay in the page cache; read again, they come back): reading every tensor once would otherwise leave the
-    whole file resident (4.7 GB for a 7B Q4_K_M). Where the platform has no madvise, nothing is done."""
+    whole file resident (4.7 GB for a 7B Q4_K_M). The mapping is numpy's memmap's own (`_mmap`: the reader maps the
+    file once, and numpy offers no other handle on it); where it or madvise is missing, nothing is done."""
     import mmap
 
     buffer = getattr(mapped, "_mmap", None)
