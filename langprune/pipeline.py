@@ -54,10 +54,11 @@ def _export_into(ctx: Context, work: Path) -> None:
     if analysis is not None:
         analysis.save(work / "analysis.json")
         heatmap(analysis, work / "heatmap.png", dropped=cuts.heads.drop if cuts.heads else [])
-    loaded, quants, onnx = ctx.loaded, quant_files(options), onnx_weights(ctx.loaded.model)
+    loaded, quants = ctx.loaded, quant_files(options)
+    onnx = onnx_weights(loaded.model)  # the original's decides both sides' ONNX weights, as export_original's own
     # one model at a time in float32 where the exporter traces it: the original's files before the cut model exists,
     # the cut model's once the original's weights are gone (after the PyTorch quality, which reads both)
-    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants, onnx))}
+    files = {"before": step(ctx, "export original", lambda: export_original(loaded, quants))}
     pruned, tokenizer = step(ctx, "rewrite", lambda: apply_cuts(loaded, cuts, grams, options.heal, ctx.corpus,
                                                                 options.langs))
     stats = grams = None  # spent: the refit's inputs are float64 (heads x head_dim)^2 per layer, 2.9 GB for a 7B

@@ -46,7 +46,7 @@ def gguf_name(kind: str, output: str | None = None, imatrix: bool = False) -> st
 
 
 def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], folder: Path,
-               onnx: str = "fp32") -> dict[str, Path]:
+               onnx: str) -> dict[str, Path]:
     """ONNX in `onnx` weights ("fp32" or "int4", `onnx_weights`; + the quantized copies in `quant`, + ORT format) and
     GGUF F16 (+ quantized) into folder; `source_gguf`: the GGUF the model was loaded from, whose settings the GGUF
     keeps (None: from the config)."""
@@ -71,10 +71,11 @@ def export_all(model, tokenizer, source_gguf: Path | None, quant: list[str], fol
     return files
 
 
-def export_original(loaded: LoadedModel, quant: list[str], onnx: str = "fp32") -> dict[str, Path]:
-    """The unpruned model through the same exporters: the fair 'before'. Cached by fingerprint, the
-    quantizations and the exporters' code."""
+def export_original(loaded: LoadedModel, quant: list[str]) -> dict[str, Path]:
+    """The unpruned model through the same exporters: the fair 'before', its ONNX weights its own (`onnx_weights`).
+    Cached by fingerprint, the quantizations, the ONNX weights and the exporters' code."""
     exporters = ("export_gguf", "gguf_arch", "quantize", "export_onnx")
+    onnx = onnx_weights(loaded.model)
     entry = cache_entry("exports", (loaded.name, loaded.fingerprint, "-".join(sorted(quant)), onnx),
                         (__name__, *(f"langprune.exporters.{name}" for name in exporters)))
 
